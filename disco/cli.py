@@ -1,0 +1,104 @@
+"""The ``disco`` command line: run the pipeline or one stage, show configs, open the Prefect UI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from disco.errors import DiscoError
+from disco.paths import PREFECT_HOME
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="DiSCo: distil LLM query rewriting into a conversational SPLADE encoder, as a Prefect DAG.")
+
+
+def _prefect_env() -> None:
+    """Use the project's Prefect home, so runs and artifacts of earlier runs show in `disco ui`."""
+    os.environ.setdefault("PREFECT_HOME", str(PREFECT_HOME))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "0"))
+
+
+def _fail(e: Exception) -> None:
+    typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    preset: str = typer.Argument("demo", help="named configuration: demo, mtrag-un, paper"),
+    data: Optional[Path] = typer.Option(None, help="dataset folder (default: the preset's)"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default: runs/<preset>)"),
+    stage: Optional[str] = typer.Option(None, help="run only up to this stage: ingest, rewrite, index, "
+                                                   "teacher, distill, evaluate"),
+    refresh: bool = typer.Option(False, "--refresh", help="recompute instead of reusing cached outputs"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set distill.lr=1e-4"),
+) -> None:
+    """Run the whole pipeline (or one stage with --stage), then print the results table."""
+    _prefect_env()
+    try:
+        from disco import config as configs
+        from disco.report import results_table
+
+        cfg = configs.load(preset, str(data) if data else None, set_)
+        out_dir = str((out or Path("runs") / cfg.name).resolve())
+        from flows.pipeline import STAGES, pipeline
+
+        if stage is not None and stage not in STAGES:
+            raise DiscoError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+        pipeline(cfg, out_dir, stage=stage, refresh=refresh)
+    except DiscoError as e:
+        _fail(e)
+    metrics = Path(out_dir) / "metrics.json"
+    if stage in (None, "evaluate") and metrics.exists():
+        typer.echo(results_table(json.loads(metrics.read_text())))
+        typer.echo(f"\nmetrics: {metrics}\nreport:  {Path(out_dir) / 'report.md'}")
+    else:
+        typer.echo(f"done: {out_dir}")
+
+
+@app.command("config")
+def show_config(
+    preset: str = typer.Argument("demo"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field"),
+) -> None:
+    """Print a preset's full configuration as JSON (after --set overrides)."""
+    from disco import config as configs
+
+    try:
+        typer.echo(configs.load(preset, None, set_).model_dump_json(indent=2))
+    except DiscoError as e:
+        _fail(e)
+
+
+@app.command()
+def presets() -> None:
+    """List the named configurations."""
+    from disco.config import PRESETS
+
+    for name, fn in PRESETS.items():
+        typer.echo(f"{name:10s} {(fn.__doc__ or '').strip().splitlines()[0] if fn.__doc__ else ''}")
+
+
+@app.command()
+def ui(port: int = typer.Option(4200, help="port on 127.0.0.1")) -> None:
+    """Start the Prefect server and UI on 127.0.0.1 with the project's Prefect home."""
+    _prefect_env()
+    typer.echo(f"Prefect UI: http://127.0.0.1:{port}  (PREFECT_HOME={os.environ['PREFECT_HOME']})")
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

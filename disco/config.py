@@ -1,0 +1,130 @@
+"""Typed pipeline configuration and named presets.
+
+Each stage's module declares its own config (``models.splade.SpladeConfig``, ``models.rewrite.RewriteConfig``,
+``models.distill.DistillConfig``, ...); :class:`PipelineConfig` composes them, so the Prefect UI shows the whole
+run as one form. Presets differ in a few lines; ``--set a.b=value`` overrides any field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from disco.errors import DiscoError
+from disco.ingest import SplitConfig
+from disco.paths import DEMO_DATA
+from disco.runs import Fusion
+from models.distill import DistillConfig
+from models.rewrite.prompt import RewriteConfig
+from models.splade import SpladeConfig
+
+
+class DataConfig(BaseModel):
+    format: str = "disco"
+    path: str = str(DEMO_DATA)
+    options: dict[str, Any] = {}
+    split: SplitConfig = SplitConfig()
+    strict: bool = True  # False: skip bad records, count them in the ingest artifact
+
+
+class IndexConfig(BaseModel):
+    threads: int = 2
+    shard_size: int = 100_000  # passages per JsonVectorCollection file
+
+
+class TeacherConfig(BaseModel):
+    teachers: list[str] = ["human", "llm"]  # "human" = the dataset's rewrites; others name rewrite teachers
+    k: int = 1000
+    fusion: Fusion = "mean_score"
+    distill_from: str = "fused"  # a teacher name, or "fused" (all teachers fused)
+
+
+class EvalConfig(BaseModel):
+    k: int = 1000
+    rel_threshold: int = Field(1, description="grade at or above which a passage counts as relevant")
+    split: str = "test"
+    latency_queries: int = 50
+
+
+class PipelineConfig(BaseModel):
+    name: str = "demo"
+    data: DataConfig = DataConfig()
+    encoder: SpladeConfig = SpladeConfig()
+    rewrite: RewriteConfig = RewriteConfig()
+    index: IndexConfig = IndexConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    distill: DistillConfig = DistillConfig()
+    evaluate: EvalConfig = EvalConfig()
+
+
+def _demo() -> PipelineConfig:
+    return PipelineConfig(
+        name="demo",
+        rewrite=RewriteConfig(teacher="llm", max_new_tokens=40, batch_size=16),
+        distill=DistillConfig(lr=1e-4, epochs=8, batch_size=8, warmup_ratio=0.05),
+    )
+
+
+def _mtrag_un() -> PipelineConfig:
+    cfg = _demo()
+    cfg.name = "mtrag-un"
+    cfg.data = DataConfig(format="mtrag-un", path="../shared/data/mtrag")
+    cfg.teacher.teachers = ["llm"]  # MTRAG-UN has no human rewrites
+    return cfg
+
+
+def _paper() -> PipelineConfig:
+    """The paper's setting on a GPU machine with a model hub (Lupart et al. 2025, sec. 4)."""
+    return PipelineConfig(
+        name="paper",
+        encoder=SpladeConfig(model="naver/splade-cocondenser-ensembledistil", batch_size=128),
+        rewrite=RewriteConfig(backend="vllm", model="mistralai/Mistral-7B-Instruct-v0.2", teacher="mistral",
+                              batch_size=256),
+        teacher=TeacherConfig(teachers=["human", "mistral"]),
+        distill=DistillConfig(),
+    )
+
+
+PRESETS: dict[str, Callable[[], PipelineConfig]] = {"demo": _demo, "mtrag-un": _mtrag_un, "paper": _paper}
+
+
+def preset(name: str) -> PipelineConfig:
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise DiscoError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+def apply_overrides(cfg: PipelineConfig, overrides: list[str]) -> PipelineConfig:
+    """Apply ``key.sub=value`` overrides (values parsed as JSON when they parse, else kept as strings)."""
+    data = cfg.model_dump()
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise DiscoError(f"--set {item!r}: expected key=value, e.g. distill.lr=1e-4")
+        node = data
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                raise DiscoError(f"--set {item!r}: {p!r} is not a config section")
+            node = node[p]
+        if parts[-1] not in node:
+            raise DiscoError(f"--set {item!r}: unknown field {parts[-1]!r}; fields here: {', '.join(node)}")
+        try:
+            node[parts[-1]] = json.loads(raw)
+        except json.JSONDecodeError:
+            node[parts[-1]] = raw
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise DiscoError(f"invalid --set override: {e}") from None
+
+
+def load(name: str, data: str | None = None, overrides: list[str] = ()) -> PipelineConfig:
+    cfg = preset(name)
+    if data is not None:
+        cfg.data.path = str(Path(data).resolve())
+    return apply_overrides(cfg, list(overrides))

@@ -1,0 +1,285 @@
+"""DiSCo training: a SPLADE student reading the conversation learns the teacher's passage scores.
+
+Lupart, Aliannejadi, Kanoulas, SIGIR 2025 (arXiv 2410.14609). Per train turn: 1 positive (qrels) and
+``n_negatives`` passages sampled uniformly from the teacher run's ranks ``negative_window`` (1-based,
+inclusive; positives removed), resampled each epoch; the teacher score of each passage comes from the run;
+student score = dot(student(conversation), doc vector). Differences from the authors' code, on purpose:
+
+- The document side is frozen and its vectors come from the index stage (``DOC_VECTORS``): nothing is
+  re-encoded (the authors' trainer re-encodes the 17 passages of every example at every step, with the
+  frozen encoder, to get the same numbers).
+- Fewer window candidates than ``n_negatives``: all of them are taken, then the rest is drawn from them
+  with replacement so every turn has N = 1 + n_negatives passages (the authors draw all with replacement).
+- Sampling uses ``np.random.default_rng([seed, epoch])`` and checkpoints keep the torch RNG state, so a run
+  resumed from its last epoch checkpoint ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from transformers import get_linear_schedule_with_warmup
+
+from disco.errors import DataError, DiscoError
+from disco.io import atomic_path, write_json, write_parquet
+from models.conversation import format_conversation
+from models.losses import DistillLoss, MainLoss, Reg
+from models.splade import SpladeEncoder
+
+
+class DistillConfig(BaseModel):
+    """Training settings; defaults follow the paper (AdamW 2e-5, 1% warm-up, linear decay, 10 turns per
+    batch, 5 epochs, 16 negatives from ranks 11-960, 0.99 KL + 0.01 in-batch contrastive, seed 123)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(2e-5, gt=0)
+    warmup_ratio: float = Field(0.01, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = 1.0  # the authors' HF Trainer clips at 1.0 by default
+    batch_size: int = Field(10, ge=1)  # turns per micro-batch
+    epochs: int = Field(5, ge=1)
+    grad_accumulation: int = Field(1, ge=1)
+    n_negatives: int = Field(16, ge=1)
+    negative_window: tuple[int, int] = (11, 960)
+    # "rank11" (authors): a positive inside the window keeps its score, one outside it (ranks 1-10, past 960,
+    # or not retrieved) gets the score of the window's first rank. "teacher": its own score wherever the
+    # run retrieved it, else the run's lowest score.
+    positive_score: Literal["rank11", "teacher"] = "rank11"
+    min_relevance: int = 1
+    loss: MainLoss = "kl"
+    temperature: float = Field(1.0, gt=0)
+    info_nce_temperature: float = Field(0.05, gt=0)
+    kl_weight: float = Field(0.99, ge=0)  # weight of the main term, whichever `loss` is
+    contrastive_weight: float = Field(0.01, ge=0)
+    reg: Reg = "flops"
+    lambda_q: float = Field(0.0, ge=0)
+    reg_warmup_ratio: float = Field(0.1, ge=0, le=1)
+    anti_zero_weight: float = Field(1.0, ge=0)  # the authors always add it with weight 1
+    seed: int = 123
+    max_length: int = Field(256, ge=8)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: str = "cpu"
+    max_turns: int | None = Field(None, ge=1)
+    keep_checkpoints: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "DistillConfig":
+        lo, hi = self.negative_window
+        if not 1 <= lo <= hi:
+            raise ValueError(f"negative_window must be 1 <= first <= last, got {self.negative_window}")
+        if self.reg == "none" and self.lambda_q > 0:
+            raise ValueError("lambda_q > 0 needs reg='l1' or reg='flops'")
+        return self
+
+
+@dataclass
+class Example:
+    turn_id: str
+    text: str
+    positives: np.ndarray  # doc rows (int64)
+    positive_scores: np.ndarray  # teacher score of each positive (float32)
+    candidates: np.ndarray  # doc rows of the window, positives removed
+    candidate_scores: np.ndarray
+
+
+class DocStore:
+    """The frozen document vectors needed for training, as CSR arrays (a few bytes per non-zero)."""
+
+    def __init__(self, path: str | Path, doc_ids: pl.Series):
+        table = pl.scan_parquet(path).filter(pl.col("doc_id").is_in(doc_ids.implode())).collect().to_arrow()
+        ids = table.column("doc_id").to_pylist()
+        if len(set(ids)) != len(ids):
+            raise DataError(path, "doc_id appears more than once")
+        self.row = {d: i for i, d in enumerate(ids)}
+        terms, weights = (table.column(c).combine_chunks() for c in ("term_ids", "weights"))
+        self.offsets = terms.offsets.to_numpy()
+        self.terms = terms.values.to_numpy(zero_copy_only=False).astype(np.int64)
+        self.weights = weights.values.to_numpy(zero_copy_only=False).astype(np.float32)
+
+    def dense(self, rows: np.ndarray, vocab: int, device: str) -> torch.Tensor:
+        """[len(rows), vocab] float32 matrix of the given doc rows."""
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        idx = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]).astype(np.int64)
+        which = np.repeat(np.arange(len(rows)), ends - starts)
+        out = torch.zeros(len(rows), vocab)
+        out[torch.from_numpy(which), torch.from_numpy(self.terms[idx])] = torch.from_numpy(self.weights[idx])
+        return out.to(device)
+
+
+def build_examples(cfg: DistillConfig, turns_path, qrels_path, run_path, vectors_path) -> tuple[list[Example], dict[str, int], DocStore]:
+    """Train turns -> examples; skipped turns counted by reason."""
+    turns = pl.read_parquet(turns_path, columns=["turn_id", "question", "history", "split"])
+    turns = turns.filter(pl.col("split") == "train")
+    turns = turns.head(cfg.max_turns) if cfg.max_turns else turns
+    tids = turns["turn_id"].implode()
+    qrels = pl.read_parquet(qrels_path, columns=["turn_id", "doc_id", "relevance"])
+    qrels = qrels.filter(pl.col("turn_id").is_in(tids), pl.col("relevance") >= cfg.min_relevance)
+    run = pl.read_parquet(run_path, columns=["turn_id", "doc_id", "score", "rank"]).filter(pl.col("turn_id").is_in(tids))
+    if run.select(pl.struct("turn_id", "doc_id").is_duplicated().any()).item():
+        raise DataError(run_path, "a (turn_id, doc_id) pair appears twice: fuse the teachers into one run first")
+    lo, hi = cfg.negative_window
+    run = run.with_columns(pl.col("rank").is_between(lo, hi).alias("window")).sort("turn_id", "rank")
+    store = DocStore(vectors_path, pl.concat([qrels["doc_id"], run.filter("window")["doc_id"]]).unique())
+    pos_of = {t: sorted(d) for t, d in qrels.group_by("turn_id").agg("doc_id").iter_rows()}
+    run_of = {r[0]: r[1:] for r in run.group_by("turn_id").agg("doc_id", "score", "window").iter_rows()}
+    examples, skipped = [], {"no_positive": 0, "positive_not_indexed": 0, "no_teacher_run": 0, "no_negatives": 0}
+    for t in turns.iter_rows(named=True):
+        tid, pos = t["turn_id"], pos_of.get(t["turn_id"], [])
+        indexed = [d for d in pos if d in store.row]
+        reason = ("no_positive" if not pos else "positive_not_indexed" if not indexed
+                  else "no_teacher_run" if tid not in run_of else None)
+        if reason is None:
+            docs, scores, window = run_of[tid]
+            cand = [(d, s) for d, s, w in zip(docs, scores, window) if w and d not in pos]
+            reason = None if cand else "no_negatives"
+        if reason:
+            skipped[reason] += 1
+            continue
+        missing = [d for d, _ in cand if d not in store.row]
+        if missing:
+            raise DataError(vectors_path, f"teacher run passage {missing[0]!r} (turn {tid}) has no document vector")
+        score_of = dict(zip(docs, scores))
+        first = next(s for s, w in zip(scores, window) if w)  # score at the window's first rank
+        in_window = {d for d, w in zip(docs, window) if w}
+        pscores = [(score_of[d] if d in in_window else first) if cfg.positive_score == "rank11"
+                   else score_of.get(d, min(scores)) for d in indexed]
+        examples.append(Example(
+            tid, format_conversation(t["question"], t["history"]),
+            np.array([store.row[d] for d in indexed]), np.array(pscores, np.float32),
+            np.array([store.row[d] for d, _ in cand]), np.array([s for _, s in cand], np.float32)))
+    return examples, skipped, store
+
+
+def epoch_batches(examples: list[Example], cfg: DistillConfig, epoch: int):
+    """Shuffled batches of (texts, doc rows [B, N], teacher scores [B, N]) for ``epoch`` (0-based)."""
+    rng = np.random.default_rng([cfg.seed, epoch])
+    order, n = rng.permutation(len(examples)), cfg.n_negatives
+    for start in range(0, len(order), cfg.batch_size):
+        texts, rows, scores = [], [], []
+        for ex in (examples[i] for i in order[start : start + cfg.batch_size]):
+            p = int(rng.integers(len(ex.positives)))
+            k = len(ex.candidates)
+            neg = rng.permutation(k)[:n] if k >= n else np.concatenate([rng.permutation(k), rng.integers(0, k, n - k)])
+            texts.append(ex.text)
+            rows.append(np.concatenate([ex.positives[p : p + 1], ex.candidates[neg]]))
+            scores.append(np.concatenate([ex.positive_scores[p : p + 1], ex.candidate_scores[neg]]))
+        yield texts, np.stack(rows), np.stack(scores)
+
+
+def _fingerprint(cfg: DistillConfig, encoder_model: str, examples: list[Example]) -> str:
+    h = hashlib.sha256(json.dumps([cfg.model_dump(mode="json", exclude={"keep_checkpoints"}), encoder_model]).encode())
+    for ex in examples:
+        h.update(ex.turn_id.encode() + ex.text.encode())
+        for a in (ex.positives, ex.positive_scores, ex.candidates, ex.candidate_scores):
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    done = [p for p in folder.glob("epoch-*") if re.fullmatch(r"epoch-\d+", p.name) and (p / "state.json").exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def train_student(
+    cfg: DistillConfig, encoder_model: str, turns_path, qrels_path, teacher_run_path, doc_vectors_path,
+    out_dir, progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Train the student; resume from ``out_dir/checkpoints`` if a previous call was interrupted.
+
+    Writes ``out_dir/student/`` (from_pretrained-loadable), ``out_dir/loss.parquet`` and
+    ``out_dir/summary.json``; returns the summary.
+    """
+    t0, out = time.perf_counter(), Path(out_dir)
+    examples, skipped, store = build_examples(cfg, turns_path, qrels_path, teacher_run_path, doc_vectors_path)
+    if not examples:
+        raise DiscoError(f"no training example among the train turns of {turns_path} (skipped: {skipped})")
+    n_batches = math.ceil(len(examples) / cfg.batch_size)
+    per_epoch = math.ceil(n_batches / cfg.grad_accumulation)
+    total_steps = per_epoch * cfg.epochs
+    fingerprint = _fingerprint(cfg, encoder_model, examples)
+    ckpt = _last_checkpoint(out / "checkpoints")
+    if ckpt is not None and json.loads((ckpt / "state.json").read_text())["fingerprint"] != fingerprint:
+        raise DiscoError(f"{out / 'checkpoints'} holds a run with other settings or data: remove it or use another out_dir")
+    student = SpladeEncoder(str(ckpt / "student") if ckpt else encoder_model).to(cfg.device).train()
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = get_linear_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
+    loss_fn = DistillLoss.from_config(cfg, reg_warmup_steps=math.ceil(cfg.reg_warmup_ratio * total_steps))
+    torch.manual_seed(cfg.seed)
+    start_epoch, step, log = 0, 0, []
+    if ckpt is not None:
+        state = torch.load(ckpt / "trainer_state.pt")
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, step = state["epoch"], state["step"]
+        log = pl.read_parquet(ckpt / "loss.parquet").to_dicts()
+        if progress:
+            progress(step, total_steps)
+    autocast = torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    done_examples = 0
+    for epoch in range(start_epoch, cfg.epochs):
+        batches = list(epoch_batches(examples, cfg, epoch))
+        for g in range(0, len(batches), cfg.grad_accumulation):
+            group, step, sums = batches[g : g + cfg.grad_accumulation], step + 1, {}
+            for texts, rows, teacher in group:
+                uniq, inverse = np.unique(rows, return_inverse=True)
+                docs = store.dense(uniq, student.vocab_size, cfg.device)
+                index = torch.from_numpy(inverse.reshape(rows.shape)).to(cfg.device)
+                with autocast:
+                    q = student(texts, cfg.max_length)
+                total, parts = loss_fn(q.float(), docs, index, torch.from_numpy(teacher).to(cfg.device), step)
+                (total / len(group)).backward()
+                sums = {k: sums.get(k, 0.0) + v / len(group) for k, v in parts.items()}
+                done_examples += len(texts)
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.max_grad_norm)
+            log.append({"step": step, "epoch": epoch + 1, **sums, "lr": sched.get_last_lr()[0]})
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            if progress:
+                progress(step, total_steps)
+        _save_checkpoint(out / "checkpoints", epoch + 1, step, fingerprint, student, opt, sched, log, cfg.keep_checkpoints)
+    seconds = time.perf_counter() - t0
+    student.save(out / "student")
+    write_parquet(out / "loss.parquet", pa.Table.from_pylist(log))
+    last_epoch = [r["total"] for r in log if r["epoch"] == cfg.epochs]
+    summary = {
+        "examples": len(examples), "skipped": skipped, "skipped_total": sum(skipped.values()),
+        "padded_negatives": sum(len(e.candidates) < cfg.n_negatives for e in examples),
+        "steps": step, "epochs": cfg.epochs, "resumed_from_epoch": start_epoch,
+        "final_loss": log[-1]["total"], "final_epoch_loss": float(np.mean(last_epoch)),
+        "seconds": round(seconds, 3), "examples_per_s": round(done_examples / seconds, 3),
+        "student_dir": str(out / "student"), "loss_path": str(out / "loss.parquet"),
+    }
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _save_checkpoint(folder: Path, epoch: int, step: int, fingerprint: str, student: SpladeEncoder,
+                     opt, sched, log: list[dict], keep: int) -> None:
+    """out_dir/checkpoints/epoch-<k>/: student (safetensors + tokenizer), optimizer, scheduler, RNG, loss log."""
+    with atomic_path(folder / f"epoch-{epoch}") as tmp:
+        tmp.mkdir()
+        student.save(tmp / "student")
+        state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "torch_rng": torch.get_rng_state(), "epoch": epoch, "step": step}
+        torch.save(state, tmp / "trainer_state.pt")
+        pl.DataFrame(log).write_parquet(tmp / "loss.parquet")
+        (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "step": step, "fingerprint": fingerprint}))
+    for old in sorted(folder.glob("epoch-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,130 @@
+"""Training losses of DiSCo (Lupart et al., SIGIR 2025, arXiv 2410.14609) and their composition.
+
+Conventions: ``student`` / ``teacher`` score tensors are [B, N] with each turn's positive at index 0 and its
+sampled negatives after it; reps are [B, V] SPLADE vectors. Every function returns a scalar tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+MainLoss = Literal["kl", "margin_mse", "info_nce"]
+Reg = Literal["none", "l1", "flops"]
+
+
+def kl_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """DiSCo's score distillation: KL(softmax(teacher/T) || softmax(student/T)) per turn over its N passages,
+    averaged over the batch ("batchmean"; no T^2 factor, the paper uses T = 1)."""
+    s = F.log_softmax(student / temperature, dim=-1)
+    t = F.log_softmax(teacher / temperature, dim=-1)
+    return F.kl_div(s, t, log_target=True, reduction="batchmean")
+
+
+def in_batch_contrastive(query_reps: torch.Tensor, doc_reps: torch.Tensor, positive_index: torch.Tensor) -> torch.Tensor:
+    """DiSCo's auxiliary term: cross-entropy of each query's positive (row ``positive_index[i]`` of
+    ``doc_reps``) against every passage of the batch (all turns' negatives and the other turns' positives)."""
+    return F.cross_entropy(query_reps @ doc_reps.T, positive_index)
+
+
+def margin_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """MarginMSE (Hofstaetter et al. 2020), a DiSCo variant: MSE of (s_pos - s_neg) vs (t_pos - t_neg)."""
+    return F.mse_loss(student[:, :1] - student[:, 1:], teacher[:, :1] - teacher[:, 1:])
+
+
+def info_nce(student: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """InfoNCE over each turn's own passages (positive at index 0), temperature 0.05: a DiSCo variant."""
+    target = torch.zeros(student.shape[0], dtype=torch.long, device=student.device)
+    return F.cross_entropy(student / temperature, target)
+
+
+def flops_reg(reps: torch.Tensor) -> torch.Tensor:
+    """FLOPS regulariser (Paria et al. 2020; SPLADE): sum_j (mean_i |w_ij|)^2."""
+    return reps.abs().mean(dim=0).pow(2).sum()
+
+
+def l1_reg(reps: torch.Tensor) -> torch.Tensor:
+    """L1 regulariser (the authors' query-side default): mean_i sum_j |w_ij|."""
+    return reps.abs().sum(dim=-1).mean()
+
+
+def anti_zero(reps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """DiSCo's anti-collapse term: mean_i 1 / ((sum_j w_ij)^2 + eps). (The authors' code takes one
+    1/(sum over the whole batch)^2; per row, an all-zero query is penalised even beside non-zero ones.)"""
+    return (1.0 / (reps.sum(dim=-1).pow(2) + eps)).mean()
+
+
+def quadratic_warmup(lambda_max: float, step: int, warmup_steps: int) -> float:
+    """SPLADE's regularisation schedule: lambda_max * min(1, step / warmup_steps)^2 (step counted from 1)."""
+    if warmup_steps <= 0:
+        return float(lambda_max)
+    return float(lambda_max) * min(1.0, step / warmup_steps) ** 2
+
+
+_MAIN = {"kl": "temperature", "margin_mse": None, "info_nce": "info_nce_temperature"}
+
+
+@dataclass
+class DistillLoss:
+    """main (``loss``) * ``kl_weight`` + contrastive * ``contrastive_weight`` + lambda_q(step) * reg(q)
+    + ``anti_zero_weight`` * anti_zero(q).
+
+    Each weight is used exactly as given (the authors' config mapping silently replaced the query lambda
+    by the document one); ``lambda_q > 0`` with ``reg="none"`` is an error rather than ignored. The
+    regulariser acts on the query (student) reps only: the document side is frozen.
+    """
+
+    loss: MainLoss = "kl"
+    temperature: float = 1.0
+    info_nce_temperature: float = 0.05
+    kl_weight: float = 0.99
+    contrastive_weight: float = 0.01
+    reg: Reg = "flops"
+    lambda_q: float = 0.0
+    reg_warmup_steps: int = 0
+    anti_zero_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.loss not in _MAIN:
+            raise ValueError(f"loss must be one of {list(_MAIN)}, got {self.loss!r}")
+        if self.reg not in ("none", "l1", "flops"):
+            raise ValueError(f"reg must be none, l1 or flops, got {self.reg!r}")
+        if self.reg == "none" and self.lambda_q != 0:
+            raise ValueError("lambda_q > 0 needs reg='l1' or reg='flops'")
+
+    @classmethod
+    def from_config(cls, cfg: Any, reg_warmup_steps: int) -> "DistillLoss":
+        """From any object with the fields above (e.g. ``models.distill.DistillConfig``)."""
+        names = [n for n in cls.__dataclass_fields__ if n != "reg_warmup_steps"]
+        return cls(**{n: getattr(cfg, n) for n in names}, reg_warmup_steps=reg_warmup_steps)
+
+    def __call__(
+        self,
+        query_reps: torch.Tensor,  # [B, V]
+        doc_reps: torch.Tensor,  # [M, V]: the batch's distinct passages
+        doc_index: torch.Tensor,  # [B, N] rows of doc_reps, positive first
+        teacher: torch.Tensor,  # [B, N]
+        step: int,  # the optimizer step being taken, from 1
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        student = (query_reps @ doc_reps.T).gather(1, doc_index)
+        if self.loss == "kl":
+            main = kl_distillation(student, teacher, self.temperature)
+        elif self.loss == "margin_mse":
+            main = margin_mse(student, teacher)
+        else:
+            main = info_nce(student, self.info_nce_temperature)
+        terms = [(self.loss, self.kl_weight, main)]
+        terms.append(("contrastive", self.contrastive_weight, in_batch_contrastive(query_reps, doc_reps, doc_index[:, 0])))
+        parts: dict[str, float] = {}
+        if self.reg != "none":
+            lam = quadratic_warmup(self.lambda_q, step, self.reg_warmup_steps)
+            terms.append((self.reg, lam, (l1_reg if self.reg == "l1" else flops_reg)(query_reps)))
+            parts["lambda_q"] = lam
+        terms.append(("anti_zero", self.anti_zero_weight, anti_zero(query_reps)))
+        total = sum((w * v for _, w, v in terms if w != 0), start=torch.zeros((), device=student.device))
+        parts.update({name: float(v.detach()) for name, _, v in terms})
+        parts["total"] = float(total.detach())
+        return total, parts

@@ -1,0 +1,122 @@
+"""transformers backend of the LLM rewriter: in-process, CPU or GPU, batched ``generate``.
+
+Loads the tokenizer and ``AutoModelForCausalLM`` through :func:`models.weights.resolve` (the packaged
+SmolLM2 GGUF is dequantised to fp32; a hub id or local folder works too), renders the chat template with
+``add_generation_prompt=True``, pads on the LEFT and decodes only the new tokens.
+
+Greedy (``num_beams=1``) stops a sequence early once its first content line is complete in ``rewrite``
+mode (the rest would be thrown away by :func:`~models.rewrite.prompt.postprocess`, so the output is the
+same). Outputs that :func:`~models.rewrite.prompt.needs_retry` are generated once more with sampling
+(temperature / top-p, seeded from ``cfg.seed``), all retries of a batch in one call.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria
+from transformers import StoppingCriteriaList
+
+from models.rewrite.prompt import RewriteConfig, choose, finalize, first_line_done, needs_retry
+from models.weights import resolve
+
+log = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+
+
+class _FirstLineStop(StoppingCriteria):
+    """Per-sequence stop once the decoded new text holds a complete first content line."""
+
+    def __init__(self, tokenizer, prompt_len: int):
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        last = self.tokenizer.batch_decode(input_ids[:, -1:], skip_special_tokens=True)
+        for i, piece in enumerate(last):
+            if "\n" in piece:  # only a newline can complete a line: decode the whole row only then
+                text = self.tokenizer.decode(input_ids[i, self.prompt_len :], skip_special_tokens=True)
+                done[i] = first_line_done(text)
+        return done
+
+
+class HFRewriter:
+    """Holds one loaded model; :meth:`rewrite` turns chat messages into (teacher text, attempts)."""
+
+    def __init__(self, cfg: RewriteConfig):
+        self.cfg = cfg
+        ref = resolve(cfg.model)
+        dtype = getattr(torch, cfg.dtype) if cfg.dtype != "auto" else "auto"
+        self.tokenizer = AutoTokenizer.from_pretrained(ref.path, **ref.kwargs)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=dtype, **ref.kwargs)
+        self.model.eval()
+        self.generate_calls = 0  # model.generate invocations (for tests and stats)
+        self.sequences = 0  # sequences generated, retries included
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _gen_config(self, sample: bool) -> GenerationConfig:
+        cfg = self.cfg
+        common = dict(
+            max_new_tokens=cfg.max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id,
+        )
+        if sample:
+            return GenerationConfig(
+                do_sample=True, temperature=cfg.retry_temperature, top_p=cfg.retry_top_p, top_k=0, **common
+            )
+        return GenerationConfig(do_sample=False, num_beams=cfg.num_beams, **common)
+
+    def generate_raw(self, messages: Sequence[Messages], sample: bool = False) -> list[str]:
+        """One batched ``generate`` over all ``messages``; the decoded new text of each (no postprocess)."""
+        prompts = [
+            self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages
+        ]
+        # The chat template already holds the special tokens (BOS etc.).
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        prompt_len = enc["input_ids"].shape[1]
+        stopping = None
+        if self.cfg.mode == "rewrite" and (sample or self.cfg.num_beams == 1):
+            stopping = StoppingCriteriaList([_FirstLineStop(self.tokenizer, prompt_len)])
+        with torch.inference_mode():
+            out = self.model.generate(
+                **enc, generation_config=self._gen_config(sample), stopping_criteria=stopping
+            )
+        self.generate_calls += 1
+        self.sequences += len(prompts)
+        return self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
+
+    def rewrite(self, messages: Sequence[Messages]) -> list[tuple[str, int]]:
+        """(teacher text, attempts) per conversation, in batches of ``cfg.batch_size``."""
+        results: list[tuple[str, int]] = []
+        bs = self.cfg.batch_size
+        for start in range(0, len(messages), bs):
+            results.extend(self._rewrite_batch(messages[start : start + bs]))
+        return results
+
+    def _rewrite_batch(self, messages: Sequence[Messages]) -> list[tuple[str, int]]:
+        cfg = self.cfg
+        first = [finalize(raw, cfg.mode) for raw in self.generate_raw(messages)]
+        results = [(text, 1) for text, _ in first]
+        retry = [i for i, (_, part) in enumerate(first) if needs_retry(part, cfg.retry_min_words)]
+        if retry:
+            # Seeded from cfg.seed without disturbing the caller's random state: deterministic for a given
+            # batch composition (resumed runs rebuild the same chunks, see models.rewrite.rewrite_turns).
+            cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(cfg.seed)
+                raws = self.generate_raw([messages[i] for i in retry], sample=True)
+            for i, raw in zip(retry, raws):
+                results[i] = (choose(first[i], finalize(raw, cfg.mode), cfg.retry_min_words), 2)
+        return results

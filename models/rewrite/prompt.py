@@ -1,0 +1,256 @@
+"""The rewriting prompt, its configuration and the parsing of LLM outputs.
+
+This module imports only the standard library and pydantic: the vLLM worker
+(:mod:`models.rewrite.vllm_worker`) runs it inside a separate virtual environment that has vLLM but
+not the rest of the project.
+
+Prompt (method.md, "Rewriting prompt"; follow-up study of DiSCo): one user message holding an instruction
+to rewrite the user's last question into a self-contained query, the conversation as ``user:`` /
+``system:`` lines NEWEST FIRST (capped at ~``max_history_chars`` characters by dropping the oldest turns),
+the question, and a ``Re-written query:`` marker. A single user message (no system role) because some
+instruct models' chat templates (e.g. Mistral-7B-Instruct) reject a system message.
+
+Output: the first non-empty line, with labels ("Re-written query:", "Rewrite:", "Query:", ...), quotes
+and markdown emphasis stripped. An output that is empty or shorter than ``retry_min_words`` words is
+generated once more with sampling (temperature 0.7, top-p 0.9).
+
+Mode ``rewrite+answer`` (LLM4CS-style expansion): the LLM also writes a short answer on a second line
+starting with ``Answer:``; the teacher text is ``"<rewrite> <answer>"``. The retry rule looks at the
+rewrite part only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+from pydantic import BaseModel, Field
+
+# Bump when build_messages / postprocess change in a way that changes outputs: it is part of prompt_hash.
+PROMPT_VERSION = "2"
+
+INSTRUCTION_REWRITE = (
+    "Rewrite the user's last question in the conversation below into a self-contained search query. "
+    "The query must be understandable without the conversation: replace pronouns and vague references "
+    "(it, they, that, the first one, ...) with the names and topics they refer to, and keep the meaning "
+    "of the question. Write only the re-written query, on one line."
+)
+
+INSTRUCTION_REWRITE_ANSWER = (
+    "Rewrite the user's last question in the conversation below into a self-contained search query. "
+    "The query must be understandable without the conversation: replace pronouns and vague references "
+    "(it, they, that, the first one, ...) with the names and topics they refer to, and keep the meaning "
+    "of the question. Write the re-written query on one line, then on a second line starting with "
+    "\"Answer:\" a short answer to it (one or two sentences)."
+)
+
+CONVERSATION_HEADER = "Conversation (most recent turn first):"
+NO_HISTORY = "(no earlier turns)"
+QUESTION_LABEL = "Question:"
+MARKER = "Re-written query:"
+ANSWER_LABEL = "Answer:"
+
+# What each history role is called in the prompt.
+ROLE_NAMES = {"user": "user", "agent": "system", "system": "system", "assistant": "system"}
+
+# Labels a model may put before its rewrite (or answer); stripped repeatedly, case-insensitively.
+_LABEL_RE = re.compile(
+    r"^\s*(?:(?:here\s+is\s+)?(?:the\s+)?"
+    r"(?:re-?written|rewritten|self-contained|standalone|stand-alone|reformulated|resolved|final|new)?\s*"
+    r"(?:search\s+)?(?:query|question|rewrite|re-?write|output|answer)"
+    r"(?:\s*\d+)?(?:\s+is)?(?:\s*:|\s+[-–]))\s*",
+    re.IGNORECASE,
+)
+_LABEL_ONLY_RE = re.compile(
+    r"^\s*(?:(?:here\s+is\s+)?(?:the\s+)?"
+    r"(?:re-?written|rewritten|self-contained|standalone|stand-alone|reformulated|resolved|final|new)?\s*"
+    r"(?:search\s+)?(?:query|question|rewrite|re-?write|output)\s*:?\s*)$",
+    re.IGNORECASE,
+)
+_ANSWER_RE = re.compile(r"^\s*(?:\*\*|__)?\s*answer\s*(?:\*\*|__)?\s*:\s*", re.IGNORECASE)
+_BULLET_RE = re.compile(r"^\s*(?:[-*•>]|\d+[.)])\s+")
+_QUOTES = "\"'`“”‘’«»"
+
+
+class RewriteConfig(BaseModel):
+    """How one LLM teacher rewrites turns. Every field that changes outputs is part of :func:`prompt_hash`."""
+
+    backend: Literal["transformers", "vllm"] = "transformers"
+    model: str = "smollm2-135m-instruct"  # a short name of models.weights, a hub id or a local path
+    teacher: str = "llm"  # the name of this teacher in tables (REWRITES.teacher)
+    mode: Literal["rewrite", "rewrite+answer"] = "rewrite"
+    max_new_tokens: int = Field(64, ge=1)
+    num_beams: int = Field(1, ge=1)  # 1 = greedy; method.md: greedy or 4-beam search
+    retry_min_words: int = Field(3, ge=0)
+    retry_temperature: float = Field(0.7, gt=0)
+    retry_top_p: float = Field(0.9, gt=0, le=1)
+    max_history_chars: int = Field(3000, ge=0)
+    batch_size: int = Field(8, ge=1)  # transformers: sequences per generate call
+    seed: int = 0
+    dtype: str = "float32"  # torch dtype name; for vLLM on GPU prefer "auto" or "bfloat16"
+    vllm_python: str | None = None  # python of a venv with vllm; None -> env DISCO_VLLM_PYTHON, else `python`
+    vllm_options: dict[str, Any] = Field(default_factory=dict)  # extra vllm.LLM(...) arguments
+    vllm_batch_size: int = Field(256, ge=1)  # requests per vLLM call; a killed worker loses at most one
+
+
+# Fields that do not change what is generated (excluded from the hash).
+_NOT_HASHED = {"teacher", "batch_size", "vllm_python", "vllm_options", "vllm_batch_size"}
+
+
+def _role_text(item: Any) -> tuple[str, str]:
+    if isinstance(item, Mapping):
+        role = item.get("role")
+        text = item.get("text", item.get("content"))
+    else:
+        role, text = item
+    role = str(role or "").strip().lower()
+    if role not in ROLE_NAMES:
+        raise ValueError(f"history role must be 'user' or 'agent', got {role!r}")
+    return ROLE_NAMES[role], " ".join(str(text or "").split())
+
+
+def format_history(history: Iterable[Any] | None, max_chars: int) -> list[str]:
+    """``role: text`` lines, newest first, keeping whole turns while they fit in ``max_chars``.
+
+    ``history`` is oldest first. The newest turn alone is cut to ``max_chars`` when it is longer (so a
+    single very long answer never leaves the prompt without context); older turns are dropped whole.
+    """
+    lines: list[str] = []
+    used = 0
+    for role, text in reversed([_role_text(h) for h in (history or [])]):
+        if not text:
+            continue
+        line = f"{role}: {text}"
+        cost = len(line) + 1  # + newline
+        if used + cost > max_chars:
+            if not lines and max_chars > len(role) + 2:
+                lines.append(line[: max_chars - 1].rstrip())
+            break
+        lines.append(line)
+        used += cost
+    return lines
+
+
+def build_messages(
+    question: str,
+    history: Sequence[Any] | None,
+    max_chars: int = 3000,
+    mode: str = "rewrite",
+) -> list[dict[str, str]]:
+    """The chat messages asking an LLM to rewrite ``question`` given ``history`` (oldest first)."""
+    instruction = INSTRUCTION_REWRITE_ANSWER if mode == "rewrite+answer" else INSTRUCTION_REWRITE
+    lines = format_history(history, max_chars)
+    conversation = "\n".join(lines) if lines else NO_HISTORY
+    question = " ".join(str(question).split())
+    content = (
+        f"{instruction}\n\n{CONVERSATION_HEADER}\n{conversation}\n\n{QUESTION_LABEL} {question}\n\n{MARKER}"
+    )
+    return [{"role": "user", "content": content}]
+
+
+def prompt_hash(cfg: RewriteConfig) -> str:
+    """Hash of the prompt template and of every setting that changes the generated text (16 hex)."""
+    settings = cfg.model_dump(exclude=_NOT_HASHED)
+    template = {
+        "version": PROMPT_VERSION,
+        "instruction": INSTRUCTION_REWRITE_ANSWER if cfg.mode == "rewrite+answer" else INSTRUCTION_REWRITE,
+        # Render a fixed example: any change in layout changes the hash.
+        "example": build_messages("Q?", [("user", "U"), ("agent", "A")], cfg.max_history_chars, cfg.mode),
+    }
+    blob = json.dumps({"template": template, "settings": settings}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def input_hash(messages: list[dict[str, str]]) -> str:
+    """Identity of one request's messages (so a turn whose text changed is not taken from a cache)."""
+    blob = json.dumps(messages, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def _clean(line: str) -> str:
+    """Strip bullets, markdown emphasis, labels and quotes from one line, until nothing changes."""
+    prev = None
+    s = line.strip()
+    while s != prev:
+        prev = s
+        s = _BULLET_RE.sub("", s)
+        s = s.replace("**", "").replace("__", "").strip()
+        s = _LABEL_RE.sub("", s).strip()
+        if len(s) >= 2 and s[0] in _QUOTES and s[-1] in _QUOTES:
+            s = s[1:-1].strip()
+        s = s.strip(_QUOTES + " \t").strip()
+    return " ".join(s.split())
+
+
+def postprocess(text: str) -> str:
+    """The rewrite in a raw LLM output: the first line that has content once labels and quotes are gone."""
+    for line in (text or "").splitlines():
+        if _LABEL_ONLY_RE.match(line.replace("**", "").replace("__", "")):
+            continue  # a label on its own line: the rewrite follows on the next one
+        cleaned = _clean(line)
+        if cleaned:
+            return cleaned
+    return ""
+
+
+def split_rewrite_answer(text: str) -> tuple[str, str]:
+    """(rewrite, answer) from a ``rewrite+answer`` output: the first content line, then the line
+    labelled ``Answer:`` (or, failing that, the next content line)."""
+    lines = (text or "").splitlines()
+    rewrite, rest_at = "", len(lines)
+    for i, line in enumerate(lines):
+        if _ANSWER_RE.match(line):
+            break  # an answer before any rewrite: no rewrite
+        if _LABEL_ONLY_RE.match(line.replace("**", "").replace("__", "")):
+            continue
+        cleaned = _clean(line)
+        if cleaned:
+            rewrite, rest_at = cleaned, i + 1
+            break
+    answer = ""
+    rest = lines[rest_at:] if rewrite else lines
+    for line in rest:
+        if _ANSWER_RE.match(line):
+            answer = _clean(_ANSWER_RE.sub("", line))
+            if answer:
+                break
+    if not answer and rewrite:
+        for line in rest:
+            cleaned = _clean(line)
+            if cleaned:
+                answer = cleaned
+                break
+    return rewrite, answer
+
+
+def needs_retry(text: str, min_words: int) -> bool:
+    """True when a rewrite is empty or has fewer than ``min_words`` words."""
+    return len((text or "").split()) < max(min_words, 1)
+
+
+def finalize(raw: str, mode: str) -> tuple[str, str]:
+    """(teacher text, rewrite part) of a raw output: the retry rule looks at the rewrite part."""
+    if mode == "rewrite+answer":
+        rewrite, answer = split_rewrite_answer(raw)
+        return (f"{rewrite} {answer}".strip() if rewrite else ""), rewrite
+    rewrite = postprocess(raw)
+    return rewrite, rewrite
+
+
+def choose(first: tuple[str, str], retry: tuple[str, str], min_words: int) -> str:
+    """Which of two finalized outputs to keep after a retry: the retry when it passes the rule,
+    else whichever rewrite part has more words (ties keep the first)."""
+    if not needs_retry(retry[1], min_words):
+        return retry[0]
+    return retry[0] if len(retry[1].split()) > len(first[1].split()) else first[0]
+
+
+def first_line_done(text: str) -> bool:
+    """True once a partial ``rewrite``-mode output holds a complete first content line, so generation can
+    stop early without changing :func:`postprocess`'s result."""
+    if "\n" not in text:
+        return False
+    head = text[: text.rfind("\n")]
+    return bool(postprocess(head))

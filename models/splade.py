@@ -1,0 +1,157 @@
+"""SPLADE encoder: rep(text) = max over tokens of log(1 + relu(MLM logits)), masked by attention.
+
+Formal et al., "SPLADE v2" (arXiv 2109.10086), as used by DiSCo (Lupart et al., SIGIR 2025, arXiv
+2410.14609): one vector over the 30,522-term BERT vocabulary per text, score = dot product.
+log1p(relu(.)) is monotonic, so the max is taken over the raw logits first (one [B, V] tensor instead of a
+second [B, L, V] one); padded positions are set to -inf before the max, which equals masking the rep by 0.
+
+The same class serves the frozen document / teacher encoder (:meth:`SpladeEncoder.frozen`) and the trained
+student (a fresh copy). Impact indexes (Pyserini ``JsonVectorCollection --impact --pretokenized``) need
+positive integers: :func:`quantise`, :func:`quantise_sparse` and :func:`impact_vector` do that (x100, rounded).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+from disco.io import atomic_path
+from models.weights import resolve
+
+SparseVec = tuple[np.ndarray, np.ndarray]  # (term_ids int32 sorted ascending, weights float32 > 0)
+
+
+class SpladeConfig(BaseModel):
+    """Which SPLADE weights and how to run them (paper: 256 tokens for queries and passages)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "splade-tiny"
+    query_max_length: int = 256
+    doc_max_length: int = 256
+    batch_size: int = 32
+    quant_scale: int = 100
+
+
+class SpladeEncoder(torch.nn.Module):
+    """A SPLADE-max encoder over ``AutoModelForMaskedLM``; ``name`` is a short name, a folder or a hub id."""
+
+    def __init__(self, name: str = "splade-tiny", *, frozen: bool = False):
+        super().__init__()
+        ref = resolve(name)
+        self.name = name
+        self.mlm = AutoModelForMaskedLM.from_pretrained(ref.path, **ref.kwargs)
+        self.tokenizer = AutoTokenizer.from_pretrained(ref.path, **ref.kwargs)
+        self.is_frozen = False
+        self.eval()  # inference by default; training code calls .train()
+        if frozen:
+            self.frozen()
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.mlm.config.vocab_size)
+
+    def frozen(self) -> "SpladeEncoder":
+        """Eval mode (no dropout) and no gradients: the document / teacher side of DiSCo."""
+        self.is_frozen = True
+        self.mlm.eval()
+        for p in self.mlm.parameters():
+            p.requires_grad_(False)
+        return self
+
+    def train(self, mode: bool = True) -> "SpladeEncoder":
+        return super().train(mode and not self.is_frozen)
+
+    def tokenize(self, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
+        """Pad to the longest text; truncate the END beyond ``max_length`` (oldest turns drop first)."""
+        return self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+
+    def forward(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+        """Differentiable SPLADE reps, shape [B, V] (float32 unless under autocast)."""
+        batch = self.tokenize(texts, max_length)
+        device = next(self.mlm.parameters()).device
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = self.mlm(**batch).logits  # [B, L, V]
+        mask = batch["attention_mask"].unsqueeze(-1).bool()
+        pooled = logits.masked_fill(~mask, float("-inf")).max(dim=1).values  # max first, then log1p(relu)
+        return torch.log1p(torch.relu(pooled))
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        max_length: int,
+        batch_size: int = 32,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[SparseVec]:
+        """Sparse vectors (non-zeros only, sorted by term id), in the order of ``texts``.
+
+        Texts are batched by length (longest first) to limit padding; batches are fixed by the input, so
+        the output is deterministic. Runs in eval mode under ``torch.inference_mode``; the previous mode is
+        restored afterwards.
+        """
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out: list[SparseVec | None] = [None] * len(texts)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(order), batch_size):
+                    idx = order[start : start + batch_size]
+                    reps = self.forward([texts[i] for i in idx], max_length).float().cpu()
+                    for i, row in zip(idx, reps):
+                        ids = torch.nonzero(row).squeeze(-1)
+                        out[i] = (ids.numpy().astype(np.int32), row[ids].numpy().astype(np.float32))
+                    if progress is not None:
+                        progress(min(start + batch_size, len(order)), len(order))
+        finally:
+            self.train(was_training)
+        return out  # type: ignore[return-value]
+
+    def save(self, path: str | Path) -> Path:
+        """Write safetensors + config + tokenizer atomically; ``AutoModelForMaskedLM.from_pretrained(path)``
+        and ``SpladeEncoder(str(path))`` load it back."""
+        with atomic_path(path) as tmp:
+            self.mlm.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+        return Path(path)
+
+
+def vocab_tokens(tokenizer) -> list[str]:
+    """Token string of each id (``"##ing"``, punctuation and ``[unused0]`` kept exactly as in the vocab)."""
+    vocab = tokenizer.get_vocab()
+    tokens = [""] * (max(vocab.values()) + 1)
+    for token, i in vocab.items():
+        tokens[i] = token
+    return tokens
+
+
+def quantise(weights: np.ndarray, scale: int = 100) -> np.ndarray:
+    """``round(w * scale)`` as int32 with the zeros dropped (numpy rounds half to even).
+
+    The output is shorter than the input when weights round to 0: to keep term ids aligned use
+    :func:`quantise_sparse`.
+    """
+    q = np.rint(np.asarray(weights, dtype=np.float64) * scale).astype(np.int32)
+    return q[q > 0]
+
+
+def quantise_sparse(term_ids: np.ndarray, weights: np.ndarray, scale: int = 100) -> SparseVec:
+    """(term_ids, int32 impacts) keeping only the terms whose rounded impact is positive."""
+    q = np.rint(np.asarray(weights, dtype=np.float64) * scale).astype(np.int32)
+    keep = q > 0
+    return np.asarray(term_ids, dtype=np.int32)[keep], q[keep]
+
+
+def impact_vector(
+    term_ids: np.ndarray, weights: np.ndarray, vocab_tokens: Sequence[str], scale: int = 100
+) -> dict[str, int]:
+    """``{token: positive int}`` for a Pyserini JsonVectorCollection line or a LuceneImpactSearcher query."""
+    ids, q = quantise_sparse(term_ids, weights, scale)
+    return {vocab_tokens[int(i)]: int(v) for i, v in zip(ids, q)}

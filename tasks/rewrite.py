@@ -1,0 +1,73 @@
+"""Rewrite task: the teachers' query texts for every turn.
+
+Teachers: ``human`` (the dataset's rewrites), ``answer`` (privileged: the question followed by the dataset's
+reference answer, which the student never sees), and the LLM teacher named by ``RewriteConfig.teacher``
+(vLLM or transformers ``generate``; resumable: finished chunks are kept under ``<out>/work/``).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from prefect import task
+
+from disco import schema
+from disco.errors import DiscoError
+from disco.io import Manifest, atomic_path, sha256_text, write_parquet
+from models.rewrite import rewrite_turns
+from models.rewrite.prompt import RewriteConfig, prompt_hash
+from tasks.common import Progress, StageCache, link_artifacts, manifest, stage_dir, table_artifact, work_dir
+
+DATASET_TEACHERS = ("human", "answer")
+
+
+@task(name="rewrite", cache_policy=StageCache(stage="rewrite"), persist_result=True, result_serializer="json")
+def rewrite_task(out: str, rewrite: RewriteConfig, teachers: list[str], data: Manifest) -> Manifest:
+    key, final = stage_dir("rewrite", out, {"rewrite": rewrite, "teachers": teachers, "data": data})
+    turns = pl.read_parquet(data["turns"])
+    rows: list[dict] = []
+    for name in teachers:
+        if name == "human":
+            have = turns.filter(pl.col("human_rewrite").is_not_null())
+            if have.is_empty():
+                raise DiscoError("teacher 'human' requested but the dataset has no human rewrites; "
+                                 "set teacher.teachers (e.g. --set 'teacher.teachers=[\"llm\"]')")
+            rows += [{"turn_id": t, "teacher": "human", "rewrite": r, "prompt_hash": "dataset"}
+                     for t, r in zip(have["turn_id"], have["human_rewrite"])]
+        elif name == "answer":
+            have = turns.filter(pl.col("answer").is_not_null())
+            rows += [{"turn_id": t, "teacher": "answer", "rewrite": f"{q} {a}", "prompt_hash": "dataset"}
+                     for t, q, a in zip(have["turn_id"], have["question"], have["answer"])]
+        elif name == rewrite.teacher:
+            rows += _llm_rewrites(out, key, rewrite, turns)
+        else:
+            raise DiscoError(f"unknown teacher {name!r}: use 'human', 'answer' or the LLM teacher's name "
+                             f"({rewrite.teacher!r}, set by rewrite.teacher)")
+    table = pl.DataFrame(rows, schema={f.name: pl.String for f in schema.REWRITES})
+    with atomic_path(final) as tmp:
+        tmp.mkdir()
+        write_parquet(tmp / "rewrites.parquet", table.to_arrow().cast(schema.REWRITES))
+    counts = table.group_by("teacher").len().sort("teacher").to_dicts()
+    m = manifest("rewrite", key, final, {"rewrites": ("rewrites.parquet", len(table))}, {"teachers": counts})
+    _samples_artifact(turns, table)
+    link_artifacts("rewrite", m)
+    return m
+
+
+def _llm_rewrites(out: str, key: str, cfg: RewriteConfig, turns: pl.DataFrame) -> list[dict]:
+    requests = [{"turn_id": t, "question": q, "history": h}
+                for t, q, h in zip(turns["turn_id"], turns["question"], turns["history"])]
+    bar = Progress("rewrite-progress", f"{cfg.teacher}: rewriting {len(requests)} turns with {cfg.model}",
+                   len(requests))
+    done = rewrite_turns(requests, cfg, work_dir("rewrite", out, key) / "parts", progress=bar)
+    bar.close()
+    ph = prompt_hash(cfg)
+    return [{"turn_id": r["turn_id"], "teacher": cfg.teacher, "rewrite": r["rewrite"], "prompt_hash": ph}
+            for r in done]
+
+
+def _samples_artifact(turns: pl.DataFrame, table: pl.DataFrame, n: int = 12) -> None:
+    """Sample rewrites of each teacher next to each other (and to the human ones, when present)."""
+    wide = table.pivot(on="teacher", index="turn_id", values="rewrite")
+    sample = turns.select(["turn_id", "turn", "question"]).filter(pl.col("turn") > 1).join(wide, on="turn_id")
+    sample = sample.sort(pl.col("turn_id").map_elements(sha256_text, return_dtype=pl.String)).head(n)
+    table_artifact("rewrite-samples", sample.to_dicts(), "sample rewrites per teacher (turns after the first)")
