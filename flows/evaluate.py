@@ -9,7 +9,7 @@ from flows.distill import distill_flow
 from flows.index import index_flow
 from flows.ingest import ingest_flow
 from flows.teacher import teacher_flow
-from tasks.evaluate import evaluate_task
+from tasks.evaluate import evaluate_task, publish
 
 
 @flow(name="evaluate", log_prints=True)
@@ -21,4 +21,6 @@ def evaluate_flow(config: PipelineConfig = PipelineConfig(), out: str = "runs/de
     index = index or index_flow(config, out, data=data)
     teachers = teachers or teacher_flow(config, out, data=data, index=index)
     student = student or distill_flow(config, out, data=data, index=index, teachers=teachers)
-    return stage(evaluate_task, out, refresh)(out, config.encoder, config.evaluate, data, index, teachers, student)
+    report = stage(evaluate_task, out, refresh)(out, config.encoder, config.evaluate, data, index, teachers, student)
+    publish(report, out)  # <out>/metrics.json, report.md, metrics.png: the run's stable entry points
+    return report

@@ -7,8 +7,10 @@ rewrite: the teacher runs), and ``disco`` (the student on the conversation).
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -90,6 +92,13 @@ def evaluate_task(out: str, encoder: SpladeConfig, evaluate: EvalConfig, data: M
                       image_markdown(png, "metrics"), "metrics table and plot")
     link_artifacts("evaluate", m)
     return m
+
+
+def publish(report: Manifest, out: str) -> None:
+    """Copy the report files to the run folder's top level (atomically), also after a cache hit."""
+    for name, target in (("metrics", "metrics.json"), ("report", "report.md"), ("plot", "metrics.png")):
+        with atomic_path(Path(out) / target) as tmp:
+            shutil.copy2(report[name], tmp)
 
 
 def _doc_terms(path, scale: int, limit: int = 20_000) -> list[np.ndarray]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from disco.datasets import native  # noqa: F401  (registers the readers)
+from disco.datasets import canard, cast, ikat, mtrag, native, qrecc, topiocqa  # noqa: F401  (registers the readers)
 from disco.datasets.base import READERS, DatasetReader, Passage, Qrel, Turn
 from disco.errors import DataError
 

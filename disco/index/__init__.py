@@ -1,0 +1,1 @@
+"""Lucene impact index: build (Anserini via Pyserini), search, and retrieve with a SPLADE encoder."""

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import math
+
+import polars as pl
+import pytest
+
+from disco.runs import fuse, rank, write_trec
+
+
+def _run(rows):
+    return pl.DataFrame(rows, schema=["turn_id", "doc_id", "system", "score"], orient="row")
+
+
+def test_rank_orders_by_score_then_doc_id():
+    r = rank(_run([("q", "b", "s", 1.0), ("q", "a", "s", 1.0), ("q", "c", "s", 3.0)]))
+    assert r["doc_id"].to_list() == ["c", "a", "b"]
+    assert r["rank"].to_list() == [1, 2, 3]
+
+
+def test_fuse_mean_score_over_teachers_that_retrieved_the_pair():
+    runs = _run([("q", "d1", "human", 10.0), ("q", "d2", "human", 6.0),
+                 ("q", "d1", "llm", 4.0), ("q", "d3", "llm", 9.0)])
+    fused = fuse(runs, "mean_score")
+    scores = dict(zip(fused["doc_id"], fused["score"]))
+    assert scores == {"d1": 7.0, "d2": 6.0, "d3": 9.0}  # d2 and d3: one teacher each, not halved
+    assert fused["doc_id"].to_list() == ["d3", "d1", "d2"]
+    assert set(fused["system"]) == {"fused"}
+
+
+def test_fuse_mean_softmax():
+    runs = _run([("q", "d1", "a", math.log(3.0)), ("q", "d2", "a", 0.0), ("q", "d1", "b", 0.0)])
+    fused = fuse(runs, "mean_softmax")
+    scores = dict(zip(fused["doc_id"], fused["score"]))
+    # teacher a: softmax = (0.75, 0.25); teacher b: (1.0 for d1); a passage b missed counts 0.
+    assert scores["d1"] == pytest.approx((0.75 + 1.0) / 2)
+    assert scores["d2"] == pytest.approx(0.25 / 2)
+
+
+def test_write_trec(tmp_path):
+    write_trec(rank(_run([("q1", "d1", "s", 2.0), ("q1", "d2", "s", 1.5)])), tmp_path / "r.trec", "tag")
+    assert (tmp_path / "r.trec").read_text() == "q1 Q0 d1 1 2.000000 tag\nq1 Q0 d2 2 1.500000 tag\n"

@@ -1,0 +1,96 @@
+"""The whole pipeline on a slice of the demo, inside a real Prefect API, with real models and a real index.
+
+Asserts the outputs and their consistency, that an unchanged rerun is served from cache, and that changing one
+stage's config reruns that stage and what follows only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from disco.config import apply_overrides, preset
+from disco.paths import DEMO_DATA
+
+pytestmark = pytest.mark.slow
+
+CONVERSATIONS = ["a01", "a02", "a09", "a10", "b03", "b04", "b15", "b16"]
+
+
+@pytest.fixture(scope="module")
+def demo_slice(tmp_path_factory) -> Path:
+    """8 conversations (4 confusable pairs), their judged passages and 30 other passages as distractors."""
+    out = tmp_path_factory.mktemp("demo-slice")
+    convs = [json.loads(x) for x in (DEMO_DATA / "conversations.jsonl").read_text().splitlines()]
+    convs = [c for c in convs if c["conversation_id"] in CONVERSATIONS]
+    qrels = pl.read_csv(DEMO_DATA / "qrels.tsv", separator="\t")
+    qrels = qrels.filter(pl.col("turn_id").str.split("_").list.first().is_in(CONVERSATIONS))
+    passages = [json.loads(x) for x in (DEMO_DATA / "passages.jsonl").read_text().splitlines()]
+    judged = set(qrels["doc_id"])
+    keep = [p for p in passages if p["id"] in judged] + [p for p in passages if p["id"] not in judged][::9]
+    (out / "conversations.jsonl").write_text("".join(json.dumps(c) + "\n" for c in convs))
+    (out / "passages.jsonl").write_text("".join(json.dumps(p) + "\n" for p in keep))
+    qrels.write_csv(out / "qrels.tsv", separator="\t")
+    return out
+
+
+def _config(data: Path, *extra: str):
+    return apply_overrides(preset("demo"), [
+        f"data.path={data}", "data.split.test_fraction=0.25", "rewrite.max_new_tokens=12", "rewrite.batch_size=16",
+        "distill.epochs=2", "distill.n_negatives=4", "distill.negative_window=[2, 100]", "evaluate.latency_queries=3",
+        *extra,
+    ])
+
+
+def _last_task_states(n: int) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=n)
+    return {r.name.rsplit("-", 1)[0]: r.state_name for r in runs}
+
+
+def test_pipeline_runs_caches_and_reruns_one_stage(prefect_api, demo_slice, tmp_path):
+    from flows.pipeline import pipeline
+
+    out = str(tmp_path / "run")
+    cfg = _config(demo_slice)
+    done = pipeline(cfg, out)
+
+    metrics = json.loads((Path(out) / "metrics.json").read_text())
+    systems = metrics["systems"]
+    assert set(systems) == {"last_turn", "conversation", "rewrite:human", "rewrite:llm", "disco"}
+    for name, values in systems.items():
+        assert set(values) >= {"RR@10", "nDCG@3", "R@10", "R@100"}
+        assert all(0.0 <= v <= 1.0 for v in values.values()), name
+    # The human rewrites are a strong teacher on this data: they must beat the ambiguous last utterance.
+    assert systems["rewrite:human"]["RR@10"] > systems["last_turn"]["RR@10"]
+
+    turns = pl.read_parquet(done["ingest"]["turns"])
+    rewrites = pl.read_parquet(done["rewrite"]["rewrites"])
+    assert set(rewrites["teacher"]) == {"human", "llm"}
+    assert rewrites.filter(pl.col("teacher") == "llm").height == turns.height
+    runs = pl.read_parquet(done["teacher"]["runs"])
+    assert set(runs["system"]) == {"human", "llm", "fused"}
+    corpus_ids = set(pl.read_parquet(done["ingest"]["corpus"])["doc_id"])
+    assert set(runs["doc_id"]) <= corpus_ids
+    student = Path(done["distill"]["student"])
+    assert (student / "model.safetensors").exists() and (student / "tokenizer.json").exists()
+    trec = Path(done["evaluate"]["runs"]) / "disco.trec"
+    assert trec.read_text().split("\n", 1)[0].split()[1] == "Q0"
+    n_test = turns.filter(pl.col("split") == "test").height
+    assert metrics["turns"] == n_test
+
+    # Unchanged rerun: every stage is served from cache.
+    pipeline(cfg, out)
+    assert set(_last_task_states(6).values()) == {"Cached"}
+
+    # Changing the distillation config reruns distill and evaluate only.
+    pipeline(_config(demo_slice, "distill.epochs=1"), out)
+    states = _last_task_states(6)
+    assert states == {"ingest": "Cached", "rewrite": "Cached", "index": "Cached", "teacher": "Cached",
+                      "distill": "Completed", "evaluate": "Completed"}

@@ -1,0 +1,201 @@
+"""Distillation on a tiny synthetic set built from real texts, with the real SPLADE-tiny encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+from disco import schema
+from disco.io import sha256_path
+from models.distill import DistillConfig, build_examples, epoch_batches, train_student
+from models.splade import SpladeEncoder
+from models.weights import resolve
+
+# (question, answer, human rewrite, positive passage), per conversation
+CONVERSATIONS = [
+    [
+        ("who designed the eiffel tower?", "Gustave Eiffel's company.", "who designed the eiffel tower?",
+         "The Eiffel Tower was designed by the engineering company of Gustave Eiffel."),
+        ("when was it finished?", "In 1889.", "when was the eiffel tower finished?",
+         "Construction of the Eiffel Tower was finished in March 1889 for the World's Fair."),
+        ("how tall is it?", "330 metres.", "how tall is the eiffel tower?",
+         "The Eiffel Tower is 330 metres tall, about the height of an 81-storey building."),
+    ],
+    [
+        ("what is photosynthesis?", "How plants make food from light.", "what is photosynthesis?",
+         "Photosynthesis is the process by which plants use sunlight, water and carbon dioxide to make sugar."),
+        ("where does it happen?", "In the chloroplasts.", "where does photosynthesis happen in plant cells?",
+         "In plant cells photosynthesis takes place inside chloroplasts, which contain chlorophyll."),
+        ("what gas does it release?", "Oxygen.", "what gas does photosynthesis release?",
+         "Photosynthesis releases oxygen into the atmosphere as a by-product of splitting water."),
+    ],
+    [
+        ("who were the beatles?", "An English rock band.", "who were the beatles?",
+         "The Beatles were an English rock band formed in Liverpool in 1960."),
+        ("who was their drummer?", "Ringo Starr.", "who was the drummer of the beatles?",
+         "Ringo Starr replaced Pete Best as the drummer of the Beatles in 1962."),
+        ("when did they break up?", "In 1970.", "when did the beatles break up?",
+         "The Beatles broke up in 1970 after Paul McCartney announced his departure."),
+    ],
+    [
+        ("who created python?", "Guido van Rossum.", "who created the python programming language?",
+         "Python is a programming language created by Guido van Rossum and first released in 1991."),
+        ("why is it called that?", "After Monty Python.", "why is the python language called python?",
+         "The Python language is named after the comedy group Monty Python, not the snake."),
+        ("what is its package index?", "PyPI.", "what is the python package index?",
+         "The Python Package Index, PyPI, is the official repository of software for the Python language."),
+    ],
+]
+DISTRACTORS = [
+    "The Louvre in Paris is the world's most visited art museum.", "Notre-Dame cathedral was damaged by fire in 2019.",
+    "The Statue of Liberty was a gift from France to the United States.", "Big Ben is the nickname of the bell in London.",
+    "Chlorophyll absorbs red and blue light and reflects green light.", "Animals breathe in oxygen and exhale carbon dioxide.",
+    "Mitochondria produce energy for the cell through respiration.", "Roots absorb water and minerals from the soil.",
+    "The Rolling Stones are an English rock band formed in London in 1962.", "Elvis Presley is known as the King of Rock and Roll.",
+    "Abbey Road studios are located in London.", "Liverpool is a city in the north west of England.",
+    "Java is a programming language developed at Sun Microsystems.", "Pythons are large non-venomous snakes found in Africa and Asia.",
+    "Monty Python's Flying Circus was a British comedy series.", "The Rust language focuses on memory safety.",
+    "The Great Wall of China is thousands of kilometres long.", "Mount Everest is the highest mountain above sea level.",
+    "The Amazon river flows through South America.", "Coffee is one of the most traded commodities in the world.",
+    "Football is the most popular sport in the world.", "The Moon orbits the Earth about every 27 days.",
+    "Shakespeare wrote Hamlet around 1600.", "Water boils at 100 degrees Celsius at sea level.",
+    "The piano was invented in Italy around 1700.", "Honey bees communicate through a waggle dance.",
+    "The Sahara is the largest hot desert.", "Bicycles were first developed in the nineteenth century.",
+]
+
+
+def _table(rows: list[dict], sch: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=sch)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distill")
+    enc = SpladeEncoder("splade-tiny", frozen=True)
+    docs = [p for conv in CONVERSATIONS for *_, p in conv] + DISTRACTORS
+    doc_ids = [f"d{i:02d}" for i in range(len(docs))]
+    vecs = enc.encode(docs, 256)
+    pq.write_table(_table([{"doc_id": d, "term_ids": i.tolist(), "weights": w.tolist()}
+                           for d, (i, w) in zip(doc_ids, vecs)], schema.DOC_VECTORS), root / "docs.parquet")
+    turns, qrels, rewrites, k = [], [], [], 0
+    for c, conv in enumerate(CONVERSATIONS):
+        history = []
+        for n, (q, a, rw, _) in enumerate(conv, start=1):
+            tid = f"c{c}_{n}"
+            turns.append({"turn_id": tid, "conversation_id": f"c{c}", "turn": n, "question": q, "history": list(history),
+                          "answer": a, "human_rewrite": rw, "split": "train"})
+            qrels.append({"turn_id": tid, "doc_id": doc_ids[k], "relevance": 1})
+            rewrites.append((tid, rw))
+            history += [{"role": "user", "text": q}, {"role": "agent", "text": a}]
+            k += 1
+    turns.append({**turns[0], "turn_id": "test_1", "split": "test"})  # not a train turn
+    turns.append({**turns[1], "turn_id": "noqrel_2"})  # skipped: no positive
+    pq.write_table(_table(turns, schema.TURNS), root / "turns.parquet")
+    pq.write_table(_table(qrels, schema.QRELS), root / "qrels.parquet")
+    dense = torch.zeros(len(docs), enc.vocab_size)
+    for r, (i, w) in enumerate(vecs):
+        dense[r, torch.from_numpy(i.astype(np.int64))] = torch.from_numpy(w)
+    run = []
+    for (tid, rw), (i, w) in zip(rewrites, enc.encode([r for _, r in rewrites], 256)):
+        q = torch.zeros(enc.vocab_size)
+        q[torch.from_numpy(i.astype(np.int64))] = torch.from_numpy(w)
+        scores = (dense @ q).double().numpy()
+        for rank, d in enumerate(np.argsort(-scores, kind="stable"), start=1):
+            run.append({"turn_id": tid, "doc_id": doc_ids[d], "system": "human", "score": float(scores[d]), "rank": rank})
+    pq.write_table(_table(run, schema.RUNS), root / "run.parquet")
+    return {"turns": root / "turns.parquet", "qrels": root / "qrels.parquet", "run": root / "run.parquet",
+            "docs": root / "docs.parquet", "enc": enc, "root": root}
+
+
+def cfg(**kw) -> DistillConfig:
+    base = dict(lr=1e-3, warmup_ratio=0.0, batch_size=4, epochs=2, n_negatives=6, negative_window=(2, 30), max_length=64)
+    return DistillConfig(**{**base, **kw})
+
+
+def train(data, out, config, progress=None):
+    return train_student(config, "splade-tiny", data["turns"], data["qrels"], data["run"], data["docs"], out, progress)
+
+
+def test_examples_window_positive_scores_and_sampling(data):
+    run = pq.read_table(data["run"]).to_pylist()
+    examples, skipped, store = build_examples(cfg(), data["turns"], data["qrels"], data["run"], data["docs"])
+    assert len(examples) == 12 and skipped["no_positive"] == 1 and sum(skipped.values()) == 1
+    ex = examples[0]
+    by_doc = {r["doc_id"]: r for r in run if r["turn_id"] == ex.turn_id}
+    row_to_doc = {v: k for k, v in store.row.items()}
+    pos_doc = row_to_doc[int(ex.positives[0])]
+    assert pos_doc not in {row_to_doc[int(r)] for r in ex.candidates}
+    assert all(2 <= by_doc[row_to_doc[int(r)]]["rank"] <= 30 for r in ex.candidates)
+    rank2 = next(r["score"] for r in by_doc.values() if r["rank"] == 2)
+    own = by_doc[pos_doc]["score"]
+    expected = own if 2 <= by_doc[pos_doc]["rank"] <= 30 else rank2
+    assert ex.positive_scores[0] == pytest.approx(expected)
+    teach, *_ = build_examples(cfg(positive_score="teacher"), data["turns"], data["qrels"], data["run"], data["docs"])
+    assert teach[0].positive_scores[0] == pytest.approx(own)
+    # fewer candidates than negatives: all of them, padded with replacement; same seed + epoch -> same batches
+    few = cfg(negative_window=(2, 5), n_negatives=6)
+    ex_few, *_ = build_examples(few, data["turns"], data["qrels"], data["run"], data["docs"])
+    texts, rows, scores = next(epoch_batches(ex_few, few, 0))
+    assert rows.shape == scores.shape == (4, 7)
+    by_text = {e.text: e for e in ex_few}
+    for text, row in zip(texts, rows):
+        cands = by_text[text].candidates
+        assert len(cands) < 6 and set(cands.tolist()) == set(row[1:].tolist())  # every candidate, then repeats
+    a, b = list(epoch_batches(examples, cfg(), 1)), list(epoch_batches(examples, cfg(), 1))
+    assert all(np.array_equal(x[1], y[1]) for x, y in zip(a, b))
+    assert not all(np.array_equal(x[1], y[1]) for x, y in zip(a, epoch_batches(examples, cfg(), 0)))
+
+
+def test_train_outputs_and_frozen_document_side(data, tmp_path):
+    weights_file = f"{resolve('splade-tiny').path}/model.safetensors"
+    before = (sha256_path(data["docs"]), sha256_path(weights_file))
+    seen = []
+    summary = train(data, tmp_path / "a", cfg(epochs=6), progress=lambda d, t: seen.append((d, t)))
+    assert summary["examples"] == 12 and summary["skipped"]["no_positive"] == 1
+    assert summary["steps"] == 18 and seen[-1] == (18, 18)
+    loss = pq.read_table(tmp_path / "a" / "loss.parquet").to_pydict()
+    assert {"step", "epoch", "total", "kl", "contrastive", "flops", "lambda_q", "anti_zero", "lr"} <= set(loss)
+    first = np.mean([t for t, e in zip(loss["total"], loss["epoch"]) if e == 1])
+    last = np.mean([t for t, e in zip(loss["total"], loss["epoch"]) if e == 6])
+    assert last < first
+    model = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "a" / "student"))
+    AutoTokenizer.from_pretrained(str(tmp_path / "a" / "student"))
+    original = AutoModelForMaskedLM.from_pretrained(resolve("splade-tiny").path)
+    assert not torch.equal(model.bert.encoder.layer[0].attention.self.query.weight,
+                           original.bert.encoder.layer[0].attention.self.query.weight)  # the student moved
+    assert (sha256_path(data["docs"]), sha256_path(weights_file)) == before  # document side untouched
+
+
+def test_resume_after_interruption_equals_uninterrupted(data, tmp_path):
+    config = cfg(epochs=2)
+    full = train(data, tmp_path / "full", config)
+
+    def crash(done, total):
+        if done == 4:  # mid-way through epoch 2 (3 steps per epoch)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(data, tmp_path / "cut", config, progress=crash)
+    assert (tmp_path / "cut" / "checkpoints" / "epoch-1").is_dir() and not (tmp_path / "cut" / "student").exists()
+    resumed = train(data, tmp_path / "cut", config)
+    assert resumed["resumed_from_epoch"] == 1 and resumed["steps"] == full["steps"] == 6
+    a = load_file(tmp_path / "full" / "student" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "student" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    la, lb = (pq.read_table(tmp_path / p / "loss.parquet").to_pydict() for p in ("full", "cut"))
+    assert la == lb
+
+
+def test_lambda_q_makes_queries_sparser(data, tmp_path):
+    texts = [e.text for e in build_examples(cfg(), data["turns"], data["qrels"], data["run"], data["docs"])[0]]
+    nnz = {}
+    for lam in (0.0, 1.0):
+        train(data, tmp_path / str(lam), cfg(epochs=3, reg="l1", lambda_q=lam, reg_warmup_ratio=0.0))
+        student = SpladeEncoder(str(tmp_path / str(lam) / "student"))
+        nnz[lam] = np.mean([len(i) for i, _ in student.encode(texts, 64)])
+    assert nnz[1.0] < 0.8 * nnz[0.0]
