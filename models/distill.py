@@ -39,6 +39,8 @@ from models.conversation import format_conversation
 from models.losses import DistillLoss, MainLoss, Reg
 from models.splade import SpladeEncoder
 
+PathLike = str | Path
+
 
 class DistillConfig(BaseModel):
     """Training settings; defaults follow the paper (AdamW 2e-5, 1% warm-up, linear decay, 10 turns per
@@ -72,7 +74,7 @@ class DistillConfig(BaseModel):
     seed: int = 123
     max_length: int = Field(256, ge=8)
     precision: Literal["fp32", "bf16"] = "fp32"
-    device: str = "cpu"
+    device: str = "auto"  # "auto": cuda when available, else cpu
     max_turns: int | None = Field(None, ge=1)
     keep_checkpoints: int = Field(1, ge=1)
 
@@ -99,7 +101,7 @@ class Example:
 class DocStore:
     """The frozen document vectors needed for training, as CSR arrays (a few bytes per non-zero)."""
 
-    def __init__(self, path: str | Path, doc_ids: pl.Series):
+    def __init__(self, path: PathLike, doc_ids: pl.Series):
         table = pl.scan_parquet(path).filter(pl.col("doc_id").is_in(doc_ids.implode())).collect().to_arrow()
         ids = table.column("doc_id").to_pylist()
         if len(set(ids)) != len(ids):
@@ -120,15 +122,18 @@ class DocStore:
         return out.to(device)
 
 
-def build_examples(cfg: DistillConfig, turns_path, qrels_path, run_path, vectors_path) -> tuple[list[Example], dict[str, int], DocStore]:
-    """Train turns -> examples; skipped turns counted by reason."""
+def build_examples(
+    cfg: DistillConfig, turns_path: PathLike, qrels_path: PathLike, run_path: PathLike, vectors_path: PathLike
+) -> tuple[list[Example], dict[str, int], DocStore]:
+    """Train turns (the first ``max_turns`` of them, if set) -> examples; skipped turns counted by reason."""
     turns = pl.read_parquet(turns_path, columns=["turn_id", "question", "history", "split"])
     turns = turns.filter(pl.col("split") == "train")
     turns = turns.head(cfg.max_turns) if cfg.max_turns else turns
     tids = turns["turn_id"].implode()
     qrels = pl.read_parquet(qrels_path, columns=["turn_id", "doc_id", "relevance"])
     qrels = qrels.filter(pl.col("turn_id").is_in(tids), pl.col("relevance") >= cfg.min_relevance)
-    run = pl.read_parquet(run_path, columns=["turn_id", "doc_id", "score", "rank"]).filter(pl.col("turn_id").is_in(tids))
+    run = pl.read_parquet(run_path, columns=["turn_id", "doc_id", "score", "rank"])
+    run = run.filter(pl.col("turn_id").is_in(tids))
     if run.select(pl.struct("turn_id", "doc_id").is_duplicated().any()).item():
         raise DataError(run_path, "a (turn_id, doc_id) pair appears twice: fuse the teachers into one run first")
     lo, hi = cfg.negative_window
@@ -136,14 +141,16 @@ def build_examples(cfg: DistillConfig, turns_path, qrels_path, run_path, vectors
     store = DocStore(vectors_path, pl.concat([qrels["doc_id"], run.filter("window")["doc_id"]]).unique())
     pos_of = {t: sorted(d) for t, d in qrels.group_by("turn_id").agg("doc_id").iter_rows()}
     run_of = {r[0]: r[1:] for r in run.group_by("turn_id").agg("doc_id", "score", "window").iter_rows()}
-    examples, skipped = [], {"no_positive": 0, "positive_not_indexed": 0, "no_teacher_run": 0, "no_negatives": 0}
+    examples: list[Example] = []
+    skipped = dict.fromkeys(("no_positive", "positive_not_indexed", "no_teacher_run", "no_negatives"), 0)
     for t in turns.iter_rows(named=True):
-        tid, pos = t["turn_id"], pos_of.get(t["turn_id"], [])
-        indexed = [d for d in pos if d in store.row]
-        reason = ("no_positive" if not pos else "positive_not_indexed" if not indexed
-                  else "no_teacher_run" if tid not in run_of else None)
+        tid, pos = t["turn_id"], set(pos_of.get(t["turn_id"], []))
+        indexed = [d for d in sorted(pos) if d in store.row]
+        reason = "no_positive" if not pos else "positive_not_indexed" if not indexed else None
+        if reason is None and tid not in run_of:
+            reason = "no_teacher_run"
         if reason is None:
-            docs, scores, window = run_of[tid]
+            docs, scores, window = run_of[tid]  # in rank order
             cand = [(d, s) for d, s, w in zip(docs, scores, window) if w and d not in pos]
             reason = None if cand else "no_negatives"
         if reason:
@@ -151,29 +158,34 @@ def build_examples(cfg: DistillConfig, turns_path, qrels_path, run_path, vectors
             continue
         missing = [d for d, _ in cand if d not in store.row]
         if missing:
-            raise DataError(vectors_path, f"teacher run passage {missing[0]!r} (turn {tid}) has no document vector")
-        score_of = dict(zip(docs, scores))
-        first = next(s for s, w in zip(scores, window) if w)  # score at the window's first rank
+            raise DataError(vectors_path, f"passage {missing[0]!r} of the teacher run (turn {tid}) has no vector")
+        own = dict(zip(docs, scores))
         in_window = {d for d, w in zip(docs, window) if w}
-        pscores = [(score_of[d] if d in in_window else first) if cfg.positive_score == "rank11"
-                   else score_of.get(d, min(scores)) for d in indexed]
+        first = next(s for s, w in zip(scores, window) if w)  # the score at the window's first rank
+        if cfg.positive_score == "rank11":
+            pscores = [own[d] if d in in_window else first for d in indexed]
+        else:
+            pscores = [own.get(d, min(scores)) for d in indexed]
+        text = format_conversation(t["question"], t["history"])
         examples.append(Example(
-            tid, format_conversation(t["question"], t["history"]),
-            np.array([store.row[d] for d in indexed]), np.array(pscores, np.float32),
-            np.array([store.row[d] for d, _ in cand]), np.array([s for _, s in cand], np.float32)))
+            tid, text, np.array([store.row[d] for d in indexed]), np.array(pscores, np.float32),
+            np.array([store.row[d] for d, _ in cand]), np.array([s for _, s in cand], np.float32),
+        ))
     return examples, skipped, store
 
 
 def epoch_batches(examples: list[Example], cfg: DistillConfig, epoch: int):
-    """Shuffled batches of (texts, doc rows [B, N], teacher scores [B, N]) for ``epoch`` (0-based)."""
+    """Shuffled batches of (texts, doc rows [B, N], teacher scores [B, N]) for ``epoch`` (0-based):
+    one positive drawn per turn, then the negatives (N = 1 + n_negatives)."""
     rng = np.random.default_rng([cfg.seed, epoch])
     order, n = rng.permutation(len(examples)), cfg.n_negatives
     for start in range(0, len(order), cfg.batch_size):
         texts, rows, scores = [], [], []
         for ex in (examples[i] for i in order[start : start + cfg.batch_size]):
-            p = int(rng.integers(len(ex.positives)))
-            k = len(ex.candidates)
-            neg = rng.permutation(k)[:n] if k >= n else np.concatenate([rng.permutation(k), rng.integers(0, k, n - k)])
+            p, k = int(rng.integers(len(ex.positives))), len(ex.candidates)
+            neg = rng.permutation(k)[:n]
+            if k < n:  # all candidates, then repeats drawn with replacement
+                neg = np.concatenate([neg, rng.integers(0, k, n - k)])
             texts.append(ex.text)
             rows.append(np.concatenate([ex.positives[p : p + 1], ex.candidates[neg]]))
             scores.append(np.concatenate([ex.positive_scores[p : p + 1], ex.candidate_scores[neg]]))
@@ -181,7 +193,9 @@ def epoch_batches(examples: list[Example], cfg: DistillConfig, epoch: int):
 
 
 def _fingerprint(cfg: DistillConfig, encoder_model: str, examples: list[Example]) -> str:
-    h = hashlib.sha256(json.dumps([cfg.model_dump(mode="json", exclude={"keep_checkpoints"}), encoder_model]).encode())
+    """Identity of settings + data, so that a resume never mixes two different runs."""
+    settings = cfg.model_dump(mode="json", exclude={"keep_checkpoints"})
+    h = hashlib.sha256(json.dumps([settings, encoder_model]).encode())
     for ex in examples:
         h.update(ex.turn_id.encode() + ex.text.encode())
         for a in (ex.positives, ex.positive_scores, ex.candidates, ex.candidate_scores):
@@ -189,62 +203,79 @@ def _fingerprint(cfg: DistillConfig, encoder_model: str, examples: list[Example]
     return h.hexdigest()
 
 
-def _last_checkpoint(folder: Path) -> Path | None:
+def _checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (each is renamed into place whole, so a present one is complete)."""
     done = [p for p in folder.glob("epoch-*") if re.fullmatch(r"epoch-\d+", p.name) and (p / "state.json").exists()]
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def _save_checkpoint(folder: Path, state: dict, student: SpladeEncoder, log: list[dict], keep: int) -> None:
+    """checkpoints/epoch-<k>/: student (safetensors + tokenizer), optimizer, scheduler, RNG, step, loss log."""
+    with atomic_path(folder / f"epoch-{state['epoch']}") as tmp:
+        tmp.mkdir()
+        student.save(tmp / "student")
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        torch.save({**state, "torch_rng": torch.get_rng_state(), "cuda_rng": cuda_rng}, tmp / "trainer_state.pt")
+        pl.DataFrame(log).write_parquet(tmp / "loss.parquet")
+        meta = {k: state[k] for k in ("epoch", "step", "fingerprint")}
+        (tmp / "state.json").write_text(json.dumps(meta))
+    for old in _checkpoints(folder)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def train_student(
-    cfg: DistillConfig, encoder_model: str, turns_path, qrels_path, teacher_run_path, doc_vectors_path,
-    out_dir, progress: Callable[[int, int], None] | None = None,
+    cfg: DistillConfig, encoder_model: str, turns_path: PathLike, qrels_path: PathLike, teacher_run_path: PathLike,
+    doc_vectors_path: PathLike, out_dir: PathLike, progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Train the student; resume from ``out_dir/checkpoints`` if a previous call was interrupted.
+    """Train the student (a copy of ``encoder_model``); resume from ``out_dir/checkpoints`` if a previous call
+    with the same settings and data was interrupted. ``progress(done, total)`` is called per optimizer step.
 
-    Writes ``out_dir/student/`` (from_pretrained-loadable), ``out_dir/loss.parquet`` and
+    Writes ``out_dir/student/`` (from_pretrained-loadable), ``out_dir/loss.parquet`` (one row per optimizer
+    step: step, epoch, each loss part averaged over the accumulated micro-batches, total, lr) and
     ``out_dir/summary.json``; returns the summary.
     """
     t0, out = time.perf_counter(), Path(out_dir)
     examples, skipped, store = build_examples(cfg, turns_path, qrels_path, teacher_run_path, doc_vectors_path)
     if not examples:
         raise DiscoError(f"no training example among the train turns of {turns_path} (skipped: {skipped})")
-    n_batches = math.ceil(len(examples) / cfg.batch_size)
-    per_epoch = math.ceil(n_batches / cfg.grad_accumulation)
-    total_steps = per_epoch * cfg.epochs
+    total_steps = math.ceil(math.ceil(len(examples) / cfg.batch_size) / cfg.grad_accumulation) * cfg.epochs
     fingerprint = _fingerprint(cfg, encoder_model, examples)
-    ckpt = _last_checkpoint(out / "checkpoints")
+    ckpt = (_checkpoints(out / "checkpoints") or [None])[-1]
     if ckpt is not None and json.loads((ckpt / "state.json").read_text())["fingerprint"] != fingerprint:
-        raise DiscoError(f"{out / 'checkpoints'} holds a run with other settings or data: remove it or use another out_dir")
-    student = SpladeEncoder(str(ckpt / "student") if ckpt else encoder_model).to(cfg.device).train()
-    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+        raise DiscoError(f"{out / 'checkpoints'} is from other settings or data: delete it or pick another out_dir")
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    student = SpladeEncoder(str(ckpt / "student") if ckpt else encoder_model).to(device).train()
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
     loss_fn = DistillLoss.from_config(cfg, reg_warmup_steps=math.ceil(cfg.reg_warmup_ratio * total_steps))
     torch.manual_seed(cfg.seed)
     start_epoch, step, log = 0, 0, []
-    if ckpt is not None:
+    if ckpt is not None:  # optimizer, then scheduler: the saved lr wins over the fresh scheduler's
         state = torch.load(ckpt / "trainer_state.pt")
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
-        start_epoch, step = state["epoch"], state["step"]
-        log = pl.read_parquet(ckpt / "loss.parquet").to_dicts()
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        start_epoch, step, log = state["epoch"], state["step"], pl.read_parquet(ckpt / "loss.parquet").to_dicts()
         if progress:
             progress(step, total_steps)
-    autocast = torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-    done_examples = 0
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    t_train, seen = time.perf_counter(), 0
     for epoch in range(start_epoch, cfg.epochs):
         batches = list(epoch_batches(examples, cfg, epoch))
         for g in range(0, len(batches), cfg.grad_accumulation):
             group, step, sums = batches[g : g + cfg.grad_accumulation], step + 1, {}
             for texts, rows, teacher in group:
-                uniq, inverse = np.unique(rows, return_inverse=True)
-                docs = store.dense(uniq, student.vocab_size, cfg.device)
-                index = torch.from_numpy(inverse.reshape(rows.shape)).to(cfg.device)
+                uniq, inverse = np.unique(rows, return_inverse=True)  # each passage once per batch
+                docs = store.dense(uniq, student.vocab_size, device)
+                index = torch.from_numpy(inverse.reshape(rows.shape)).to(device)
                 with autocast:
                     q = student(texts, cfg.max_length)
-                total, parts = loss_fn(q.float(), docs, index, torch.from_numpy(teacher).to(cfg.device), step)
+                total, parts = loss_fn(q.float(), docs, index, torch.from_numpy(teacher).to(device), step)
                 (total / len(group)).backward()
                 sums = {k: sums.get(k, 0.0) + v / len(group) for k, v in parts.items()}
-                done_examples += len(texts)
+                seen += len(texts)
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.max_grad_norm)
             log.append({"step": step, "epoch": epoch + 1, **sums, "lr": sched.get_last_lr()[0]})
@@ -253,33 +284,19 @@ def train_student(
             opt.zero_grad(set_to_none=True)
             if progress:
                 progress(step, total_steps)
-        _save_checkpoint(out / "checkpoints", epoch + 1, step, fingerprint, student, opt, sched, log, cfg.keep_checkpoints)
-    seconds = time.perf_counter() - t0
+        state = {"epoch": epoch + 1, "step": step, "fingerprint": fingerprint,
+                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+        _save_checkpoint(out / "checkpoints", state, student, log, cfg.keep_checkpoints)
+    train_s = time.perf_counter() - t_train
     student.save(out / "student")
     write_parquet(out / "loss.parquet", pa.Table.from_pylist(log))
-    last_epoch = [r["total"] for r in log if r["epoch"] == cfg.epochs]
     summary = {
         "examples": len(examples), "skipped": skipped, "skipped_total": sum(skipped.values()),
-        "padded_negatives": sum(len(e.candidates) < cfg.n_negatives for e in examples),
-        "steps": step, "epochs": cfg.epochs, "resumed_from_epoch": start_epoch,
-        "final_loss": log[-1]["total"], "final_epoch_loss": float(np.mean(last_epoch)),
-        "seconds": round(seconds, 3), "examples_per_s": round(done_examples / seconds, 3),
-        "student_dir": str(out / "student"), "loss_path": str(out / "loss.parquet"),
+        "padded_negatives": sum(len(e.candidates) < cfg.n_negatives for e in examples), "steps": step,
+        "epochs": cfg.epochs, "resumed_from_epoch": start_epoch, "final_loss": log[-1]["total"],
+        "final_epoch_loss": float(np.mean([r["total"] for r in log if r["epoch"] == cfg.epochs])),
+        "seconds": round(time.perf_counter() - t0, 3), "train_seconds": round(train_s, 3),
+        "examples_per_s": round(seen / train_s, 3) if seen else 0.0, "student_dir": str(out / "student"),
     }
     write_json(out / "summary.json", summary)
     return summary
-
-
-def _save_checkpoint(folder: Path, epoch: int, step: int, fingerprint: str, student: SpladeEncoder,
-                     opt, sched, log: list[dict], keep: int) -> None:
-    """out_dir/checkpoints/epoch-<k>/: student (safetensors + tokenizer), optimizer, scheduler, RNG, loss log."""
-    with atomic_path(folder / f"epoch-{epoch}") as tmp:
-        tmp.mkdir()
-        student.save(tmp / "student")
-        state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "torch_rng": torch.get_rng_state(), "epoch": epoch, "step": step}
-        torch.save(state, tmp / "trainer_state.pt")
-        pl.DataFrame(log).write_parquet(tmp / "loss.parquet")
-        (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "step": step, "fingerprint": fingerprint}))
-    for old in sorted(folder.glob("epoch-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)

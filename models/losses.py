@@ -24,7 +24,9 @@ def kl_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: f
     return F.kl_div(s, t, log_target=True, reduction="batchmean")
 
 
-def in_batch_contrastive(query_reps: torch.Tensor, doc_reps: torch.Tensor, positive_index: torch.Tensor) -> torch.Tensor:
+def in_batch_contrastive(
+    query_reps: torch.Tensor, doc_reps: torch.Tensor, positive_index: torch.Tensor
+) -> torch.Tensor:
     """DiSCo's auxiliary term: cross-entropy of each query's positive (row ``positive_index[i]`` of
     ``doc_reps``) against every passage of the batch (all turns' negatives and the other turns' positives)."""
     return F.cross_entropy(query_reps @ doc_reps.T, positive_index)
@@ -117,7 +119,8 @@ class DistillLoss:
         else:
             main = info_nce(student, self.info_nce_temperature)
         terms = [(self.loss, self.kl_weight, main)]
-        terms.append(("contrastive", self.contrastive_weight, in_batch_contrastive(query_reps, doc_reps, doc_index[:, 0])))
+        contrastive = in_batch_contrastive(query_reps, doc_reps, doc_index[:, 0])
+        terms.append(("contrastive", self.contrastive_weight, contrastive))
         parts: dict[str, float] = {}
         if self.reg != "none":
             lam = quadratic_warmup(self.lambda_q, step, self.reg_warmup_steps)

@@ -79,8 +79,11 @@ class SpladeEncoder(torch.nn.Module):
         device = next(self.mlm.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = self.mlm(**batch).logits  # [B, L, V]
-        mask = batch["attention_mask"].unsqueeze(-1).bool()
-        pooled = logits.masked_fill(~mask, float("-inf")).max(dim=1).values  # max first, then log1p(relu)
+        pad = ~batch["attention_mask"].unsqueeze(-1).bool()
+        # in place when no graph is recorded: saves one [B, L, V] tensor while encoding a corpus
+        fill = logits.masked_fill if torch.is_grad_enabled() else logits.masked_fill_
+        masked = fill(pad, float("-inf"))
+        pooled = masked.max(dim=1).values  # max first, then log1p(relu)
         return torch.log1p(torch.relu(pooled))
 
     def encode(

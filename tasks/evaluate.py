@@ -41,8 +41,7 @@ def evaluate_task(out: str, encoder: SpladeConfig, evaluate: EvalConfig, data: M
     if turns.is_empty():
         raise DiscoError(f"evaluate: no judged turns in split {evaluate.split!r}")
     question = dict(zip(turns["turn_id"], turns["question"]))
-    conversation = {t: format_conversation(q, h) for t, q, h in zip(turns["turn_id"], turns["question"],
-                                                                   turns["history"])}
+    conversation = {t["turn_id"]: format_conversation(t["question"], t["history"]) for t in turns.to_dicts()}
     frozen = SpladeEncoder(encoder.model, frozen=True)
     trained = SpladeEncoder(student["student"], frozen=True)
     searcher = ImpactSearcher(index["lucene"])

@@ -54,8 +54,7 @@ def rewrite_task(out: str, rewrite: RewriteConfig, teachers: list[str], data: Ma
 
 
 def _llm_rewrites(out: str, key: str, cfg: RewriteConfig, turns: pl.DataFrame) -> list[dict]:
-    requests = [{"turn_id": t, "question": q, "history": h}
-                for t, q, h in zip(turns["turn_id"], turns["question"], turns["history"])]
+    requests = turns.select(["turn_id", "question", "history"]).to_dicts()
     bar = Progress("rewrite-progress", f"{cfg.teacher}: rewriting {len(requests)} turns with {cfg.model}",
                    len(requests))
     done = rewrite_turns(requests, cfg, work_dir("rewrite", out, key) / "parts", progress=bar)

@@ -96,7 +96,8 @@ def iter_json_array(path: Path, chunk_size: int = _CHUNK) -> Iterator[tuple[int,
                     if incomplete and more():
                         continue
                     at = line + buf.count("\n", pos, e.pos)
-                    what = "truncated JSON" if incomplete else "malformed JSON"
+                    cut = not buf[e.pos:].strip() or e.msg.startswith("Unterminated string")
+                    what = "truncated JSON" if eof and cut else "malformed JSON"
                     raise DataError(path, f"{what} ({e.msg})", line=at) from None
                 if end >= len(buf) and not isinstance(obj, (dict, list)) and more():
                     continue  # a scalar cut at the chunk end: read on to see where it stops
@@ -139,7 +140,9 @@ def opt_field(
             if k in known_set:
                 continue
             if k.lower() == key.lower() or difflib.SequenceMatcher(None, k.lower(), key.lower()).ratio() >= 0.85:
-                raise DataError(path, f"missing field {key!r} (found {k!r}: check the spelling)", line=line, record=record)
+                raise DataError(
+                    path, f"missing field {key!r} (found {k!r}: check the spelling)", line=line, record=record
+                )
         return None
     value = obj[key]
     if value is None:

@@ -83,7 +83,8 @@ class TrecIkatReader(DatasetReader):
         if passages:
             self.passage_files = [given_path(self.root, rel, "passages file") for rel in passages]
         else:
-            self.passage_files = [self.root / rel for rel in _PASSAGES.get(self.year or "", ()) if (self.root / rel).exists()]
+            defaults = _PASSAGES.get(self.year or "", ())
+            self.passage_files = [self.root / rel for rel in defaults if (self.root / rel).exists()]
         self.has_corpus = bool(self.passage_files)  # type: ignore[misc]  (per instance: depends on the files)
 
     def ptkb(self) -> dict[str, list[str]]:

@@ -10,6 +10,9 @@ Collection: JSONL ``{id, contents}`` streamed line by line: one file, or a folde
 (``collection-paragraph/{commoncrawl,wayback,wayback-backfill}/*.jsonl`` from ``passages.zip``). Without it the
 reader has no corpus (``has_corpus`` False).
 
+Ids: a conversation id is ``<split>-<Conversation_no>`` and a turn id ``<split>-<Conversation_no>_<Turn_no>``
+(``test-3_2``), so that the train and test files never share an id; ``split_prefix=False`` keeps the dataset's own.
+
 Options: ``files`` (split -> file; default ``{"train": "qrecc_train.json", "test": "qrecc_test.json"}``, the
 ones present, also looked for under ``qrecc_data/``), ``collection`` (file or folder; default the first present of
 ``collection-paragraph``, ``passages``, ``collection.jsonl``, ``passages.jsonl``).
@@ -35,8 +38,15 @@ _FIELDS = ("Conversation_no", "Turn_no", "Context", "Question", "Truth_rewrite",
 class QreccReader(DatasetReader):
     name = "qrecc"
 
-    def __init__(self, root: str | Path, files: dict[str, str] | None = None, collection: str | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        files: dict[str, str] | None = None,
+        collection: str | None = None,
+        split_prefix: bool = True,
+    ):
         super().__init__(root)
+        self.split_prefix = split_prefix
         if files:
             self.files = {split: given_path(self.root, rel, f"{split} turns file") for split, rel in files.items()}
         else:
@@ -58,6 +68,8 @@ class QreccReader(DatasetReader):
         for split, path in self.files.items():
             for line, obj in json_records(path):
                 conv = as_id(field_of(obj, "Conversation_no", path, line, object), "Conversation_no", path, line)
+                if self.split_prefix:
+                    conv = f"{split}-{conv}"
                 turn = field_of(obj, "Turn_no", path, line, int)
                 yield split, path, line, obj, conv, turn
 

@@ -14,6 +14,9 @@ Collection: ``full_wiki_segments.tsv`` (``id <tab> text <tab> title`` with a hea
 ``"<page> [SEP] <section>"`` and becomes ``"<page>, <section>"``), streamed line by line. Without it the reader
 has no corpus (``has_corpus`` is False and ``passages()`` yields nothing).
 
+Ids: train and dev both number their conversations from 1, so a conversation id is ``<split>-<conv_id>`` and a
+turn id ``<split>-<conv_id>_<turn_id>`` (``dev-1_6``); ``split_prefix=False`` keeps the dataset's own numbers.
+
 Options: ``files`` (split -> turns file, relative to ``root``; default: for train and dev, the first of the
 public names above that exists), ``collection`` (the TSV; default ``data/wikipedia_split/full_wiki_segments.tsv``
 or ``full_wiki_segments.tsv`` when present), ``rewrites`` (split -> a JSON array of gold rewrites: records
@@ -64,6 +67,7 @@ class TopiocqaReader(DatasetReader):
         files: dict[str, str] | None = None,
         collection: str | None = None,
         rewrites: dict[str, str] | None = None,
+        split_prefix: bool = True,
     ):
         super().__init__(root)
         if files:
@@ -82,10 +86,11 @@ class TopiocqaReader(DatasetReader):
         else:
             self.collection = first_existing(self.root, _COLLECTIONS)
         self.has_corpus = self.collection is not None  # type: ignore[misc]  (per instance: depends on the files)
+        self.split_prefix = split_prefix
         self.rewrites = {s: given_path(self.root, rel, f"{s} rewrites file") for s, rel in (rewrites or {}).items()}
 
     # -- turns ---------------------------------------------------------------------------------------------
-    def _records(self, split: str, path: Path) -> Iterator[tuple[int, dict[str, Any], bool]]:
+    def _records(self, path: Path) -> Iterator[tuple[int, dict[str, Any], bool]]:
         """(line, record, is_dpr) of one turns file."""
         for line, obj in json_records(path):
             if "conv_id" in obj or "positive_ctxs" in obj:
@@ -104,6 +109,10 @@ class TopiocqaReader(DatasetReader):
         conv = as_id(field_of(obj, conv_key, path, line, object), conv_key, path, line)
         turn = field_of(obj, turn_key, path, line, int)
         return conv, turn
+
+    def _conv(self, split: str, conv: str) -> str:
+        """Train and dev both number their conversations from 1: the split keeps the ids apart."""
+        return f"{split}-{conv}" if self.split_prefix else conv
 
     def _load_rewrites(self, split: str) -> dict[tuple[str, int], str]:
         path = self.rewrites.get(split)
@@ -125,8 +134,9 @@ class TopiocqaReader(DatasetReader):
     def turns(self) -> Iterator[Turn]:
         for split, path in self.files.items():
             rewrites = self._load_rewrites(split)
-            for line, obj, dpr in self._records(split, path):
-                conv, turn = self._ids(obj, dpr, path, line)
+            for line, obj, dpr in self._records(path):
+                raw_conv, turn = self._ids(obj, dpr, path, line)
+                conv = self._conv(split, raw_conv)
                 record = f"{conv}_{turn}"
                 if dpr:
                     joined = text_of(field_of(obj, "question", path, line), "question", path, line, record)
@@ -142,10 +152,9 @@ class TopiocqaReader(DatasetReader):
                     human_rewrite = None
                 else:
                     question = field_of(obj, "Question", path, line)
-                    earlier = [
-                        text if isinstance(text, str) else _bad(path, line, record, "Context entries should be strings")
-                        for text in field_of(obj, "Context", path, line, list)
-                    ]
+                    earlier = field_of(obj, "Context", path, line, list)
+                    if not all(isinstance(text, str) for text in earlier):
+                        raise DataError(path, "Context entries should be strings", line=line, record=record)
                     if len(earlier) % 2:
                         raise DataError(path, f"Context has {len(earlier)} entries; expected question/answer pairs",
                                         line=line, record=record)  # fmt: skip
@@ -159,7 +168,7 @@ class TopiocqaReader(DatasetReader):
                     question=question,
                     history=history,
                     answer=answer or None,
-                    human_rewrite=rewrites.get((conv, turn), human_rewrite),
+                    human_rewrite=rewrites.get((raw_conv, turn), human_rewrite),
                     split=split,
                     where=(str(path), line),
                 )
@@ -167,10 +176,11 @@ class TopiocqaReader(DatasetReader):
     # -- qrels ---------------------------------------------------------------------------------------------
     def qrels(self) -> Iterator[Qrel]:
         for split, path in self.files.items():
-            for line, obj, dpr in self._records(split, path):
+            for line, obj, dpr in self._records(path):
                 if not dpr:
                     continue
-                conv, turn = self._ids(obj, dpr, path, line)
+                raw_conv, turn = self._ids(obj, dpr, path, line)
+                conv = self._conv(split, raw_conv)
                 positives = field_of(obj, "positive_ctxs", path, line, list)
                 for i, ctx in enumerate(positives, start=1):
                     if not isinstance(ctx, dict):
@@ -203,7 +213,3 @@ class TopiocqaReader(DatasetReader):
                 if not doc_id.strip():
                     raise DataError(path, "empty passage id", line=lineno)
                 yield Passage(doc_id=doc_id.strip(), text=text, title=_title(title), where=(str(path), lineno))
-
-
-def _bad(path: Path, line: int, record: str, problem: str) -> str:
-    raise DataError(path, problem, line=line, record=record)

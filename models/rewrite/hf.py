@@ -60,6 +60,17 @@ class HFRewriter:
         self.generate_calls = 0  # model.generate invocations (for tests and stats)
         self.sequences = 0  # sequences generated, retries included
 
+    def with_config(self, cfg: RewriteConfig) -> "HFRewriter":
+        """A rewriter sharing this one's loaded model, with other generation settings (same model/dtype)."""
+        if (cfg.model, cfg.dtype) != (self.cfg.model, self.cfg.dtype):
+            raise ValueError(f"loaded {self.cfg.model}/{self.cfg.dtype}, asked for {cfg.model}/{cfg.dtype}")
+        other = object.__new__(HFRewriter)
+        other.__dict__.update(self.__dict__)
+        other.cfg = cfg
+        other.generate_calls = 0
+        other.sequences = 0
+        return other
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device

@@ -89,7 +89,9 @@ def _batch():
 def test_distill_loss_honours_each_weight(reg, fn):
     q, d, index, teacher = _batch()
     student = (q @ d.T).gather(1, index)
-    loss = DistillLoss(kl_weight=0.7, contrastive_weight=0.2, reg=reg, lambda_q=0.3, reg_warmup_steps=4, anti_zero_weight=0.1)
+    loss = DistillLoss(
+        kl_weight=0.7, contrastive_weight=0.2, reg=reg, lambda_q=0.3, reg_warmup_steps=4, anti_zero_weight=0.1
+    )
     total, parts = loss(q, d, index, teacher, step=2)
     lam = 0.3 * (2 / 4) ** 2
     expected = (
@@ -108,12 +110,11 @@ def test_distill_loss_honours_each_weight(reg, fn):
 def test_distill_loss_main_term_choice_and_validation():
     q, d, index, teacher = _batch()
     student = (q @ d.T).gather(1, index)
-    total, parts = DistillLoss(loss="margin_mse", kl_weight=1.0, contrastive_weight=0.0, reg="none", anti_zero_weight=0.0)(
-        q, d, index, teacher, step=1
-    )
+    only_main = dict(kl_weight=1.0, contrastive_weight=0.0, anti_zero_weight=0.0)
+    total, parts = DistillLoss(loss="margin_mse", reg="none", **only_main)(q, d, index, teacher, step=1)
     assert total.item() == pytest.approx(margin_mse(student, teacher).item())
     assert "margin_mse" in parts and "lambda_q" not in parts
-    total, _ = DistillLoss(loss="info_nce", kl_weight=1.0, contrastive_weight=0.0, anti_zero_weight=0.0)(q, d, index, teacher, 1)
+    total, _ = DistillLoss(loss="info_nce", **only_main)(q, d, index, teacher, 1)
     assert total.item() == pytest.approx(info_nce(student, 0.05).item())
     with pytest.raises(ValueError):
         DistillLoss(reg="none", lambda_q=0.1)

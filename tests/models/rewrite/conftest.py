@@ -1,0 +1,53 @@
+"""Shared fixtures of the rewriter tests: one real SmolLM2-135M (packaged GGUF) per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+TURNS = [
+    {
+        "turn_id": "zappa_2",
+        "question": "When did they disband?",
+        "history": [("user", "What group did Frank Zappa found?"), ("agent", "The Mothers of Invention.")],
+    },
+    {
+        "turn_id": "paris_2",
+        "question": "How tall is it?",
+        "history": [{"role": "user", "text": "What is the Eiffel Tower?"},
+                    {"role": "agent", "text": "A wrought-iron tower in Paris, France."}],
+    },
+    {"turn_id": "python_1", "question": "Who created the Python programming language?", "history": []},
+    {
+        "turn_id": "moon_3",
+        "question": "Who was the second one?",
+        "history": [("user", "Who was the first man on the moon?"), ("agent", "Neil Armstrong, in 1969."),
+                    ("user", "Which mission was it?"), ("agent", "Apollo 11.")],
+    },
+    {
+        "turn_id": "tea_2",
+        "question": "Where does it grow?",
+        "history": [("user", "What is matcha?"), ("agent", "A powdered green tea.")],
+    },
+    {
+        "turn_id": "curie_2",
+        "question": "What did she discover?",
+        "history": [("user", "Who was Marie Curie?"), ("agent", "A physicist and chemist.")],
+    },
+]
+
+
+@pytest.fixture(scope="session")
+def smollm():
+    """An HFRewriter holding the packaged SmolLM2-135M (loaded once: ~15 s on 2 cores)."""
+    from models.rewrite.hf import HFRewriter
+    from models.rewrite.prompt import RewriteConfig
+
+    return HFRewriter(RewriteConfig(max_new_tokens=24))
+
+
+@pytest.fixture
+def turns():
+    """Six short conversational turns (fresh copies)."""
+    import copy
+
+    return copy.deepcopy(TURNS)

@@ -1,0 +1,173 @@
+"""The rewriting prompt: layout, history cap, output parsing, retry rule, prompt hash."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.rewrite.prompt import (
+    MARKER,
+    RewriteConfig,
+    build_messages,
+    choose,
+    finalize,
+    first_line_done,
+    format_history,
+    needs_retry,
+    postprocess,
+    prompt_hash,
+    split_rewrite_answer,
+)
+
+HISTORY = [
+    ("user", "What group did Frank Zappa found?"),
+    ("agent", "The Mothers of Invention."),
+    ("user", "When did they disband?"),
+    ("agent", "In late 1969."),
+]
+
+
+def test_layout_newest_first_with_marker_last():
+    msgs = build_messages("Why did they break up?", HISTORY, 3000)
+    assert len(msgs) == 1 and msgs[0]["role"] == "user"
+    text = msgs[0]["content"]
+    assert text.lower().startswith("rewrite the user's last question")
+    order = [text.index(s) for s in ("system: In late 1969.", "user: When did they disband?",
+                                     "system: The Mothers of Invention.", "user: What group did Frank Zappa")]
+    assert order == sorted(order), "history must be newest first"
+    assert text.index("Question: Why did they break up?") > order[-1]
+    assert text.rstrip().endswith(MARKER)
+
+
+def test_history_accepts_dicts_and_agent_role_and_rejects_unknown_roles():
+    as_dicts = [{"role": r, "text": t} for r, t in HISTORY]
+    assert build_messages("Q?", as_dicts) == build_messages("Q?", HISTORY)
+    with pytest.raises(ValueError, match="role"):
+        build_messages("Q?", [("bot", "hi")])
+
+
+def test_empty_history_and_whitespace_normalised():
+    text = build_messages("  Who   wrote\nHamlet? ", [], 3000)[0]["content"]
+    assert "(no earlier turns)" in text
+    assert "Question: Who wrote Hamlet?" in text
+
+
+def test_char_cap_drops_oldest_turns_whole():
+    lines_all = format_history(HISTORY, 10_000)
+    assert len(lines_all) == 4
+    budget = sum(len(line) + 1 for line in lines_all[:2])  # room for the two newest turns only
+    lines = format_history(HISTORY, budget)
+    assert lines == lines_all[:2] == ["system: In late 1969.", "user: When did they disband?"]
+    assert format_history(HISTORY, budget - 1) == lines_all[:1]
+    text = build_messages("Q?", HISTORY, budget)[0]["content"]
+    assert "Frank Zappa" not in text and "When did they disband?" in text
+
+
+def test_char_cap_cuts_a_single_overlong_newest_turn():
+    lines = format_history([("user", "short"), ("agent", "x" * 5000)], 300)
+    assert len(lines) == 1 and lines[0].startswith("system: xxx") and len(lines[0]) <= 300
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Re-written query: When did the Mothers of Invention disband?",
+         "When did the Mothers of Invention disband?"),
+        ("**Rewrite:** \"How tall is the Eiffel Tower?\"", "How tall is the Eiffel Tower?"),
+        ("Query: 'who founded python'", "who founded python"),
+        ("  \n\nWhere does matcha grow?\nIt grows in Japan.\nMore text", "Where does matcha grow?"),
+        ("Re-written query:\n\n“What did Marie Curie discover?”", "What did Marie Curie discover?"),
+        ("The rewritten query is: matcha origin", "matcha origin"),
+        ("- Rewritten question: Who was the second man on the moon?", "Who was the second man on the moon?"),
+        ("Query-based retrieval in Lucene", "Query-based retrieval in Lucene"),
+        ("What is the   Eiffel\tTower?", "What is the Eiffel Tower?"),
+        ("", ""),
+        ("   \n  \n", ""),
+        ("Re-written query:", ""),
+        ('""', ""),
+    ],
+)
+def test_postprocess(raw, expected):
+    assert postprocess(raw) == expected
+
+
+def test_rewrite_answer_split_and_teacher_text():
+    raw = "Re-written query: When did Frank Zappa die?\nAnswer: He died in December 1993."
+    assert split_rewrite_answer(raw) == ("When did Frank Zappa die?", "He died in December 1993.")
+    assert finalize(raw, "rewrite+answer") == (
+        "When did Frank Zappa die? He died in December 1993.", "When did Frank Zappa die?")
+    # No "Answer:" label: the next content line is the answer.
+    assert split_rewrite_answer("When did Zappa die?\n\nIn 1993.") == ("When did Zappa die?", "In 1993.")
+    # An answer alone is no rewrite: empty teacher text, so the retry rule fires.
+    assert finalize("Answer: 1993", "rewrite+answer") == ("", "")
+    assert finalize(raw, "rewrite") == ("When did Frank Zappa die?", "When did Frank Zappa die?")
+
+
+def test_retry_rule():
+    assert needs_retry("", 3) and needs_retry("   ", 3)
+    assert needs_retry("Zappa disband", 3)
+    assert not needs_retry("When Zappa disband", 3)
+    assert needs_retry("", 0)  # an empty output is always retried
+    assert not needs_retry("Zappa", 1)
+
+
+def test_choose_after_retry():
+    short, good = ("Zappa", "Zappa"), ("When did Zappa die?", "When did Zappa die?")
+    assert choose(short, good, 3) == "When did Zappa die?"
+    assert choose(good, short, 3) == "When did Zappa die?"  # a worse retry does not replace
+    assert choose(("", ""), ("Zappa died", "Zappa died"), 3) == "Zappa died"  # longer wins when both fail
+
+
+def test_first_line_done_only_after_a_content_line():
+    assert not first_line_done("Re-written query:")
+    assert not first_line_done("Re-written query:\n")
+    assert not first_line_done("When did Zappa")
+    assert first_line_done("When did Zappa die?\n")
+    assert first_line_done("Re-written query:\nWhen did Zappa die?\nAnswer")
+
+
+def test_prompt_hash_tracks_generation_settings_only():
+    base = prompt_hash(RewriteConfig())
+    assert base == prompt_hash(RewriteConfig())
+    assert len(base) == 16
+    for change in ({"num_beams": 4}, {"max_new_tokens": 32}, {"mode": "rewrite+answer"},
+                   {"model": "mistralai/Mistral-7B-Instruct-v0.2"}, {"retry_temperature": 0.5},
+                   {"max_history_chars": 1000}, {"seed": 1}, {"backend": "vllm"}):
+        assert prompt_hash(RewriteConfig(**change)) != base, change
+    for same in ({"teacher": "mistral"}, {"batch_size": 32}, {"vllm_python": "/x/python"},
+                 {"vllm_options": {"tensor_parallel_size": 2}}):
+        assert prompt_hash(RewriteConfig(**same)) == base, same
+
+
+def test_prompt_hash_changes_with_template(monkeypatch):
+    import models.rewrite.prompt as P
+
+    base = prompt_hash(RewriteConfig())
+    monkeypatch.setattr(P, "INSTRUCTION_REWRITE", P.INSTRUCTION_REWRITE + " Be brief.")
+    assert prompt_hash(RewriteConfig()) != base
+    monkeypatch.undo()
+    monkeypatch.setattr(P, "MARKER", "Rewrite:")
+    assert prompt_hash(RewriteConfig()) != base
+
+
+def test_prompt_module_imports_only_stdlib_and_pydantic():
+    """The vLLM worker imports prompt.py in a venv without torch/transformers/pyarrow."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    import models.rewrite.prompt as P
+
+    allowed = set(sys.stdlib_module_names) | {"pydantic", "__future__"}
+    for path in (Path(P.__file__), Path(P.__file__).with_name("vllm_worker.py"),
+                 Path(P.__file__).with_name("__init__.py")):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:  # module level only: function-level imports are lazy
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top in allowed or name.startswith("models.rewrite.prompt"), (path.name, name)

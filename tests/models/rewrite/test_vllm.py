@@ -1,0 +1,158 @@
+"""vLLM backend: the worker's JSONL journal logic (no vLLM needed), error reporting, and an end-to-end run
+that only happens when env DISCO_VLLM_PYTHON names a python that can ``import vllm``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from disco.errors import DiscoError
+from models.rewrite import RewriteConfig, rewrite_turns
+from models.rewrite.vllm_backend import ENV_PYTHON, run_vllm, vllm_python
+from models.rewrite.vllm_worker import (
+    append_rows,
+    parse_complete_lines,
+    pending,
+    read_done,
+    read_new_rows,
+    repair_output,
+    request_seed,
+)
+
+
+def _row(i, h="h"):
+    return {"id": f"t{i}", "input_hash": h, "rewrite": f"rewrite {i}", "attempts": 1}
+
+
+def test_done_ids_ignore_a_torn_last_line(tmp_path):
+    out = tmp_path / "output.jsonl"
+    with open(out, "w", encoding="utf-8") as f:
+        append_rows(f, [_row(0), _row(1)])
+    whole = out.read_bytes()
+    # kill -9 in the middle of the next batch's write: half a line, no newline.
+    out.write_bytes(whole + json.dumps(_row(2)).encode()[:17])
+    assert read_done(out) == {"t0": "h", "t1": "h"}
+    rows, offset = read_new_rows(out, 0)
+    assert [r["id"] for r in rows] == ["t0", "t1"] and offset == len(whole)
+
+    # The worker cuts the torn line before appending, so the journal stays valid JSONL.
+    assert repair_output(out) == 17
+    assert out.read_bytes() == whole
+    with open(out, "a", encoding="utf-8") as f:
+        append_rows(f, [_row(2)])
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["t0", "t1", "t2"]
+    assert repair_output(out) == 0
+    assert repair_output(tmp_path / "missing.jsonl") == 0
+
+
+def test_incremental_reads_and_bad_lines(tmp_path):
+    out = tmp_path / "output.jsonl"
+    rows, offset = read_new_rows(out, 0)  # not there yet
+    assert rows == [] and offset == 0
+    with open(out, "w", encoding="utf-8") as f:
+        append_rows(f, [_row(0)])
+    rows, offset = read_new_rows(out, 0)
+    assert [r["id"] for r in rows] == ["t0"]
+    with open(out, "a", encoding="utf-8") as f:
+        f.write("{not json\n")  # a damaged complete line is skipped (its request is redone)
+        append_rows(f, [_row(1)])
+    rows, offset2 = read_new_rows(out, offset)
+    assert [r["id"] for r in rows] == ["t1"] and offset2 == out.stat().st_size
+    assert parse_complete_lines(b"") == ([], 0)
+    assert parse_complete_lines(b'{"id": "a"}') == ([], 0)
+
+
+def test_pending_skips_done_ids_with_the_same_input_hash():
+    requests = [{"id": "t0", "input_hash": "h"}, {"id": "t1", "input_hash": "new"}, {"id": "t2", "input_hash": "h"}]
+    done = {"t0": "h", "t1": "old"}
+    assert [r["id"] for r in pending(requests, done)] == ["t1", "t2"]
+
+
+def test_request_seed_is_stable_and_distinct():
+    assert request_seed(0, "t1") == request_seed(0, "t1")
+    assert request_seed(0, "t1") != request_seed(0, "t2") != request_seed(1, "t2")
+
+
+def test_missing_python_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv(ENV_PYTHON, raising=False)
+    with pytest.raises(DiscoError, match="not found.*venv"):
+        vllm_python(RewriteConfig(backend="vllm", vllm_python="/nonexistent/bin/python"))
+    monkeypatch.setenv(ENV_PYTHON, "no-such-python-3.11")
+    with pytest.raises(DiscoError, match=ENV_PYTHON):
+        vllm_python(RewriteConfig(backend="vllm"))
+
+
+def test_worker_without_vllm_fails_with_its_log_tail(tmp_path):
+    """The worker run by a python that lacks vllm (this venv's): exit 3, and the error shows why."""
+    try:
+        import vllm  # noqa: F401
+
+        pytest.skip("this interpreter has vllm")
+    except ImportError:
+        pass
+    cfg = RewriteConfig(backend="vllm", vllm_python=sys.executable, model=str(tmp_path / "no-model"))
+    requests = [{"id": "t0", "messages": [{"role": "user", "content": "hi"}], "input_hash": "h"}]
+    with pytest.raises(DiscoError, match=r"exit code 3(.|\n)*cannot import vllm"):
+        run_vllm(requests, cfg, tmp_path / "vllm", on_rows=lambda rows: None, poll_s=0.1)
+
+
+def test_journalled_rows_are_handed_over_without_a_worker(tmp_path):
+    """Rows journalled by an interrupted run are taken as they are (stale input hashes are not)."""
+    cfg = RewriteConfig(backend="vllm", vllm_python=sys.executable, model=str(tmp_path / "no-model"))
+    work = tmp_path / "vllm"
+    work.mkdir()
+    with open(work / "output.jsonl", "w", encoding="utf-8") as f:
+        append_rows(f, [_row(0), _row(1, h="stale")])
+    got = []
+    stats = run_vllm([{"id": "t0", "messages": [], "input_hash": "h"}], cfg, work, on_rows=got.extend)
+    assert [r["id"] for r in got] == ["t0"]
+    assert stats["generated"] == 0
+    assert not (work / "worker.log").exists()  # no worker was started
+
+
+def test_worker_with_nothing_to_do_exits_before_importing_vllm(tmp_path):
+    from models.rewrite import vllm_worker
+
+    req, out, st = tmp_path / "req.jsonl", tmp_path / "out.jsonl", tmp_path / "stats.json"
+    req.write_text(json.dumps({"id": "t0", "messages": [], "input_hash": "h"}) + "\n")
+    with open(out, "w", encoding="utf-8") as f:
+        append_rows(f, [_row(0)])
+    rc = vllm_worker.main(["--requests", str(req), "--output", str(out), "--model", "x",
+                           "--config-json", RewriteConfig().model_dump_json(), "--stats", str(st)])
+    assert rc == 0
+    assert json.loads(st.read_text())["generated"] == 0
+
+
+def _vllm_python_or_skip() -> str:
+    python = os.environ.get(ENV_PYTHON)
+    if not python:
+        pytest.skip(f"set {ENV_PYTHON} to the python of a venv with vllm to run the vLLM backend")
+    probe = subprocess.run([python, "-c", "import vllm"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"{python} cannot import vllm: {probe.stderr.strip()[-300:]}")
+    return python
+
+
+@pytest.mark.slow
+def test_vllm_end_to_end(turns, tmp_path, monkeypatch):
+    python = _vllm_python_or_skip()
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"))
+    cfg = RewriteConfig(
+        backend="vllm", vllm_python=python, max_new_tokens=16, vllm_batch_size=1,
+        vllm_options={"enforce_eager": True, "max_model_len": 2048},
+    )
+    st: dict = {}
+    out = rewrite_turns(turns[:2], cfg, tmp_path / "parts", stats=st, chunk_size=1)
+    assert [r["turn_id"] for r in out] == [t["turn_id"] for t in turns[:2]]
+    assert all(r["rewrite"] and "\n" not in r["rewrite"] for r in out)
+    assert st["generated"] == 2 and st["parts_written"] == 2
+    journal = (tmp_path / "parts" / "vllm" / "output.jsonl").read_text().splitlines()
+    assert len(journal) == 2
+    # Everything is in the parts now: a second run starts no worker.
+    st2: dict = {}
+    assert rewrite_turns(turns[:2], cfg, tmp_path / "parts", stats=st2) == out
+    assert st2["generated"] == 0
