@@ -22,6 +22,13 @@ class Retrieved:
     search_s: float = 0.0
 
 
+def _tokens(encoder: SpladeEncoder) -> list[str]:
+    """The id -> token table, built once per encoder (30,522 entries: too slow to rebuild per query)."""
+    if getattr(encoder, "_vocab_tokens", None) is None:
+        encoder._vocab_tokens = vocab_tokens(encoder.tokenizer)
+    return encoder._vocab_tokens
+
+
 def retrieve(
     encoder: SpladeEncoder,
     searcher: ImpactSearcher,
@@ -39,7 +46,7 @@ def retrieve(
     t0 = time.perf_counter()
     vecs = encoder.encode([texts[q] for q in qids], max_length, batch_size, progress)
     t1 = time.perf_counter()
-    tokens = vocab_tokens(encoder.tokenizer)
+    tokens = _tokens(encoder)
     impacts = {q: impact_vector(ids, w, tokens, scale) for q, (ids, w) in zip(qids, vecs)}
     hits = searcher.search({q: v for q, v in impacts.items() if v}, k)
     t2 = time.perf_counter()

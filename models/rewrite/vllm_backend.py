@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -93,6 +94,20 @@ def log_tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
     return data[-chars:].decode("utf-8", errors="replace")
 
 
+def _stop_group(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
+    """SIGTERM the worker's process group (worker + vLLM engine processes), SIGKILL after ``grace_s``."""
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run_vllm(
     requests: list[dict],
     cfg: RewriteConfig,
@@ -144,7 +159,10 @@ def run_vllm(
     with open(log_path, "ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd[:3])} ===\n".encode())
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO_ROOT))
+        # Its own session: the worker and vLLM's engine processes form one process group, stopped together.
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO_ROOT), start_new_session=True
+        )
         try:
             while True:
                 rc = proc.poll()
@@ -154,12 +172,7 @@ def run_vllm(
                     break
                 time.sleep(poll_s)
         except BaseException:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop_group(proc)
             raise
     if rc != 0:
         hint = " (vllm is not importable with that python)" if rc == EXIT_NO_VLLM else ""

@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -251,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _exit_with_parent(interval_s: float = 5.0) -> None:
-    """Exit when the parent process dies (a killed pipeline must not leave a worker holding the GPU)."""
+    """Exit when the parent process dies (a killed pipeline must not leave a worker holding the GPU).
+
+    The journal is fsynced after every batch, so a hard stop loses at most the batch in progress."""
     import threading
 
     parent = os.getppid()
@@ -261,6 +264,8 @@ def _exit_with_parent(interval_s: float = 5.0) -> None:
             time.sleep(interval_s)
             if os.getppid() != parent:
                 print("vllm_worker: parent process is gone, exiting", file=sys.stderr, flush=True)
+                if os.getpgrp() == os.getpid():  # our own group (the backend starts us so): take vLLM's
+                    os.killpg(os.getpgrp(), signal.SIGKILL)  # engine processes down with us
                 os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
