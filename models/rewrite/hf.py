@@ -109,12 +109,17 @@ class HFRewriter:
         return self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
 
     def rewrite(self, messages: Sequence[Messages]) -> list[tuple[str, int]]:
-        """(teacher text, attempts) per conversation, in batches of ``cfg.batch_size``."""
-        results: list[tuple[str, int]] = []
+        """(teacher text, attempts) per conversation, in batches of ``cfg.batch_size`` formed by prompt length
+        (a deterministic function of ``messages``, so a resumed chunk is batched as before)."""
+        # Batch prompts of similar length together (less padding); results go back in the input order.
+        order = sorted(range(len(messages)), key=lambda i: sum(len(m["content"]) for m in messages[i]))
+        results: list[tuple[str, int] | None] = [None] * len(messages)
         bs = self.cfg.batch_size
-        for start in range(0, len(messages), bs):
-            results.extend(self._rewrite_batch(messages[start : start + bs]))
-        return results
+        for start in range(0, len(order), bs):
+            idx = order[start : start + bs]
+            for i, out in zip(idx, self._rewrite_batch([messages[i] for i in idx])):
+                results[i] = out
+        return results  # type: ignore[return-value]
 
     def _rewrite_batch(self, messages: Sequence[Messages]) -> list[tuple[str, int]]:
         cfg = self.cfg

@@ -10,8 +10,8 @@ to rewrite the user's last question into a self-contained query, the conversatio
 the question, and a ``Re-written query:`` marker. A single user message (no system role) because some
 instruct models' chat templates (e.g. Mistral-7B-Instruct) reject a system message.
 
-Output: the first non-empty line, with labels ("Re-written query:", "Rewrite:", "Query:", ...), quotes
-and markdown emphasis stripped. An output that is empty or shorter than ``retry_min_words`` words is
+Output: the first non-empty line, with labels ("Re-written query:", "Rewrite:", "Query:", ...), role
+prefixes copied from the prompt ("system:", "user:"), quotes and markdown emphasis stripped. An output that is empty or shorter than ``retry_min_words`` words is
 generated once more with sampling (temperature 0.7, top-p 0.9).
 
 Mode ``rewrite+answer`` (LLM4CS-style expansion): the LLM also writes a short answer on a second line
@@ -29,7 +29,7 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 from pydantic import BaseModel, Field
 
 # Bump when build_messages / postprocess change in a way that changes outputs: it is part of prompt_hash.
-PROMPT_VERSION = "2"
+PROMPT_VERSION = "3"
 
 INSTRUCTION_REWRITE = (
     "Rewrite the user's last question in the conversation below into a self-contained search query. "
@@ -69,6 +69,8 @@ _LABEL_ONLY_RE = re.compile(
     r"(?:search\s+)?(?:query|question|rewrite|re-?write|output)\s*:?\s*)$",
     re.IGNORECASE,
 )
+# Conversation role prefixes a small model copies from the prompt ("system: ...").
+_ROLE_RE = re.compile(r"^\s*(?:user|system|assistant)\s*:\s*", re.IGNORECASE)
 _ANSWER_RE = re.compile(r"^\s*(?:\*\*|__)?\s*answer\s*(?:\*\*|__)?\s*:\s*", re.IGNORECASE)
 _BULLET_RE = re.compile(r"^\s*(?:[-*•>]|\d+[.)])\s+")
 _QUOTES = "\"'`“”‘’«»"
@@ -178,6 +180,7 @@ def _clean(line: str) -> str:
         s = _BULLET_RE.sub("", s)
         s = s.replace("**", "").replace("__", "").strip()
         s = _LABEL_RE.sub("", s).strip()
+        s = _ROLE_RE.sub("", s).strip()
         if len(s) >= 2 and s[0] in _QUOTES and s[-1] in _QUOTES:
             s = s[1:-1].strip()
         s = s.strip(_QUOTES + " \t").strip()

@@ -7,6 +7,7 @@ stage's config reruns that stage and what follows only.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import polars as pl
@@ -14,6 +15,7 @@ import pytest
 
 from disco.config import apply_overrides, preset
 from disco.paths import DEMO_DATA
+from flows.pipeline import STAGES
 
 pytestmark = pytest.mark.slow
 
@@ -45,13 +47,27 @@ def _config(data: Path, *extra: str):
     ])
 
 
-def _last_task_states(n: int) -> dict[str, str]:
+def _task_states(expected_runs: int) -> dict[str, str]:
+    """Final state names of the newest run of each stage task, read from the Prefect API.
+
+    Task run states reach the API through events, asynchronously: wait until ``expected_runs`` task runs
+    have finished there.
+    """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.sorting import TaskRunSort
 
+    deadline = time.monotonic() + 60
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=n)
-    return {r.name.rsplit("-", 1)[0]: r.state_name for r in runs}
+        while True:
+            runs = client.read_task_runs(sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=200)
+            finished = [r for r in runs if r.state_type is not None and r.state_type.value == "COMPLETED"]
+            if len(finished) >= expected_runs or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    states: dict[str, str] = {}
+    for r in finished:  # newest first
+        states.setdefault(r.name.rsplit("-", 1)[0], r.state_name)
+    return states
 
 
 def test_pipeline_runs_caches_and_reruns_one_stage(prefect_api, demo_slice, tmp_path):
@@ -87,10 +103,9 @@ def test_pipeline_runs_caches_and_reruns_one_stage(prefect_api, demo_slice, tmp_
 
     # Unchanged rerun: every stage is served from cache.
     pipeline(cfg, out)
-    assert set(_last_task_states(6).values()) == {"Cached"}
+    assert _task_states(12) == dict.fromkeys(STAGES, "Cached")
 
     # Changing the distillation config reruns distill and evaluate only.
     pipeline(_config(demo_slice, "distill.epochs=1"), out)
-    states = _last_task_states(6)
-    assert states == {"ingest": "Cached", "rewrite": "Cached", "index": "Cached", "teacher": "Cached",
+    assert _task_states(18) == {"ingest": "Cached", "rewrite": "Cached", "index": "Cached", "teacher": "Cached",
                       "distill": "Completed", "evaluate": "Completed"}

@@ -79,6 +79,8 @@ def test_char_cap_cuts_a_single_overlong_newest_turn():
         ("The rewritten query is: matcha origin", "matcha origin"),
         ("- Rewritten question: Who was the second man on the moon?", "Who was the second man on the moon?"),
         ("Query-based retrieval in Lucene", "Query-based retrieval in Lucene"),
+        ("system: Zappa broke up the band in 1969.", "Zappa broke up the band in 1969."),
+        ("System: I don't know.", "I don't know."),
         ("What is the   Eiffel\tTower?", "What is the Eiffel Tower?"),
         ("", ""),
         ("   \n  \n", ""),
