@@ -40,14 +40,16 @@ def run(
                                                    "teacher, distill, evaluate"),
     refresh: bool = typer.Option(False, "--refresh", help="recompute instead of reusing cached outputs"),
     set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set distill.lr=1e-4"),
+    eval_data: Optional[Path] = typer.Option(None, help="zero-shot: train on all of --data, evaluate on this"),
+    eval_format: Optional[str] = typer.Option(None, help="format of --eval-data (default: the same as --data)"),
 ) -> None:
     """Run the whole pipeline (or one stage with --stage), then print the results table."""
     _prefect_env()
     try:
         from disco import config as configs
-        from disco.report import results_table
 
-        cfg = configs.load(preset, str(data) if data else None, set_)
+        cfg = configs.load(preset, str(data) if data else None, set_, str(eval_data) if eval_data else None,
+                           eval_format)
         out_dir = str((out or Path("runs") / cfg.name).resolve())
         from flows.pipeline import STAGES, pipeline
 
@@ -56,12 +58,51 @@ def run(
         pipeline(cfg, out_dir, stage=stage, refresh=refresh)
     except DiscoError as e:
         _fail(e)
-    metrics = Path(out_dir) / "metrics.json"
-    if stage in (None, "evaluate") and metrics.exists():
-        typer.echo(results_table(json.loads(metrics.read_text())))
-        typer.echo(f"\nmetrics: {metrics}\nreport:  {Path(out_dir) / 'report.md'}")
+    if stage in (None, "evaluate"):
+        _print_results(out_dir)
     else:
         typer.echo(f"done: {out_dir}")
+
+
+def _print_results(out_dir: str) -> None:
+    from disco.report import results_table
+
+    metrics = Path(out_dir) / "metrics.json"
+    typer.echo(results_table(json.loads(metrics.read_text())))
+    typer.echo(f"\nmetrics: {metrics}\nreport:  {Path(out_dir) / 'report.md'}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="folder of an earlier `disco run` (holds run.json)"),
+    data: Path = typer.Option(..., help="dataset to evaluate on (every turn is held out)"),
+    format: Optional[str] = typer.Option(None, help="its format (default: the training data's)"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default: <run_dir>/eval-<data name>)"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field of the earlier run"),
+) -> None:
+    """Evaluate a student trained by an earlier run on another dataset, without retraining (zero-shot)."""
+    _prefect_env()
+    try:
+        from disco.config import DataConfig, PipelineConfig, apply_overrides
+        from disco.io import Manifest
+
+        record = run_dir / "run.json"
+        if not record.exists():
+            raise DiscoError(f"{record} not found: pass the folder of a finished `disco run`")
+        saved = json.loads(record.read_text())
+        if "distill" not in saved["stages"]:
+            raise DiscoError(f"{record}: that run has no trained student (it stopped before distill)")
+        cfg = apply_overrides(PipelineConfig.model_validate(saved["config"]), set_)
+        cfg.eval_data = DataConfig(format=format or cfg.data.format, path=str(data.resolve()))
+        student = Manifest.model_validate(saved["stages"]["distill"])
+        student.outputs["student"].check()
+        out_dir = str((out or run_dir / f"eval-{data.resolve().name}").resolve())
+        from flows.pipeline import evaluate_student
+
+        evaluate_student(cfg.target(), out_dir, student)
+    except DiscoError as e:
+        _fail(e)
+    _print_results(out_dir)
 
 
 @app.command("config")

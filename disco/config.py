@@ -58,6 +58,15 @@ class PipelineConfig(BaseModel):
     teacher: TeacherConfig = TeacherConfig()
     distill: DistillConfig = DistillConfig()
     evaluate: EvalConfig = EvalConfig()
+    eval_data: DataConfig | None = Field(None, description="zero-shot: evaluate on this dataset instead of "
+                                                           "the held-out split of `data`")
+
+    def target(self) -> "PipelineConfig":
+        """The configuration evaluated on: ``eval_data`` with every turn held out, the same models otherwise."""
+        if self.eval_data is None:
+            return self
+        data = self.eval_data.model_copy(update={"split": SplitConfig(method="conversation", test_fraction=1.0)})
+        return self.model_copy(update={"data": data, "eval_data": None})
 
 
 def _demo() -> PipelineConfig:
@@ -126,8 +135,17 @@ def apply_overrides(cfg: PipelineConfig, overrides: list[str]) -> PipelineConfig
         raise DiscoError(f"invalid --set override: {e}") from None
 
 
-def load(name: str, data: str | None = None, overrides: list[str] = ()) -> PipelineConfig:
+def load(name: str, data: str | None = None, overrides: list[str] = (), eval_data: str | None = None,
+         eval_format: str | None = None) -> PipelineConfig:
+    """A preset with ``--data`` / ``--eval-data`` and ``--set`` overrides applied.
+
+    With ``eval_data`` (zero-shot, as in the paper: train on one dataset, evaluate on another), the student
+    trains on every turn of ``data`` and is evaluated on every turn of ``eval_data``.
+    """
     cfg = preset(name)
     if data is not None:
         cfg.data.path = str(Path(data).resolve())
+    if eval_data is not None:
+        cfg.eval_data = DataConfig(format=eval_format or cfg.data.format, path=str(Path(eval_data).resolve()))
+        cfg.data.split = SplitConfig(method="conversation", test_fraction=0.0)
     return apply_overrides(cfg, list(overrides))

@@ -53,9 +53,33 @@ def pipeline(config: PipelineConfig = PipelineConfig(), out: str = "runs/demo", 
     if "distill" in needed:
         done["distill"] = distill_flow(config, out, fresh("distill"), data=done["ingest"], index=done["index"],
                                        teachers=done["teacher"])
-    if "evaluate" in needed:
+    if "evaluate" in needed and config.eval_data is not None:
+        done.update(evaluate_student(config.target(), out, done["distill"], refresh=fresh("evaluate")))
+    elif "evaluate" in needed:
         done["evaluate"] = evaluate_flow(config, out, fresh("evaluate"), data=done["ingest"], index=done["index"],
                                          teachers=done["teacher"], student=done["distill"])
+    _record(config, out, done)
+    return done
+
+
+@flow(name="evaluate-student", log_prints=True)
+def evaluate_student(config: PipelineConfig, out: str, student: Manifest, refresh: bool = False
+                     ) -> dict[str, Manifest]:
+    """A trained student on ``config.data`` (every turn held out): zero-shot evaluation, no retraining.
+
+    The evaluation dataset gets its own ingest, index and teacher runs (for the rewrite baselines).
+    """
+    done = {"eval-ingest": ingest_flow(config, out, refresh)}
+    done["eval-rewrite"] = rewrite_flow(config, out, data=done["eval-ingest"])
+    done["eval-index"] = index_flow(config, out, data=done["eval-ingest"])
+    done["eval-teacher"] = teacher_flow(config, out, data=done["eval-ingest"], rewrites=done["eval-rewrite"],
+                                        index=done["eval-index"])
+    done["evaluate"] = evaluate_flow(config, out, refresh, data=done["eval-ingest"], index=done["eval-index"],
+                                     teachers=done["eval-teacher"], student=student)
+    return done
+
+
+def _record(config: PipelineConfig, out: str, done: dict[str, Manifest]) -> None:
+    """``<out>/run.json``: the configuration and every stage's manifest (what `disco evaluate` reads back)."""
     write_json(f"{out}/run.json", {"config": config.model_dump(mode="json"),
                                    "stages": {k: v.model_dump(mode="json") for k, v in done.items()}})
-    return done
