@@ -173,7 +173,10 @@ def rewrite_turns(
         if tid in seen:
             raise DiscoError(f"rewrite_turns: turn id {tid!r} appears twice")
         seen.add(tid)
-        messages = build_messages(t["question"], t.get("history") or [], cfg.max_history_chars, cfg.mode)
+        try:
+            messages = build_messages(t["question"], t.get("history") or [], cfg.max_history_chars, cfg.mode)
+        except ValueError as e:
+            raise DiscoError(f"rewrite_turns: turn {tid!r}: {e}") from None
         requests.append({"id": tid, "messages": messages, "input_hash": input_hash(messages)})
 
     done, next_part = _read_parts(parts_dir)

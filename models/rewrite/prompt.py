@@ -92,13 +92,14 @@ class RewriteConfig(BaseModel):
     batch_size: int = Field(8, ge=1)  # transformers: sequences per generate call
     seed: int = 0
     dtype: str = "float32"  # torch dtype name; for vLLM on GPU prefer "auto" or "bfloat16"
+    torch_threads: int | None = None  # transformers: torch threads while generating (None: leave as is)
     vllm_python: str | None = None  # python of a venv with vllm; None -> env DISCO_VLLM_PYTHON, else `python`
     vllm_options: dict[str, Any] = Field(default_factory=dict)  # extra vllm.LLM(...) arguments
     vllm_batch_size: int = Field(256, ge=1)  # requests per vLLM call; a killed worker loses at most one
 
 
 # Fields that do not change what is generated (excluded from the hash).
-_NOT_HASHED = {"teacher", "batch_size", "vllm_python", "vllm_options", "vllm_batch_size"}
+_NOT_HASHED = {"teacher", "batch_size", "torch_threads", "vllm_python", "vllm_options", "vllm_batch_size"}
 
 
 def _role_text(item: Any) -> tuple[str, str]:

@@ -51,3 +51,16 @@ def turns():
     import copy
 
     return copy.deepcopy(TURNS)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """These tests check outputs, not speed: one torch thread keeps them fast on a busy 2-core machine
+    (with 2 threads, OpenMP's spin-waiting made a 24-token generation 12x slower when another process
+    held a core). Restored after each test, so tests elsewhere are unaffected."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -61,13 +61,13 @@ def test_resume_regenerates_only_missing_turns(smollm, turns, tmp_path):
 
 def test_parts_of_another_prompt_hash_are_discarded(smollm, turns, tmp_path):
     parts = tmp_path / "parts"
-    rewrite_turns(turns[:2], CFG, parts, rewriter=smollm, chunk_size=2)
+    rewrite_turns(turns[:1], CFG, parts, rewriter=smollm, chunk_size=2)
     assert _parts(parts) == ["part-00000.parquet"]
     other = CFG.model_copy(update={"max_new_tokens": 5})
     assert prompt_hash(other) != prompt_hash(CFG)
     st: dict = {}
-    rewrite_turns(turns[:2], other, parts, rewriter=smollm, stats=st, chunk_size=2)
-    assert st["skipped"] == 0 and st["generated"] == 2
+    rewrite_turns(turns[:1], other, parts, rewriter=smollm, stats=st, chunk_size=2)
+    assert st["skipped"] == 0 and st["generated"] == 1
     assert json.loads((parts / "meta.json").read_text())["prompt_hash"] == prompt_hash(other)
     assert _parts(parts) == ["part-00000.parquet"]  # the old part was deleted, numbering restarts
 
