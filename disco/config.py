@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from disco.errors import DiscoError
 from disco.ingest import SplitConfig
@@ -40,6 +40,12 @@ class TeacherConfig(BaseModel):
     k: int = 1000
     fusion: Fusion = "mean_score"
     distill_from: str = "fused"  # a teacher name, or "fused" (all teachers fused)
+
+    @model_validator(mode="after")
+    def _known_teacher(self) -> "TeacherConfig":
+        if self.distill_from not in (*self.teachers, "fused"):
+            raise ValueError(f"distill_from {self.distill_from!r} is neither 'fused' nor one of {self.teachers}")
+        return self
 
 
 class EvalConfig(BaseModel):
@@ -88,7 +94,7 @@ def _mtrag_un() -> PipelineConfig:
     cfg = _demo()
     cfg.name = "mtrag-un"
     cfg.data = DataConfig(format="mtrag-un", path="../shared/data/mtrag")
-    cfg.teacher.teachers = ["llm"]  # MTRAG-UN has no human rewrites
+    cfg.teacher = TeacherConfig(teachers=["llm"], distill_from="llm")  # MTRAG-UN has no human rewrites
     return cfg
 
 
