@@ -86,23 +86,28 @@ def register(cls: type[DatasetReader]) -> type[DatasetReader]:
     return cls
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; a clear error for bad UTF-8 or JSON."""
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (line number, text without the line end) of each non-blank line; bad UTF-8 names the line."""
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as e:
                 raise DataError(path, f"not valid UTF-8 ({e.reason} at byte {e.start})", line=lineno) from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, f"malformed JSON ({e.msg} at column {e.colno})", line=lineno) from None
-            if not isinstance(obj, dict):
-                raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
-            yield lineno, obj
+            if line.strip():
+                yield lineno, line
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line; a clear error for bad UTF-8 or JSON."""
+    for lineno, line in read_lines(path):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, f"malformed JSON ({e.msg} at column {e.colno})", line=lineno) from None
+        if not isinstance(obj, dict):
+            raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
+        yield lineno, obj
 
 
 def field_of(obj: dict[str, Any], key: str, path: Path, line: int | None, kind: type = str) -> Any:
@@ -121,17 +126,10 @@ def field_of(obj: dict[str, Any], key: str, path: Path, line: int | None, kind: 
 
 def read_tsv(path: Path, columns: int, header: bool | None = None) -> Iterator[tuple[int, list[str]]]:
     """Yield (line number, fields) of a tab- (or whitespace-, for TREC qrels) separated file."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                raise DataError(path, f"not valid UTF-8 ({e.reason} at byte {e.start})", line=lineno) from None
-            if not line.strip():
-                continue
-            parts = line.split("\t") if "\t" in line else line.split()
-            if lineno == 1 and header is not False and not parts[-1].lstrip("-").isdigit():
-                continue  # a header line
-            if len(parts) != columns:
-                raise DataError(path, f"expected {columns} fields, found {len(parts)}", line=lineno)
-            yield lineno, parts
+    for lineno, line in read_lines(path):
+        parts = line.split("\t") if "\t" in line else line.split()
+        if lineno == 1 and header is not False and not parts[-1].lstrip("-").isdigit():
+            continue  # a header line
+        if len(parts) != columns:
+            raise DataError(path, f"expected {columns} fields, found {len(parts)}", line=lineno)
+        yield lineno, parts

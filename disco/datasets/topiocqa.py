@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from disco.datasets._common import as_id, first_existing, given_path, json_records, opt_field, text_of
-from disco.datasets.base import DatasetReader, Passage, Qrel, Turn, field_of, register
+from disco.datasets.base import DatasetReader, Passage, Qrel, Turn, field_of, read_lines, register
 from disco.errors import DataError
 
 SEP = "[SEP]"
@@ -195,21 +195,15 @@ class TopiocqaReader(DatasetReader):
         if self.collection is None:
             return
         path = self.collection
-        with open(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                try:
-                    line = raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as e:
-                    raise DataError(path, f"not valid UTF-8 ({e.reason} at byte {e.start})", line=lineno) from None
-                if not line.strip():
-                    continue
-                parts = next(csv.reader([line], delimiter="\t")) if '"' in line else line.split("\t")
-                if lineno == 1 and parts and parts[0].strip().lower() == "id":
-                    continue  # header: id, text, title
-                if len(parts) != 3:
-                    raise DataError(path, f"expected 3 tab-separated fields (id, text, title), found {len(parts)}",
-                                    line=lineno)  # fmt: skip
-                doc_id, text, title = parts
-                if not doc_id.strip():
-                    raise DataError(path, "empty passage id", line=lineno)
-                yield Passage(doc_id=doc_id.strip(), text=text, title=_title(title), where=(str(path), lineno))
+        for lineno, line in read_lines(path):
+            parts = next(csv.reader([line], delimiter="\t")) if '"' in line else line.split("\t")
+            if lineno == 1 and parts and parts[0].strip().lower() == "id":
+                continue  # header: id, text, title
+            if len(parts) != 3:
+                raise DataError(path, f"expected 3 tab-separated fields (id, text, title), found {len(parts)}",
+                                line=lineno)  # fmt: skip
+            doc_id, text, title = parts
+            if not doc_id.strip():
+                raise DataError(path, "empty passage id", line=lineno)
+            yield Passage(doc_id=doc_id.strip(), text=text, title=_title(title), where=(str(path), lineno))
+
