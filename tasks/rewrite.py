@@ -38,7 +38,7 @@ def rewrite_task(out: str, rewrite: RewriteConfig, teachers: list[str], data: Ma
             rows += [{"turn_id": t, "teacher": "answer", "rewrite": f"{q} {a}", "prompt_hash": "dataset"}
                      for t, q, a in zip(have["turn_id"], have["question"], have["answer"])]
         elif name == rewrite.teacher:
-            rows += _llm_rewrites(out, key, rewrite, turns)
+            rows += _llm_rewrites(out, rewrite, turns)
         else:
             raise DiscoError(f"unknown teacher {name!r}: use 'human', 'answer' or the LLM teacher's name "
                              f"({rewrite.teacher!r}, set by rewrite.teacher)")
@@ -53,13 +53,15 @@ def rewrite_task(out: str, rewrite: RewriteConfig, teachers: list[str], data: Ma
     return m
 
 
-def _llm_rewrites(out: str, key: str, cfg: RewriteConfig, turns: pl.DataFrame) -> list[dict]:
+def _llm_rewrites(out: str, cfg: RewriteConfig, turns: pl.DataFrame) -> list[dict]:
     requests = turns.select(["turn_id", "question", "history"]).to_dicts()
     bar = Progress("rewrite-progress", f"{cfg.teacher}: rewriting {len(requests)} turns with {cfg.model}",
                    len(requests))
-    done = rewrite_turns(requests, cfg, work_dir("rewrite", out, key) / "parts", progress=bar)
-    bar.close()
+    # Parts are keyed by the prompt hash, not the stage key: a change elsewhere in the stage (e.g. another
+    # teacher added) reuses the LLM's finished rewrites; each part row also carries its input's hash.
     ph = prompt_hash(cfg)
+    done = rewrite_turns(requests, cfg, work_dir("rewrite-llm", out, ph) / "parts", progress=bar)
+    bar.close()
     return [{"turn_id": r["turn_id"], "teacher": cfg.teacher, "rewrite": r["rewrite"], "prompt_hash": ph}
             for r in done]
 
