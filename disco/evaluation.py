@@ -58,6 +58,20 @@ def by_depth(per_q: dict[str, dict[str, float]], turn_of: dict[str, int]) -> dic
     return {lab: {**aggregate(buckets[lab]), "turns": len(buckets[lab])} for lab, _, _ in DEPTHS if buckets[lab]}
 
 
+def token_f1(prediction: str, reference: str) -> float:
+    """Bag-of-words F1 between a rewrite and a reference rewrite (lower-cased, punctuation stripped)."""
+    import re
+    from collections import Counter
+
+    p = Counter(re.findall(r"\w+", prediction.lower()))
+    r = Counter(re.findall(r"\w+", reference.lower()))
+    common = sum((p & r).values())
+    if not common:
+        return 0.0
+    precision, recall = common / sum(p.values()), common / sum(r.values())
+    return 2 * precision * recall / (precision + recall)
+
+
 def flops(query_terms: list[np.ndarray], doc_terms: list[np.ndarray], vocab_size: int) -> float:
     """Expected FLOPS: sum over terms of P(term in query) * P(term in document) (Paria et al., 2020)."""
     pq = np.zeros(vocab_size)

@@ -12,6 +12,7 @@ from prefect import task
 
 from disco import schema
 from disco.config import IndexConfig
+from disco.errors import DiscoError
 from disco.index.build import build_index
 from disco.io import Manifest, atomic_path
 from models.splade import SpladeConfig, SpladeEncoder, impact_vector, vocab_tokens
@@ -28,6 +29,9 @@ def index_task(out: str, encoder: SpladeConfig, index: IndexConfig, data: Manife
     key, final = stage_dir("index", out, {"encoder": encoder, "index": index, "data": data})
     corpus = pq.ParquetFile(data["corpus"])
     total = corpus.metadata.num_rows
+    if total == 0:
+        raise DiscoError(f"index: the dataset ({data.stats.get('format')}) has no passages, so retrieval stages "
+                         "cannot run; its turns and rewrites are ready: use --stage rewrite")
     enc = SpladeEncoder(encoder.model, frozen=True)
     tokens = vocab_tokens(enc.tokenizer)
     bar = Progress("index-progress", f"encoding {total} passages", total)

@@ -12,6 +12,7 @@ from prefect import task
 
 from disco import schema
 from disco.errors import DiscoError
+from disco.evaluation import token_f1
 from disco.io import Manifest, atomic_path, sha256_text, write_parquet
 from models.rewrite import rewrite_turns
 from models.rewrite.prompt import RewriteConfig, prompt_hash
@@ -47,7 +48,11 @@ def rewrite_task(out: str, rewrite: RewriteConfig, teachers: list[str], data: Ma
         tmp.mkdir()
         write_parquet(tmp / "rewrites.parquet", table.to_arrow().cast(schema.REWRITES))
     counts = table.group_by("teacher").len().sort("teacher").to_dicts()
-    m = manifest("rewrite", key, final, {"rewrites": ("rewrites.parquet", len(table))}, {"teachers": counts})
+    quality = _quality(turns, table)
+    m = manifest("rewrite", key, final, {"rewrites": ("rewrites.parquet", len(table))},
+                 {"teachers": counts, "quality": quality})
+    if quality:
+        table_artifact("rewrite-quality", quality, "each teacher's rewrites against the dataset's human rewrites")
     _samples_artifact(turns, table)
     link_artifacts("rewrite", m)
     return m
@@ -64,6 +69,22 @@ def _llm_rewrites(out: str, cfg: RewriteConfig, turns: pl.DataFrame) -> list[dic
     bar.close()
     return [{"turn_id": r["turn_id"], "teacher": cfg.teacher, "rewrite": r["rewrite"], "prompt_hash": ph}
             for r in done]
+
+
+def _quality(turns: pl.DataFrame, table: pl.DataFrame) -> list[dict]:
+    """Token F1 and exact match of each non-human teacher's rewrites against the human rewrites, where present."""
+    human = dict(zip(*turns.filter(pl.col("human_rewrite").is_not_null()).select(["turn_id", "human_rewrite"])
+                     .get_columns()))
+    rows = []
+    for name in sorted(set(table["teacher"]) - {"human"}):
+        pairs = [(r, human[t]) for t, r in table.filter(pl.col("teacher") == name).select(["turn_id", "rewrite"])
+                 .iter_rows() if t in human]
+        if pairs:
+            rows.append({"teacher": name, "turns": len(pairs),
+                         "token_f1": round(sum(token_f1(r, h) for r, h in pairs) / len(pairs), 4),
+                         "exact_match": round(sum(r.strip().lower() == h.strip().lower() for r, h in pairs)
+                                              / len(pairs), 4)})
+    return rows
 
 
 def _samples_artifact(turns: pl.DataFrame, table: pl.DataFrame, n: int = 12) -> None:

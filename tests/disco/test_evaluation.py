@@ -38,3 +38,12 @@ def test_flops():
     d = [np.array([1, 2]), np.array([2])]
     # P_q = [0.5, 1, 0], P_d = [0, 0.5, 1] -> 1 * 0.5
     assert flops(q, d, 3) == pytest.approx(0.5)
+
+
+def test_token_f1():
+    from disco.evaluation import token_f1
+
+    assert token_f1("When did the bridge open?", "when did the bridge open") == 1.0
+    # 2 shared tokens of 4 predicted and 2 reference tokens: P = 0.5, R = 1 -> F1 = 2/3
+    assert token_f1("the bridge opened late", "the bridge") == pytest.approx(2 / 3)
+    assert token_f1("", "x") == 0.0
