@@ -7,7 +7,8 @@ and iKAT use graded labels, where the threshold matters).
 
 from __future__ import annotations
 
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 
 import ir_measures
 import numpy as np
@@ -60,9 +61,6 @@ def by_depth(per_q: dict[str, dict[str, float]], turn_of: dict[str, int]) -> dic
 
 def token_f1(prediction: str, reference: str) -> float:
     """Bag-of-words F1 between a rewrite and a reference rewrite (lower-cased, punctuation stripped)."""
-    import re
-    from collections import Counter
-
     p = Counter(re.findall(r"\w+", prediction.lower()))
     r = Counter(re.findall(r"\w+", reference.lower()))
     common = sum((p & r).values())

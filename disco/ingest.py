@@ -42,6 +42,18 @@ class Problems:
         self.counts: Counter[str] = Counter()
         self.examples: dict[str, str] = {}
 
+    def admit(self, seen: set[str], record_id: str, text: str | None, where: Where, what: str, text_name: str
+              ) -> bool:
+        """Admit a record unless its id repeats or its text is empty; an admitted id joins ``seen``."""
+        if record_id in seen:
+            self.report(f"duplicate_{what}", where, f"duplicate {what} id {record_id!r}", record_id)
+            return False
+        if not text or not text.strip():
+            self.report(f"empty_{text_name.split()[0]}", where, f"empty {text_name}", record_id)
+            return False
+        seen.add(record_id)
+        return True
+
     def report(self, kind: str, where: Where, problem: str, record: str | None = None) -> None:
         if self.strict:
             raise DataError(where[0], problem, line=where[1], record=record)
@@ -62,16 +74,9 @@ def ingest(reader: DatasetReader, out_dir: Path, split: SplitConfig, strict: boo
     problems = Problems(strict)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    turns, seen_turns = [], set()
-    for t in reader.turns():
-        if t.turn_id in seen_turns:
-            problems.report("duplicate_turn", t.where, f"duplicate turn id {t.turn_id!r}", t.turn_id)
-            continue
-        if not t.question or not t.question.strip():
-            problems.report("empty_question", t.where, "empty question", t.turn_id)
-            continue
-        seen_turns.add(t.turn_id)
-        turns.append(t)
+    seen_turns: set[str] = set()
+    turns = [t for t in reader.turns()
+             if problems.admit(seen_turns, t.turn_id, t.question, t.where, "turn", "question")]
     if not turns:
         raise DataError(reader.root, f"no conversation turns found for format {reader.name!r}")
 
@@ -135,13 +140,8 @@ def _write_corpus(reader: DatasetReader, path: Path, problems: Problems) -> set[
     batch: list[dict] = []
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema.CORPUS, compression="zstd") as writer:
         for p in reader.passages():
-            if p.doc_id in ids:
-                problems.report("duplicate_passage", p.where, f"duplicate passage id {p.doc_id!r}", p.doc_id)
+            if not problems.admit(ids, p.doc_id, p.text, p.where, "passage", "passage text"):
                 continue
-            if not p.text or not p.text.strip():
-                problems.report("empty_passage", p.where, "empty passage text", p.doc_id)
-                continue
-            ids.add(p.doc_id)
             batch.append({"doc_id": p.doc_id, "title": p.title or "", "text": p.text.strip()})
             if len(batch) >= _ROW_GROUP:
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema.CORPUS))

@@ -35,6 +35,11 @@ class Turn:
             self.turn_id = f"{self.conversation_id}_{self.turn}"
 
 
+def exchange(question: str, answer: str | None) -> list[tuple[str, str]]:
+    """What one turn adds to the history of the next: the user's question, then the agent's answer if any."""
+    return [("user", question), ("agent", answer)] if answer else [("user", question)]
+
+
 @dataclass
 class Passage:
     doc_id: str

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from disco.datasets._common import as_id, first_existing, given_path, json_records, read_trec_qrels, text_of
-from disco.datasets.base import DatasetReader, Qrel, Turn, field_of, read_tsv, register
+from disco.datasets.base import DatasetReader, Qrel, Turn, exchange, field_of, read_tsv, register
 from disco.errors import DataError
 
 # year -> (topics, manual rewrites TSV, qrels); paths relative to the treccastweb root
@@ -153,9 +153,7 @@ class TrecCastReader(DatasetReader):
                         turn_id=turn_id,
                         where=(str(path), line),
                     )
-                history.append(("user", question))
-                if answer:
-                    history.append(("agent", answer))
+                history.extend(exchange(question, answer))
 
     def qrels(self) -> Iterator[Qrel]:
         if self.qrels_path is None:

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 from disco.datasets._common import (
     as_id, first_existing, given_path, json_records, opt_field, read_trec_qrels, text_of,
 )  # fmt: skip
-from disco.datasets.base import DatasetReader, Passage, Qrel, Turn, field_of, read_jsonl, register
+from disco.datasets.base import DatasetReader, Passage, Qrel, Turn, exchange, field_of, read_jsonl, register
 from disco.errors import DataError
 
 _TOPICS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -127,9 +127,7 @@ class TrecIkatReader(DatasetReader):
                     turn_id=turn_id,
                     where=(str(path), line),
                 )
-                history.append(("user", question))
-                if answer:
-                    history.append(("agent", answer))
+                history.extend(exchange(question, answer))
 
     def qrels(self) -> Iterator[Qrel]:
         if self.qrels_path is not None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from disco.datasets.base import DatasetReader, Passage, Qrel, Turn, field_of, read_jsonl, read_tsv, register
+from disco.datasets.base import (DatasetReader, Passage, Qrel, Turn, exchange, field_of, read_jsonl, read_tsv,
+                                 register)
 from disco.errors import DataError
 
 
@@ -38,9 +39,7 @@ class NativeReader(DatasetReader):
                     split=obj.get("split"),
                     where=(str(path), line),
                 )
-                history.append(("user", question))
-                if answer:
-                    history.append(("agent", answer))
+                history.extend(exchange(question, answer))
 
     def passages(self) -> Iterator[Passage]:
         path = self.require("passages.jsonl")
