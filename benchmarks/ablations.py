@@ -1,38 +1,48 @@
 """Ablations of the distillation (issue 4): teachers, losses, and a query-sparsity sweep.
 
 Runs the pipeline once per variant in one output folder, so the ingest, rewrite, index and teacher stages are
-computed once and served from cache afterwards; only distill and evaluate rerun. Writes a markdown table
+computed once and served from cache afterwards; only distill and evaluate rerun. Every variant is evaluated on a
+dev split carved out of the train conversations (``--dev-fraction``; the test conversations are unchanged), so
+settings are chosen without looking at the test split. Writes a markdown table
 (`<out>/ablations.md`), the raw numbers (`ablations.json`) and the sparsity plot (`sparsity.png`: RR@10 and
 R@100 against FLOPS and non-zero query terms).
 
     python benchmarks/ablations.py demo --out runs/ablations-demo
     python benchmarks/ablations.py mtrag-un --out runs/ablations-mtrag --only teachers losses
+    python benchmarks/ablations.py mtrag-un --out runs/ablations-mtrag --teachers llm llm+answer answer
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
-VARIANTS: dict[str, dict[str, list[str]]] = {
-    "teachers": {
-        "teacher=human": ["teacher.distill_from=human"],
-        "teacher=llm": ["teacher.distill_from=llm"],
-        "teacher=fused (mean score)": ["teacher.distill_from=fused"],
-        "teacher=fused (mean softmax)": ["teacher.distill_from=fused", "teacher.fusion=mean_softmax"],
-    },
-    "losses": {
-        "KL only": ["distill.contrastive_weight=0.0"],
-        "KL + contrastive 0.01": ["distill.contrastive_weight=0.01"],
-        "KL + contrastive 0.1": ["distill.contrastive_weight=0.1"],
-        "MarginMSE": ["distill.loss=margin_mse", "distill.contrastive_weight=0.0"],
-        "InfoNCE": ["distill.loss=info_nce", "distill.contrastive_weight=0.0"],
-    },
-    "sparsity": {f"FLOPS lambda_q={lq}": ["distill.reg=flops", f"distill.lambda_q={lq}"]
-                 for lq in ("0.0", "0.001", "0.01", "0.05")},
+LOSSES = {
+    "KL only": ["distill.contrastive_weight=0.0"],
+    "KL + contrastive 0.01": ["distill.contrastive_weight=0.01"],
+    "KL + contrastive 0.1": ["distill.contrastive_weight=0.1"],
+    "MarginMSE": ["distill.loss=margin_mse", "distill.contrastive_weight=0.0"],
+    "InfoNCE": ["distill.loss=info_nce", "distill.contrastive_weight=0.0"],
 }
+SPARSITY = {f"FLOPS lambda_q={lq}": ["distill.reg=flops", f"distill.lambda_q={lq}"]
+            for lq in ("0.0", "0.003", "0.01", "0.03", "0.1", "0.3")}
+# The diagnosis of issue 4: more steps, and a window that reaches the near misses of a small corpus.
+BUDGET = {
+    "20 epochs": ["distill.epochs=20"],
+    "window 2..200": ["distill.negative_window=[2,200]"],
+    "20 epochs + window 2..200": ["distill.epochs=20", "distill.negative_window=[2,200]"],
+}
+PRECISION = {"bf16 autocast": ["distill.precision=bf16"]}
+
+
+def variants(teachers: list[str]) -> dict[str, dict[str, list[str]]]:
+    """Each group's variants: name -> --set overrides (on top of the shared ones)."""
+    by_teacher = {f"teacher={t}": [f"teacher.distill_from={t}"] for t in teachers}
+    by_teacher["teacher=fused (mean score)"] = ["teacher.distill_from=fused", "teacher.fusion=mean_score"]
+    by_teacher["teacher=fused (mean softmax)"] = ["teacher.distill_from=fused", "teacher.fusion=mean_softmax"]
+    return {"teachers": by_teacher, "losses": LOSSES, "sparsity": SPARSITY, "budget": BUDGET,
+            "precision": PRECISION}
 
 
 def main() -> None:
@@ -40,44 +50,66 @@ def main() -> None:
     parser.add_argument("preset")
     parser.add_argument("--out", required=True)
     parser.add_argument("--data", default=None)
-    parser.add_argument("--only", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--only", nargs="*", default=None, help="groups: teachers losses sparsity budget precision")
+    parser.add_argument("--teachers", nargs="*", default=None,
+                        help="teachers of every variant (default: the preset's plus '<llm>+answer')")
+    parser.add_argument("--split", default="dev", help="split evaluated on (default dev: choose on dev, "
+                                                       "report the chosen setting on test once)")
+    parser.add_argument("--dev-fraction", type=float, default=0.2)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-
-    os.environ.setdefault("PREFECT_HOME", str(Path(__file__).resolve().parents[1] / ".prefect"))
+    _prefect_env()  # the project's Prefect home, as `disco run` uses: the artifact shows in `disco ui`
+    from disco.cli import _prefect_env
     from disco.config import load
-    from disco.report import markdown_table
+    from disco.report import depth_rows, markdown_table
     from flows.pipeline import pipeline
 
+    base = load(args.preset, args.data, args.overrides)
+    teachers = args.teachers or [*base.teacher.teachers, f"{base.rewrite.teacher}+answer"]
+    shared = [*args.overrides, f"data.split.dev_fraction={args.dev_fraction}", f"evaluate.split={args.split}",
+              f"teacher.teachers={json.dumps(teachers)}"]
+    groups = variants(teachers)
     out = Path(args.out).resolve()
     results: dict[str, dict] = {}
-    for group in args.only:
-        for name, sets in VARIANTS[group].items():
-            cfg = load(args.preset, args.data, [*args.overrides, *sets])
-            pipeline(cfg, str(out))
+    depth: list[dict] = []
+    for group in args.only or list(groups):
+        for name, sets in groups[group].items():
+            cfg = load(args.preset, args.data, [*shared, *sets])
+            done = pipeline(cfg, str(out))
             metrics = json.loads((out / "metrics.json").read_text())
+            train = done["distill"].stats
             results[name] = {"group": group, "sets": sets, **metrics["systems"]["disco"],
-                             **metrics["efficiency"]["disco"]}
+                             **metrics["efficiency"]["disco"], "train_s": train.get("train_seconds"),
+                             "examples": train.get("examples"),
+                             "p_vs_last_turn": metrics.get("significance", {}).get("last_turn", {})
+                             .get("RR@10", {}).get("p"), "by_depth": metrics["by_depth"]["disco"]}
+            depth.append({**depth_rows({"by_depth": {name: metrics["by_depth"]["disco"]}}, "RR@10")[0]})
             baselines = {k: v for k, v in metrics["systems"].items() if k != "disco"}
-            (out / "ablations.json").write_text(json.dumps({"variants": results, "baselines": baselines}, indent=2))
-    rows = [{"variant": k, **{m: v[m] for m in ("RR@10", "nDCG@3", "R@10", "R@100", "query_terms", "flops")}}
-            for k, v in results.items()]
-    base_rows = [{"variant": f"baseline {k}", **v} for k, v in baselines.items()]
-    (out / "ablations.md").write_text(markdown_table(base_rows) + "\n\n" + markdown_table(rows) + "\n")
+            base_depth = depth_rows({"by_depth": {k: v for k, v in metrics["by_depth"].items() if k != "disco"}},
+                                    "RR@10")
+            (out / "ablations.json").write_text(json.dumps(
+                {"split": args.split, "turns": metrics["turns"], "teachers": teachers, "variants": results,
+                 "baselines": baselines}, indent=2))
+    cols = ("RR@10", "nDCG@3", "R@10", "R@100", "query_terms", "flops", "p_vs_last_turn", "train_s")
+    rows = [{"group": v["group"], "variant": k, **{m: v[m] for m in cols}} for k, v in results.items()]
+    base_rows = [{"system": k, **v} for k, v in baselines.items()]
+    head = f"Split `{args.split}`: {metrics['turns']} judged turns; teachers {', '.join(teachers)}.\n\n"
+    md = (head + "### Baselines\n\n" + markdown_table(base_rows) + "\n\n### Student variants\n\n" +
+          markdown_table(rows) + "\n\n### RR@10 by turn depth\n\n" + markdown_table(base_depth + depth) + "\n")
+    (out / "ablations.md").write_text(md)
     sweep = {k: v for k, v in results.items() if v["group"] == "sparsity"}
     if sweep:
         plot_sparsity(sweep, out / "sparsity.png")
-    _artifact(out, rows, base_rows)
-    print((out / "ablations.md").read_text())
+    _artifact(out, md)
+    print(md)
 
 
-def _artifact(out: Path, rows: list[dict], base_rows: list[dict]) -> None:
-    """The table and the sparsity plot in the Prefect UI (artifact key `ablations`)."""
+def _artifact(out: Path, md: str) -> None:
+    """The tables and the sparsity plot in the Prefect UI (artifact key `ablations`)."""
     from prefect.artifacts import create_markdown_artifact
 
-    from disco.report import image_markdown, markdown_table
+    from disco.report import image_markdown
 
-    md = markdown_table(base_rows) + "\n\n" + markdown_table(rows)
     if (out / "sparsity.png").exists():
         md += "\n\n" + image_markdown((out / "sparsity.png").read_bytes(), "sparsity sweep")
     create_markdown_artifact(md, key="ablations", description=f"distillation ablations in {out}")

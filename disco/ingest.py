@@ -15,7 +15,7 @@ from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from disco import schema
 from disco.datasets import DatasetReader
@@ -27,11 +27,23 @@ _ROW_GROUP = 50_000
 
 
 class SplitConfig(BaseModel):
-    """How turns are split when the dataset gives no split: whole conversations, fixed by ``seed``."""
+    """How turns are split when the dataset gives no split: whole conversations, fixed by ``seed``.
+
+    ``dev_fraction`` carves a dev split out of what would be train (the test conversations do not change), for
+    choosing settings without looking at the test split (``benchmarks/ablations.py`` evaluates on it).
+    """
 
     method: Literal["dataset", "conversation"] = "conversation"
     test_fraction: float = Field(0.3, ge=0.0, le=1.0)
+    dev_fraction: float = Field(0.0, ge=0.0, le=1.0)
     seed: int = 13
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "SplitConfig":
+        if self.test_fraction + self.dev_fraction > 1.0:
+            raise ValueError(f"test_fraction + dev_fraction must be <= 1, got "
+                             f"{self.test_fraction} + {self.dev_fraction}")
+        return self
 
 
 class Problems:
@@ -62,11 +74,13 @@ class Problems:
 
 
 def assign_splits(conversation_ids: list[str], cfg: SplitConfig) -> dict[str, str]:
-    """Deterministic conversation-level split: sorted ids shuffled with ``seed``; the first fraction is test."""
+    """Deterministic conversation-level split: sorted ids shuffled with ``seed``; the first ``test_fraction``
+    is test, the next ``dev_fraction`` dev, the rest train."""
     ids = sorted(set(conversation_ids))
     random.Random(cfg.seed).shuffle(ids)
     n_test = round(len(ids) * cfg.test_fraction)
-    return {cid: ("test" if i < n_test else "train") for i, cid in enumerate(ids)}
+    n_dev = round(len(ids) * cfg.dev_fraction)
+    return {cid: ("test" if i < n_test else "dev" if i < n_test + n_dev else "train") for i, cid in enumerate(ids)}
 
 
 def ingest(reader: DatasetReader, out_dir: Path, split: SplitConfig, strict: bool = True) -> dict:

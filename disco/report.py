@@ -48,6 +48,32 @@ def depth_rows(metrics: dict, measure: str) -> list[dict]:
     return rows
 
 
+def significance_rows(metrics: dict) -> list[dict]:
+    """disco against each system (``metrics["significance"]``); p < 0.05 marked ``*``. Empty for older runs."""
+    rows = []
+    for name, tests in metrics.get("significance", {}).items():
+        for measure, t in tests.items():
+            (lo, hi), mark = t["ci"], " *" if t["p"] < 0.05 else ""
+            rows.append({"system": name, "measure": measure, "diff": f"{t['diff']:+.3f}",
+                         "95% CI": f"[{lo:+.3f}, {hi:+.3f}]", "p": f"{t['p']:.4f}{mark}",
+                         "wins/ties/losses": f"{t['wins']}/{t['ties']}/{t['losses']}"})
+    return rows
+
+
+def significance_markdown(metrics: dict) -> str:
+    """The significance section of the report ("" when the metrics have none)."""
+    rows = significance_rows(metrics)
+    if not rows:
+        return ""
+    trials = {t.get("trials", 10_000) for tests in metrics["significance"].values() for t in tests.values()}
+    return "\n\n".join([
+        f"## disco vs each system (paired randomization test, {max(trials):,} trials)",
+        "diff = disco minus the system (mean over turns); 95% CI: paired bootstrap of the difference; "
+        "wins/ties/losses: turns where disco scores higher/equal/lower; * p < 0.05 (two-sided, not corrected "
+        "for multiple comparisons).",
+        markdown_table(rows)])
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -113,6 +139,7 @@ def markdown_report(metrics: dict, plot_name: str) -> str:
         markdown_table(results_rows(metrics)),
         "## RR@10 by turn depth",
         markdown_table(depth_rows(metrics, "RR@10")) if metrics.get("by_depth") else "",
+        significance_markdown(metrics),
         f"![metrics]({plot_name})",
     ]
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(p for p in parts if p) + "\n"

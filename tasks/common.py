@@ -29,7 +29,7 @@ STAGE_CODE: dict[str, list[str]] = {
     "rewrite": ["models.rewrite", "models.weights", "tasks.rewrite"],
     "index": ["models.splade", "models.weights", "disco.index", "tasks.index"],
     "teacher": ["models.splade", "disco.index", "disco.runs", "tasks.teacher"],
-    "distill": ["models.distill", "models.losses", "models.conversation", "models.splade", "tasks.distill"],
+    "distill": ["models.distill", "models.examples", "models.losses", "models.conversation", "models.splade", "tasks.distill"],
     "evaluate": ["models.splade", "models.conversation", "disco.index", "disco.evaluation", "disco.runs",
                  "disco.report", "tasks.evaluate"],
 }

@@ -29,6 +29,8 @@ from models.conversation import format_conversation
 from models.splade import SpladeConfig, SpladeEncoder, quantise_sparse
 from tasks.common import StageCache, link_artifacts, manifest, markdown_artifact, stage_dir, table_artifact
 
+SIGNIFICANCE = ("RR@10", "R@100")  # measures tested for disco against every other system
+
 
 @task(name="evaluate", cache_policy=StageCache(stage="evaluate"), persist_result=True, result_serializer="json")
 def evaluate_task(out: str, encoder: SpladeConfig, evaluate: EvalConfig, data: Manifest, index: Manifest,
@@ -64,17 +66,19 @@ def evaluate_task(out: str, encoder: SpladeConfig, evaluate: EvalConfig, data: M
     searcher.close()
 
     turn_of = dict(zip(turns["turn_id"], turns["turn"]))
-    systems, depth = {}, {}
+    systems, depth, per_q = {}, {}, {}
     for name, run in runs.items():
-        per_q = ev.per_query(run, qrels, evaluate.rel_threshold)
-        systems[name] = ev.aggregate(per_q)
-        depth[name] = ev.by_depth(per_q, turn_of)
+        per_q[name] = ev.per_query(run, qrels, evaluate.rel_threshold)
+        systems[name] = ev.aggregate(per_q[name])
+        depth[name] = ev.by_depth(per_q[name], turn_of)
     order = ["last_turn", "conversation", *sorted(n for n in runs if n.startswith("rewrite:")), "disco"]
     metrics = {
         "dataset": data.stats.get("format"), "split": evaluate.split, "turns": len(turns),
         "rel_threshold": evaluate.rel_threshold, "doc_terms_mean": index.stats.get("doc_terms_mean", 0.0),
         "systems": {n: systems[n] for n in order}, "by_depth": {n: depth[n] for n in order},
         "efficiency": efficiency,
+        "significance": {n: {m: ev.paired_test(per_q["disco"], per_q[n], m) for m in SIGNIFICANCE}
+                         for n in order if n != "disco"},
     }
     with atomic_path(final) as tmp:
         (tmp / "runs").mkdir(parents=True)

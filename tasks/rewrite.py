@@ -1,8 +1,9 @@
 """Rewrite task: the teachers' query texts for every turn.
 
 Teachers: ``human`` (the dataset's rewrites), ``answer`` (privileged: the question followed by the dataset's
-reference answer, which the student never sees), and the LLM teacher named by ``RewriteConfig.teacher``
-(vLLM or transformers ``generate``; resumable: finished chunks are kept under ``<out>/work/``).
+reference answer, which the student never sees), the LLM teacher named by ``RewriteConfig.teacher`` (vLLM or
+transformers ``generate``; resumable: finished chunks are kept under ``<out>/work/``), and ``<that name>+answer``
+(e.g. ``llm+answer``): the same LLM writing a rewrite and a short answer of its own (LLM4CS-style expansion).
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ def rewrite_task(out: str, rewrite: RewriteConfig, teachers: list[str], data: Ma
                      for t, q, a in zip(have["turn_id"], have["question"], have["answer"])]
         elif name == rewrite.teacher:
             rows += _llm_rewrites(out, rewrite, turns)
+        elif name == f"{rewrite.teacher}+answer":
+            rows += _llm_rewrites(out, rewrite.with_answer(), turns)
         else:
-            raise DiscoError(f"unknown teacher {name!r}: use 'human', 'answer' or the LLM teacher's name "
-                             f"({rewrite.teacher!r}, set by rewrite.teacher)")
+            raise DiscoError(f"unknown teacher {name!r}: use 'human', 'answer', the LLM teacher's name "
+                             f"({rewrite.teacher!r}, set by rewrite.teacher) or {rewrite.teacher + '+answer'!r}")
     table = pl.DataFrame(rows, schema={f.name: pl.String for f in schema.REWRITES})
     with atomic_path(final) as tmp:
         tmp.mkdir()

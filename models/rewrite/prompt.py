@@ -96,10 +96,20 @@ class RewriteConfig(BaseModel):
     vllm_python: str | None = None  # python of a venv with vllm; None -> env DISCO_VLLM_PYTHON, else `python`
     vllm_options: dict[str, Any] = Field(default_factory=dict)  # extra vllm.LLM(...) arguments
     vllm_batch_size: int = Field(256, ge=1)  # requests per vLLM call; a killed worker loses at most one
+    # The expansion teacher ``<teacher>+answer`` (see :meth:`with_answer`) generates up to this many tokens.
+    answer_max_new_tokens: int = Field(96, ge=1)
+
+    def with_answer(self) -> "RewriteConfig":
+        """The same LLM as the LLM4CS-style expansion teacher ``<teacher>+answer``: mode ``rewrite+answer``,
+        room for the answer (``answer_max_new_tokens``). Reported as its own teacher beside ``<teacher>``."""
+        return self.model_copy(update={"teacher": f"{self.teacher}+answer", "mode": "rewrite+answer",
+                                       "max_new_tokens": self.answer_max_new_tokens})
 
 
 # Fields that do not change what is generated (excluded from the hash).
-_NOT_HASHED = {"teacher", "batch_size", "torch_threads", "vllm_python", "vllm_options", "vllm_batch_size"}
+# ``answer_max_new_tokens`` acts only through the ``max_new_tokens`` of :meth:`RewriteConfig.with_answer`.
+_NOT_HASHED = {"teacher", "batch_size", "torch_threads", "vllm_python", "vllm_options", "vllm_batch_size",
+               "answer_max_new_tokens"}
 
 
 def _role_text(item: Any) -> tuple[str, str]:

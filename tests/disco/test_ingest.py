@@ -59,6 +59,17 @@ def test_split_is_deterministic_and_by_conversation():
     assert sum(v == "test" for v in a.values()) == 6
 
 
+def test_dev_split_comes_out_of_train_and_leaves_test_unchanged():
+    ids = [f"c{i}" for i in range(20)]
+    plain = assign_splits(ids, SplitConfig(test_fraction=0.3, seed=5))
+    with_dev = assign_splits(ids, SplitConfig(test_fraction=0.3, dev_fraction=0.2, seed=5))
+    assert {c for c, s in with_dev.items() if s == "test"} == {c for c, s in plain.items() if s == "test"}
+    dev = {c for c, s in with_dev.items() if s == "dev"}
+    assert len(dev) == 4 and all(plain[c] == "train" for c in dev)
+    with pytest.raises(ValueError, match="test_fraction \\+ dev_fraction"):
+        SplitConfig(test_fraction=0.9, dev_fraction=0.2)
+
+
 @pytest.mark.parametrize("case, message", [
     ("dup_passage", "passages.jsonl, line 3, record 'p1': duplicate passage id 'p1'"),
     ("unknown_passage", "qrels.tsv, line 4, record 'c1_2': qrel names unknown passage 'p9'"),

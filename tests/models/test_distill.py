@@ -13,7 +13,8 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from disco import schema
 from disco.errors import DiscoError
 from disco.io import sha256_path
-from models.distill import DistillConfig, build_examples, epoch_batches, train_student
+from models.distill import DistillConfig, train_student
+from models.examples import build_examples, epoch_batches
 from models.losses import kl_distillation
 from models.splade import SpladeEncoder
 from models.weights import resolve
