@@ -34,6 +34,8 @@ BUDGET = {
     "20 epochs + window 2..200": ["distill.epochs=20", "distill.negative_window=[2,200]"],
 }
 PRECISION = {"bf16 autocast": ["distill.precision=bf16"]}
+# Too little data? The same student trained on the first N train turns only (the full set is the base variant).
+DATA = {f"first {n} train turns": [f"distill.max_turns={n}"] for n in (25, 50)}
 
 
 def variants(teachers: list[str]) -> dict[str, dict[str, list[str]]]:
@@ -42,7 +44,7 @@ def variants(teachers: list[str]) -> dict[str, dict[str, list[str]]]:
     by_teacher["teacher=fused (mean score)"] = ["teacher.distill_from=fused", "teacher.fusion=mean_score"]
     by_teacher["teacher=fused (mean softmax)"] = ["teacher.distill_from=fused", "teacher.fusion=mean_softmax"]
     return {"teachers": by_teacher, "losses": LOSSES, "sparsity": SPARSITY, "budget": BUDGET,
-            "precision": PRECISION}
+            "precision": PRECISION, "data": DATA}
 
 
 def main() -> None:
@@ -50,7 +52,7 @@ def main() -> None:
     parser.add_argument("preset")
     parser.add_argument("--out", required=True)
     parser.add_argument("--data", default=None)
-    parser.add_argument("--only", nargs="*", default=None, help="groups: teachers losses sparsity budget precision")
+    parser.add_argument("--only", nargs="*", default=None, help="groups: teachers losses sparsity budget precision data")
     parser.add_argument("--teachers", nargs="*", default=None,
                         help="teachers of every variant (default: the preset's plus '<llm>+answer')")
     parser.add_argument("--split", default="dev", help="split evaluated on (default dev: choose on dev, "
@@ -58,10 +60,11 @@ def main() -> None:
     parser.add_argument("--dev-fraction", type=float, default=0.2)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    _prefect_env()  # the project's Prefect home, as `disco run` uses: the artifact shows in `disco ui`
+
     from disco.cli import _prefect_env
+
+    _prefect_env()  # the project's Prefect home, as `disco run` uses: the artifact shows in `disco ui`
     from disco.config import load
-    from disco.report import depth_rows, markdown_table
     from flows.pipeline import pipeline
 
     base = load(args.preset, args.data, args.overrides)
@@ -70,38 +73,46 @@ def main() -> None:
               f"teacher.teachers={json.dumps(teachers)}"]
     groups = variants(teachers)
     out = Path(args.out).resolve()
-    results: dict[str, dict] = {}
-    depth: list[dict] = []
+    record = out / "ablations.json"
+    state = json.loads(record.read_text()) if record.exists() else {}
+    if state.get("split") != args.split or state.get("teachers") != teachers:
+        state = {"split": args.split, "teachers": teachers, "variants": {}}  # earlier variants do not compare
     for group in args.only or list(groups):
         for name, sets in groups[group].items():
             cfg = load(args.preset, args.data, [*shared, *sets])
             done = pipeline(cfg, str(out))
             metrics = json.loads((out / "metrics.json").read_text())
             train = done["distill"].stats
-            results[name] = {"group": group, "sets": sets, **metrics["systems"]["disco"],
-                             **metrics["efficiency"]["disco"], "train_s": train.get("train_seconds"),
-                             "examples": train.get("examples"),
-                             "p_vs_last_turn": metrics.get("significance", {}).get("last_turn", {})
-                             .get("RR@10", {}).get("p"), "by_depth": metrics["by_depth"]["disco"]}
-            depth.append({**depth_rows({"by_depth": {name: metrics["by_depth"]["disco"]}}, "RR@10")[0]})
-            baselines = {k: v for k, v in metrics["systems"].items() if k != "disco"}
-            base_depth = depth_rows({"by_depth": {k: v for k, v in metrics["by_depth"].items() if k != "disco"}},
-                                    "RR@10")
-            (out / "ablations.json").write_text(json.dumps(
-                {"split": args.split, "turns": metrics["turns"], "teachers": teachers, "variants": results,
-                 "baselines": baselines}, indent=2))
-    cols = ("RR@10", "nDCG@3", "R@10", "R@100", "query_terms", "flops", "p_vs_last_turn", "train_s")
-    rows = [{"group": v["group"], "variant": k, **{m: v[m] for m in cols}} for k, v in results.items()]
-    base_rows = [{"system": k, **v} for k, v in baselines.items()]
-    head = f"Split `{args.split}`: {metrics['turns']} judged turns; teachers {', '.join(teachers)}.\n\n"
-    md = (head + "### Baselines\n\n" + markdown_table(base_rows) + "\n\n### Student variants\n\n" +
-          markdown_table(rows) + "\n\n### RR@10 by turn depth\n\n" + markdown_table(base_depth + depth) + "\n")
+            state["variants"][name] = {
+                "group": group, "sets": sets, **metrics["systems"]["disco"], **metrics["efficiency"]["disco"],
+                "train_s": train.get("train_seconds"), "examples": train.get("examples"),
+                "p_vs_last_turn": metrics.get("significance", {}).get("last_turn", {}).get("RR@10", {}).get("p"),
+                "by_depth": metrics["by_depth"]["disco"]}
+            state.update(turns=metrics["turns"], baselines={k: v for k, v in metrics["systems"].items()
+                                                            if k != "disco"},
+                         baseline_depth={k: v for k, v in metrics["by_depth"].items() if k != "disco"})
+            record.write_text(json.dumps(state, indent=2))  # after each variant: a crash keeps what is done
+    md = report(state)
     (out / "ablations.md").write_text(md)
-    sweep = {k: v for k, v in results.items() if v["group"] == "sparsity"}
+    sweep = {k: v for k, v in state["variants"].items() if v["group"] == "sparsity"}
     if sweep:
         plot_sparsity(sweep, out / "sparsity.png")
     _artifact(out, md)
     print(md)
+
+
+def report(state: dict) -> str:
+    """Markdown: the baselines, every student variant (with its p-value against the last turn), RR@10 by depth."""
+    from disco.report import depth_rows, markdown_table
+
+    cols = ("RR@10", "nDCG@3", "R@10", "R@100", "query_terms", "flops", "p_vs_last_turn", "train_s")
+    rows = [{"group": v["group"], "variant": k, **{m: v[m] for m in cols}} for k, v in state["variants"].items()]
+    base_rows = [{"system": k, **v} for k, v in state["baselines"].items()]
+    depth = depth_rows({"by_depth": {**state["baseline_depth"],
+                                     **{k: v["by_depth"] for k, v in state["variants"].items()}}}, "RR@10")
+    return (f"Split `{state['split']}`: {state['turns']} judged turns; teachers {', '.join(state['teachers'])}.\n\n"
+            "### Baselines\n\n" + markdown_table(base_rows) + "\n\n### Student variants\n\n" +
+            markdown_table(rows) + "\n\n### RR@10 by turn depth\n\n" + markdown_table(depth) + "\n")
 
 
 def _artifact(out: Path, md: str) -> None:
