@@ -26,7 +26,7 @@ LOSSES = {
     "InfoNCE": ["distill.loss=info_nce", "distill.contrastive_weight=0.0"],
 }
 SPARSITY = {f"FLOPS lambda_q={lq}": ["distill.reg=flops", f"distill.lambda_q={lq}"]
-            for lq in ("0.0", "0.003", "0.01", "0.03", "0.1", "0.3")}
+            for lq in ("0.0", "0.003", "0.01", "0.03", "0.1", "0.3", "1.0", "3.0")}
 # The diagnosis of issue 4: more steps, and a window that reaches the near misses of a small corpus.
 BUDGET = {
     "20 epochs": ["distill.epochs=20"],
@@ -34,6 +34,9 @@ BUDGET = {
     "20 epochs + window 2..200": ["distill.epochs=20", "distill.negative_window=[2,200]"],
 }
 PRECISION = {"bf16 autocast": ["distill.precision=bf16"]}
+# The settings that each helped on their own, together.
+COMBINED = {"20 epochs + window 2..200 + contrastive 0.1": ["distill.epochs=20", "distill.negative_window=[2,200]",
+                                                           "distill.contrastive_weight=0.1"]}
 # Too little data? The same student trained on the first N train turns only (the full set is the base variant).
 DATA = {f"first {n} train turns": [f"distill.max_turns={n}"] for n in (25, 50)}
 
@@ -44,7 +47,7 @@ def variants(teachers: list[str]) -> dict[str, dict[str, list[str]]]:
     by_teacher["teacher=fused (mean score)"] = ["teacher.distill_from=fused", "teacher.fusion=mean_score"]
     by_teacher["teacher=fused (mean softmax)"] = ["teacher.distill_from=fused", "teacher.fusion=mean_softmax"]
     return {"teachers": by_teacher, "losses": LOSSES, "sparsity": SPARSITY, "budget": BUDGET,
-            "precision": PRECISION, "data": DATA}
+            "precision": PRECISION, "data": DATA, "combined": COMBINED}
 
 
 def main() -> None:
@@ -52,7 +55,7 @@ def main() -> None:
     parser.add_argument("preset")
     parser.add_argument("--out", required=True)
     parser.add_argument("--data", default=None)
-    parser.add_argument("--only", nargs="*", default=None, help="groups: teachers losses sparsity budget precision data")
+    parser.add_argument("--only", nargs="*", default=None, help="groups: teachers losses sparsity budget precision data combined")
     parser.add_argument("--teachers", nargs="*", default=None,
                         help="teachers of every variant (default: the preset's plus '<llm>+answer')")
     parser.add_argument("--split", default="dev", help="split evaluated on (default dev: choose on dev, "
@@ -107,6 +110,8 @@ def report(state: dict) -> str:
 
     cols = ("RR@10", "nDCG@3", "R@10", "R@100", "query_terms", "flops", "p_vs_last_turn", "train_s")
     rows = [{"group": v["group"], "variant": k, **{m: v[m] for m in cols}} for k, v in state["variants"].items()]
+    for r in rows:  # p-values span orders of magnitude
+        r["p_vs_last_turn"] = "-" if r["p_vs_last_turn"] is None else f"{r['p_vs_last_turn']:.2g}"
     base_rows = [{"system": k, **v} for k, v in state["baselines"].items()]
     depth = depth_rows({"by_depth": {**state["baseline_depth"],
                                      **{k: v["by_depth"] for k, v in state["variants"].items()}}}, "RR@10")
@@ -116,14 +121,20 @@ def report(state: dict) -> str:
 
 
 def _artifact(out: Path, md: str) -> None:
-    """The tables and the sparsity plot in the Prefect UI (artifact key `ablations`)."""
+    """The tables and the sparsity plot in the Prefect UI (artifact key `ablations`, flow `ablations-report`)."""
+    from prefect import flow
     from prefect.artifacts import create_markdown_artifact
 
     from disco.report import image_markdown
 
     if (out / "sparsity.png").exists():
         md += "\n\n" + image_markdown((out / "sparsity.png").read_bytes(), "sparsity sweep")
-    create_markdown_artifact(md, key="ablations", description=f"distillation ablations in {out}")
+
+    @flow(name="ablations-report")
+    def publish() -> None:
+        create_markdown_artifact(md, key="ablations", description=f"distillation ablations in {out}")
+
+    publish()
 
 
 def plot_sparsity(sweep: dict[str, dict], path: Path) -> None:

@@ -37,5 +37,5 @@ def test_report_lists_baselines_variants_and_depths():
     }
     md = ablations.report(state)
     assert md.startswith("Split `dev`: 40 judged turns; teachers human.")
-    assert "| losses | KL only | 0.500 | 0.400 | 0.700 | 0.900 | 20.000 | 2.000 | 0.030 | 12.000 |" in md
+    assert "| losses | KL only | 0.500 | 0.400 | 0.700 | 0.900 | 20.000 | 2.000 | 0.03 | 12.000 |" in md
     assert "| KL only | 0.750 |" in md and "| last_turn | 0.800 |" in md
