@@ -62,6 +62,8 @@ def main() -> None:
                                                        "report the chosen setting on test once)")
     parser.add_argument("--dev-fraction", type=float, default=0.2)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--test-best", action="store_true",
+                        help="then evaluate the variant with the best dev RR@10 once on the test split")
     args = parser.parse_args()
 
     from disco.cli import _prefect_env
@@ -95,6 +97,15 @@ def main() -> None:
                                                             if k != "disco"},
                          baseline_depth={k: v for k, v in metrics["by_depth"].items() if k != "disco"})
             record.write_text(json.dumps(state, indent=2))  # after each variant: a crash keeps what is done
+    if args.test_best:
+        best = max(state["variants"], key=lambda k: state["variants"][k]["RR@10"])
+        shared_test = [x for x in shared if not x.startswith("evaluate.split=")] + ["evaluate.split=test"]
+        pipeline(load(args.preset, args.data, [*shared_test, *state["variants"][best]["sets"]]), str(out))
+        metrics = json.loads((out / "metrics.json").read_text())
+        state["test_best"] = {"variant": best, "sets": state["variants"][best]["sets"], "turns": metrics["turns"],
+                              "systems": metrics["systems"], "efficiency": metrics["efficiency"],
+                              "by_depth": metrics["by_depth"], "significance": metrics["significance"]}
+        record.write_text(json.dumps(state, indent=2))
     md = report(state)
     (out / "ablations.md").write_text(md)
     sweep = {k: v for k, v in state["variants"].items() if v["group"] == "sparsity"}
@@ -117,7 +128,20 @@ def report(state: dict) -> str:
                                      **{k: v["by_depth"] for k, v in state["variants"].items()}}}, "RR@10")
     return (f"Split `{state['split']}`: {state['turns']} judged turns; teachers {', '.join(state['teachers'])}.\n\n"
             "### Baselines\n\n" + markdown_table(base_rows) + "\n\n### Student variants\n\n" +
-            markdown_table(rows) + "\n\n### RR@10 by turn depth\n\n" + markdown_table(depth) + "\n")
+            markdown_table(rows) + "\n\n### RR@10 by turn depth\n\n" + markdown_table(depth) + "\n" +
+            _test_section(state.get("test_best")))
+
+
+def _test_section(best: dict | None) -> str:
+    """The variant chosen on dev, evaluated once on test, against every system (with the paired test)."""
+    from disco.report import depth_rows, markdown_table, results_rows, significance_markdown
+
+    if not best:
+        return ""
+    sets = " ".join(f"--set {x}" for x in best["sets"])
+    return (f"\n### Chosen on dev, evaluated once on test ({best['turns']} judged turns)\n\n"
+            f"Variant `{best['variant']}` ({sets}).\n\n" + markdown_table(results_rows(best)) + "\n\n" +
+            markdown_table(depth_rows(best, "RR@10")) + "\n\n" + significance_markdown(best) + "\n")
 
 
 def _artifact(out: Path, md: str) -> None:
