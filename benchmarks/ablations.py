@@ -110,7 +110,7 @@ def main() -> None:
     (out / "ablations.md").write_text(md)
     sweep = {k: v for k, v in state["variants"].items() if v["group"] == "sparsity"}
     if sweep:
-        plot_sparsity(sweep, out / "sparsity.png")
+        plot_sparsity(sweep, out / "sparsity.png", state["baselines"].get("last_turn"))
     _artifact(out, md)
     print(md)
 
@@ -161,7 +161,8 @@ def _artifact(out: Path, md: str) -> None:
     publish()
 
 
-def plot_sparsity(sweep: dict[str, dict], path: Path) -> None:
+def plot_sparsity(sweep: dict[str, dict], path: Path, last_turn: dict | None = None) -> None:
+    """RR@10 and R@100 against FLOPS and query terms, lambda_q annotated; the last turn's values dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,6 +175,9 @@ def plot_sparsity(sweep: dict[str, dict], path: Path) -> None:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=measure)
             for px, py, label in pts:
                 ax.annotate(label, (px, py), fontsize=7, textcoords="offset points", xytext=(3, 3))
+            if last_turn:
+                ax.axhline(last_turn[measure], linestyle="--", linewidth=1, color=ax.lines[-1].get_color(),
+                           label=f"{measure} last turn")
         ax.set_xlabel("FLOPS" if x == "flops" else "non-zero query terms")
         ax.set_ylabel("effectiveness")
         ax.legend()
