@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--data", default=None)
     parser.add_argument("--only", nargs="*", default=None, help="groups: teachers losses sparsity budget precision data combined")
+    parser.add_argument("--variants", nargs="*", default=None, help="only the variants with these names")
     parser.add_argument("--teachers", nargs="*", default=None,
                         help="teachers of every variant (default: the preset's plus '<llm>+answer')")
     parser.add_argument("--split", default="dev", help="split evaluated on (default dev: choose on dev, "
@@ -84,6 +85,8 @@ def main() -> None:
         state = {"split": args.split, "teachers": teachers, "variants": {}}  # earlier variants do not compare
     for group in args.only or list(groups):
         for name, sets in groups[group].items():
+            if args.variants and name not in args.variants:
+                continue
             cfg = load(args.preset, args.data, [*shared, *sets])
             done = pipeline(cfg, str(out))
             metrics = json.loads((out / "metrics.json").read_text())
