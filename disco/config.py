@@ -106,7 +106,7 @@ def _paper() -> PipelineConfig:
         rewrite=RewriteConfig(backend="vllm", model="mistralai/Mistral-7B-Instruct-v0.2", teacher="mistral",
                               batch_size=256, dtype="auto"),
         teacher=TeacherConfig(teachers=["human", "mistral"]),
-        distill=DistillConfig(),
+        distill=DistillConfig(precision="fp16"),  # the paper trains in fp16 (CUDA; loss scaling)
     )
 
 

@@ -4,10 +4,16 @@ A run is a table of (turn_id, doc_id, system, score, rank) rows, ``disco.schema.
 Fusion (DiSCo multi-teacher, Lupart et al. SIGIR 2025, sec. 3.3): each (turn, passage) gets the mean of the raw
 scores of the teachers that retrieved it (``mean_score``, the authors' choice), or the mean of the per-teacher
 softmax distributions over each turn's retrieved passages (``mean_softmax``; a passage a teacher missed counts 0).
+
+``mean_softmax`` stores the *log* of the fused probability as the score: the distillation loss takes a softmax
+over the scores of a turn's sampled passages, and softmax(log p) over any subset is p renormalised on it, i.e. the
+fused distribution itself. (Storing p as a score, as a first version did, made the teacher distribution nearly
+uniform, as every p is in [0, 1]; students distilled from it collapsed to ~6-9 query terms, see docs/results.md.)
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -32,12 +38,14 @@ def fuse(runs: pl.DataFrame, method: Fusion = "mean_score", name: str = "fused")
     """Fuse all systems in ``runs`` into one run called ``name``."""
     if method == "mean_score":
         fused = runs.group_by(["turn_id", "doc_id"]).agg(pl.col("score").mean())
-    else:
+    else:  # in log space throughout (log-sum-exp), so no probability underflows to log(0)
         n_systems = runs["system"].n_unique()
-        probs = runs.with_columns(
-            (pl.col("score") - pl.col("score").max().over(["turn_id", "system"])).exp().alias("e")
-        ).with_columns((pl.col("e") / pl.col("e").sum().over(["turn_id", "system"])).alias("p"))
-        fused = probs.group_by(["turn_id", "doc_id"]).agg((pl.col("p").sum() / n_systems).alias("score"))
+        shifted = pl.col("score") - pl.col("score").max().over(["turn_id", "system"])
+        log_p = runs.with_columns(
+            (shifted - shifted.exp().sum().over(["turn_id", "system"]).log()).alias("lp"))
+        top = pl.col("lp").max()
+        fused = log_p.group_by(["turn_id", "doc_id"]).agg(
+            (top + (pl.col("lp") - top).exp().sum().log() - math.log(n_systems)).alias("score"))
     return rank(fused, name)
 
 

@@ -72,7 +72,9 @@ class DistillConfig(BaseModel):
     anti_zero_weight: float = Field(1.0, ge=0)  # the authors always add it with weight 1
     seed: int = 123
     max_length: int = Field(256, ge=8)
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # Mixed precision of the student's forward: "bf16" autocast (GPU, or a CPU with AVX-512 BF16: see
+    # benchmarks/train_step.py), "fp16" autocast with loss scaling (CUDA only; the paper's setting).
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: str = "auto"  # "auto": cuda when available, else cpu
     max_turns: int | None = Field(None, ge=1)
     keep_checkpoints: int = Field(1, ge=1)
@@ -139,23 +141,29 @@ def train_student(
     if ckpt is not None and json.loads((ckpt / "state.json").read_text())["fingerprint"] != fingerprint:
         raise DiscoError(f"{out / 'checkpoints'} is from other settings or data: delete it or pick another out_dir")
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.precision == "fp16" and torch.device(device).type != "cuda":
+        raise DiscoError(f"distill.precision fp16 needs a CUDA device (got {device!r}); on CPU use bf16 or fp32")
     student = SpladeEncoder(str(ckpt / "student") if ckpt else encoder_model).to(device).train()
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
     loss_fn = DistillLoss.from_config(cfg, reg_warmup_steps=math.ceil(cfg.reg_warmup_ratio * total_steps))
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")  # a no-op unless fp16
     torch.manual_seed(cfg.seed)
     start_epoch, step, log = 0, 0, []
     if ckpt is not None:  # optimizer, then scheduler: the saved lr wins over the fresh scheduler's
         state = torch.load(ckpt / "trainer_state.pt")
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         start_epoch, step, log = state["epoch"], state["step"], pl.read_parquet(ckpt / "loss.parquet").to_dicts()
         if progress:
             progress(step, total_steps)
-    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    autocast = torch.autocast(torch.device(device).type, enabled=cfg.precision != "fp32",
+                              dtype=torch.float16 if cfg.precision == "fp16" else torch.bfloat16)
     t_train, seen = time.perf_counter(), 0
     for epoch in range(start_epoch, cfg.epochs):
         batches = list(epoch_batches(examples, cfg, epoch))
@@ -168,19 +176,22 @@ def train_student(
                 with autocast:
                     q = student(texts, cfg.max_length)
                 total, parts = loss_fn(q.float(), docs, index, torch.from_numpy(teacher).to(device), step)
-                (total / len(group)).backward()
+                scaler.scale(total / len(group)).backward()
                 sums = {k: sums.get(k, 0.0) + v / len(group) for k, v in parts.items()}
                 seen += len(texts)
             if cfg.max_grad_norm:
+                scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.max_grad_norm)
             log.append({"step": step, "epoch": epoch + 1, **sums, "lr": sched.get_last_lr()[0]})
-            opt.step()
+            scaler.step(opt)  # opt.step(), skipped by the fp16 scaler on inf/nan gradients
+            scaler.update()
             sched.step()
             opt.zero_grad(set_to_none=True)
             if progress:
                 progress(step, total_steps)
         state = {"epoch": epoch + 1, "step": step, "fingerprint": fingerprint,
-                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "scaler": scaler.state_dict()}
         _save_checkpoint(out / "checkpoints", state, student, log, cfg.keep_checkpoints)
     train_s = time.perf_counter() - t_train
     student.save(out / "student")

@@ -32,9 +32,18 @@ def test_fuse_mean_softmax():
     runs = _run([("q", "d1", "a", math.log(3.0)), ("q", "d2", "a", 0.0), ("q", "d1", "b", 0.0)])
     fused = fuse(runs, "mean_softmax")
     scores = dict(zip(fused["doc_id"], fused["score"]))
-    # teacher a: softmax = (0.75, 0.25); teacher b: (1.0 for d1); a passage b missed counts 0.
-    assert scores["d1"] == pytest.approx((0.75 + 1.0) / 2)
-    assert scores["d2"] == pytest.approx(0.25 / 2)
+    # teacher a: softmax = (0.75, 0.25); teacher b: (1.0 for d1); a passage b missed counts 0. Scores are log p.
+    assert scores["d1"] == pytest.approx(math.log((0.75 + 1.0) / 2))
+    assert scores["d2"] == pytest.approx(math.log(0.25 / 2))
+    assert fused["doc_id"].to_list() == ["d1", "d2"]
+
+
+def test_fuse_mean_softmax_scores_give_back_the_fused_distribution_and_never_underflow():
+    runs = _run([("q", "d1", "a", 900.0), ("q", "d2", "a", 0.0), ("q", "d2", "b", 5.0), ("q", "d3", "b", 5.0)])
+    scores = dict(zip(*fuse(runs, "mean_softmax").select(["doc_id", "score"]).get_columns()))
+    assert all(math.isfinite(v) for v in scores.values())  # p(d2 | a) = e^-900 underflows as a probability
+    probs = {d: math.exp(v) for d, v in scores.items()}
+    assert probs == pytest.approx({"d1": 0.5, "d2": 0.25, "d3": 0.25})
 
 
 def test_write_trec(tmp_path):

@@ -265,3 +265,9 @@ def test_bf16_grad_accumulation_and_max_turns(data, tmp_path):
     assert DistillConfig().model_dump()["negative_window"] == (11, 960)
     with pytest.raises(ValueError):
         DistillConfig(reg="none", lambda_q=0.1)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal of fp16")
+def test_fp16_needs_cuda(data, tmp_path):
+    with pytest.raises(DiscoError, match="fp16 needs a CUDA device"):
+        train(data, tmp_path / "fp16", cfg(epochs=1, precision="fp16", device="cpu"))
