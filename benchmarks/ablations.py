@@ -55,7 +55,8 @@ def main() -> None:
     parser.add_argument("preset")
     parser.add_argument("--out", required=True)
     parser.add_argument("--data", default=None)
-    parser.add_argument("--only", nargs="*", default=None, help="groups: teachers losses sparsity budget precision data combined")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="groups: teachers losses sparsity budget precision data combined")
     parser.add_argument("--variants", nargs="*", default=None, help="only the variants with these names")
     parser.add_argument("--teachers", nargs="*", default=None,
                         help="teachers of every variant (default: the preset's plus '<llm>+answer')")
@@ -71,6 +72,7 @@ def main() -> None:
 
     _prefect_env()  # the project's Prefect home, as `disco run` uses: the artifact shows in `disco ui`
     from disco.config import load
+    from disco.io import write_json, write_text
     from flows.pipeline import pipeline
 
     base = load(args.preset, args.data, args.overrides)
@@ -99,7 +101,7 @@ def main() -> None:
             state.update(turns=metrics["turns"], baselines={k: v for k, v in metrics["systems"].items()
                                                             if k != "disco"},
                          baseline_depth={k: v for k, v in metrics["by_depth"].items() if k != "disco"})
-            record.write_text(json.dumps(state, indent=2))  # after each variant: a crash keeps what is done
+            write_json(record, state)  # after each variant, atomically: a crash keeps what is done
     if args.test_best:
         best = max(state["variants"], key=lambda k: state["variants"][k]["RR@10"])
         shared_test = [x for x in shared if not x.startswith("evaluate.split=")] + ["evaluate.split=test"]
@@ -108,9 +110,9 @@ def main() -> None:
         state["test_best"] = {"variant": best, "sets": state["variants"][best]["sets"], "turns": metrics["turns"],
                               "systems": metrics["systems"], "efficiency": metrics["efficiency"],
                               "by_depth": metrics["by_depth"], "significance": metrics["significance"]}
-        record.write_text(json.dumps(state, indent=2))
+        write_json(record, state)
     md = report(state)
-    (out / "ablations.md").write_text(md)
+    write_text(out / "ablations.md", md)
     sweep = {k: v for k, v in state["variants"].items() if v["group"] == "sparsity"}
     if sweep:
         plot_sparsity(sweep, out / "sparsity.png", state["baselines"].get("last_turn"))

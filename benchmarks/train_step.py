@@ -189,11 +189,12 @@ def main() -> None:
                f"{args.warmup_steps} warm-up, {first['threads']} torch threads. Speed-up = re-encode s/step / "
                f"variant s/step; doc side = re-encoding or DocStore.dense; peak RSS = each variant's process.")
     md = markdown(rows, diffs, context)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "train_step.md").write_text(md)
-    (args.out / "train_step.json").write_text(json.dumps(
-        {"rows": rows, "loss_difference": diffs, "options": {k: v for k, v in opts.items() if k != "distill"},
-         "files": {k: str(v) for k, v in files.items()}, "runs": results}, indent=1))
+    from disco.io import write_json, write_text
+
+    write_text(args.out / "train_step.md", md)
+    write_json(args.out / "train_step.json",
+               {"rows": rows, "loss_difference": diffs, "options": {k: v for k, v in opts.items() if k != "distill"},
+                "files": {k: str(v) for k, v in files.items()}, "runs": results})
     print(md)
 
 
