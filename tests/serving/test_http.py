@@ -1,0 +1,116 @@
+"""`disco serve` as a real uvicorn process: the endpoints, the limits and their 4xx errors, the page, the
+OpenAPI schema, concurrent clients, and a bounded Schemathesis fuzz that must find no 5xx."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from disco.serving.terminal import _loopback
+
+pytestmark = pytest.mark.slow
+
+
+def _conv(*texts: str) -> list[dict]:
+    return [{"speaker": "user" if i % 2 == 0 else "agent", "text": t} for i, t in enumerate(texts)]
+
+
+def test_health_page_and_schema(server):
+    health = httpx.get(server + "/health").json()
+    assert health["status"] == "ok" and health["passages"] > 0
+    page = httpx.get(server + "/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert 'id="question"' in page.text and "http" not in page.text.split("<script>")[0].split("<style>")[0][20:]
+    schema = httpx.get(server + "/openapi.json").json()
+    assert {"/search", "/search/batch", "/health"} <= set(schema["paths"])
+
+
+def test_search_matches_the_python_api(server, searcher, test_turns):
+    conv = test_turns[0]["conversation"]
+    resp = httpx.post(server + "/search", json={"conversation": conv, "k": 5, "explain": True}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert set(body["timing_ms"]) == {"encode", "search", "total"}
+    assert 0 < len(body["results"]) <= 5 and set(body["results"][0]) >= {"id", "score", "text"}
+    assert body["terms"] and all(w > 0 for w in body["terms"].values())
+    local = searcher.search(conv, k=5)
+    assert [r["id"] for r in body["results"]] == [h.id for h in local.results]
+    plain = httpx.post(server + "/search", json={"conversation": conv}, timeout=60).json()
+    assert "terms" not in plain and len(plain["results"]) == min(10, len(plain["results"]))
+
+
+def test_batch(server, test_turns):
+    convs = [t["conversation"] for t in test_turns[:3]]
+    resp = httpx.post(server + "/search/batch", json={"conversations": convs, "k": 3}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    singles = [httpx.post(server + "/search", json={"conversation": c, "k": 3}, timeout=60).json() for c in convs]
+    assert [[r["id"] for r in b["results"]] for b in resp.json()["responses"]] == \
+        [[r["id"] for r in s["results"]] for s in singles]
+
+
+@pytest.mark.parametrize("body, status, fragment", [
+    ({"conversation": _conv("hi"), "k": 101}, 422, "less than or equal to 100"),
+    ({"conversation": _conv("hi"), "k": 0}, 422, "greater than or equal to 1"),
+    ({"conversation": []}, 422, "at least 1"),
+    ({"conversation": _conv(*["q"] * 65)}, 422, "at most 64"),
+    ({"conversation": _conv("x" * 4001)}, 422, "at most 4000 characters"),
+    ({"conversation": _conv("hi", "hello")}, 422, "must be the user's current question"),
+    ({"conversation": [{"speaker": "bot", "text": "hi"}]}, 422, "speaker"),
+    ({"conversation": _conv("hi"), "extra": 1}, 422, "extra"),
+    ({"conversations": [_conv("hi")] * 33}, 422, "at most 32"),
+])
+def test_limits_give_4xx_naming_the_problem(server, body, status, fragment):
+    path = "/search/batch" if "conversations" in body else "/search"
+    resp = httpx.post(server + path, json=body, timeout=30)
+    assert resp.status_code == status
+    assert fragment in resp.text
+
+
+def test_malformed_json_is_4xx(server):
+    resp = httpx.post(server + "/search", content=b"{not json", headers={"content-type": "application/json"})
+    assert resp.status_code == 422 and "json" in resp.text.lower()
+
+
+def test_sixteen_concurrent_clients(server, test_turns):
+    convs = [t["conversation"] for t in test_turns[:8]]
+    with httpx.Client(timeout=120) as c:
+        expected = [[r["id"] for r in c.post(server + "/search", json={"conversation": x}).json()["results"]]
+                    for x in convs]
+
+    def one(i: int) -> tuple[int, list[str]]:
+        with httpx.Client(timeout=120) as c:
+            r = c.post(server + "/search", json={"conversation": convs[i % len(convs)]})
+            return r.status_code, [h["id"] for h in r.json()["results"]]
+
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(one, range(64)))
+    assert all(status == 200 for status, _ in got)
+    assert all(ids == expected[i % len(convs)] for i, (_, ids) in enumerate(got))
+
+
+def test_loopback_detection():
+    assert _loopback("127.0.0.1") and _loopback("localhost") and _loopback("::1")
+    assert not _loopback("0.0.0.0") and not _loopback("192.168.1.4")
+
+
+def test_schemathesis_fuzz_finds_no_5xx(server):
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, settings
+
+    schema = schemathesis.openapi.from_url(server + "/openapi.json")
+    failures = []
+    for op in schema.get_all_operations():
+        operation = op.ok()
+
+        @settings(max_examples=25, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @schemathesis.given(case=operation.as_strategy())
+        def check(case):
+            resp = case.call(timeout=60)
+            if resp.status_code >= 500:
+                failures.append((operation.label, resp.status_code, resp.text[:200]))
+
+        check()
+    assert not failures

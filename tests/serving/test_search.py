@@ -1,0 +1,108 @@
+"""The Python search API on a real trained run: it reproduces the evaluate stage, batches, checks its input and
+is safe to share between threads."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+import pytest
+
+from disco.errors import DiscoError
+from disco.serving.search import Searcher, check_conversation
+
+pytestmark = pytest.mark.slow
+
+
+def _trec(path) -> dict[str, dict[str, float]]:
+    run: dict[str, dict[str, float]] = defaultdict(dict)
+    for line in path.read_text().splitlines():
+        qid, _, doc, _, score, _ = line.split()
+        run[qid][doc] = float(score)
+    return run
+
+
+def test_api_reproduces_the_evaluate_stage_run(output, searcher, test_turns):
+    evaluated = _trec(output("evaluate", "runs") / "disco.trec")
+    assert test_turns and set(evaluated) <= {t["turn_id"] for t in test_turns}
+    checked = 0
+    for t in test_turns:
+        if t["turn_id"] not in evaluated:
+            continue
+        got = searcher.search(t["conversation"], k=1000)
+        mine = {h.id: round(h.score, 6) for h in got.results}
+        assert mine == pytest.approx(evaluated[t["turn_id"]], abs=2e-4), t["turn_id"]
+        assert [h.score for h in got.results] == sorted((h.score for h in got.results), reverse=True)
+        checked += 1
+    assert checked >= 4
+
+
+def test_results_carry_passage_text_timing_and_terms(searcher, test_turns):
+    got = searcher.search(test_turns[0]["conversation"], k=5, explain=True)
+    assert 0 < len(got.results) <= 5
+    assert all(h.text for h in got.results)
+    assert set(got.timing_ms) == {"encode", "search", "total"} and got.timing_ms["total"] > 0
+    assert got.terms and all(w > 0 for w in got.terms.values())
+    weights = list(got.terms.values())
+    assert weights == sorted(weights, reverse=True)
+    # the conversation is formatted as in training: the current question comes first (newest first)
+    assert got.query.startswith(test_turns[0]["conversation"][-1]["text"].strip())
+
+
+def test_batch_equals_one_at_a_time(searcher, test_turns):
+    convs = [t["conversation"] for t in test_turns[:6]]
+    batch = searcher.search_batch(convs, k=10)
+    for conv, b in zip(convs, batch):
+        one = searcher.search(conv, k=10)
+        assert [h.id for h in b.results] == [h.id for h in one.results]
+        assert [h.score for h in b.results] == pytest.approx([h.score for h in one.results], abs=2e-4)
+
+
+@pytest.mark.parametrize("conversation, message", [
+    ([], "empty"),
+    ([{"speaker": "user", "text": "hi"}, {"speaker": "agent", "text": "hello"}], "must be the user's"),
+    ([{"speaker": "user", "text": "   "}], "is empty"),
+    ([{"speaker": "bot", "text": "hi"}], "speaker"),
+    ([{"speaker": "user"}], "text"),
+])
+def test_bad_conversations_are_named(conversation, message):
+    with pytest.raises(ValueError, match=message):
+        check_conversation(conversation)
+
+
+def test_k_must_be_positive(searcher):
+    with pytest.raises(ValueError, match="k must be"):
+        searcher.search([{"speaker": "user", "text": "hi"}], k=0)
+
+
+def test_open_names_what_is_missing(tmp_path):
+    with pytest.raises(DiscoError, match="run.json not found"):
+        Searcher.open(tmp_path)
+    (tmp_path / "run.json").write_text('{"config": {}, "stages": {"ingest": {}}}')
+    with pytest.raises(DiscoError, match="no index stage"):
+        Searcher.open(tmp_path)
+
+
+def test_concurrent_threads_get_the_same_answers(searcher, test_turns):
+    convs = [t["conversation"] for t in test_turns[:8]]
+    expected = [[h.id for h in searcher.search(c, k=10).results] for c in convs]
+    got: dict[tuple[int, int], list[str]] = {}
+    errors: list[BaseException] = []
+
+    def worker(w: int) -> None:
+        try:
+            for rep in range(3):
+                i = (w + rep) % len(convs)
+                got[(w, rep)] = [h.id for h in searcher.search(convs[i], k=10).results]
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    assert len(got) == 24
+    for (w, rep), ids in got.items():
+        assert ids == expected[(w + rep) % len(convs)]
