@@ -22,11 +22,16 @@ from disco.io import atomic_path, write_json, write_text
 from disco.serving.search import run_paths
 from models.student import CARD, StudentCard
 
+# sentence-transformers 6.x SparseEncoder layout (as its own ``save`` writes it): MLM logits, max-pooled relu.
 ST_MODULES = [
-    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.sparse_encoder.models.MLMTransformer"},
+    {"idx": 0, "name": "0", "path": "",
+     "type": "sentence_transformers.sparse_encoder.modules.mlm_transformer.MLMTransformer"},
     {"idx": 1, "name": "1", "path": "1_SpladePooling",
-     "type": "sentence_transformers.sparse_encoder.models.SpladePooling"},
+     "type": "sentence_transformers.sparse_encoder.modules.splade_pooling.SpladePooling"},
 ]
+ST_MLM = {"transformer_task": "fill-mask", "modality_config": {"text": {"method": "forward",
+                                                                       "method_output_name": "logits"}},
+          "module_output_name": "token_embeddings"}
 
 
 def _summary(run_dir: Path) -> tuple[dict, dict]:
@@ -125,10 +130,9 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
         else:
             card.save(tmp)
         write_json(tmp / "modules.json", ST_MODULES)
-        write_json(tmp / "sentence_bert_config.json", {"max_seq_length": card.max_length, "do_lower_case": False})
+        write_json(tmp / "sentence_bert_config.json", {**ST_MLM, "max_seq_length": card.max_length})
         write_json(tmp / "1_SpladePooling" / "config.json", {
-            "pooling_strategy": "max", "activation_function": "relu",
-            "word_embedding_dimension": int(mlm.config.vocab_size)})
+            "pooling_strategy": "max", "activation_function": "relu", "embedding_dimension": None})
         write_json(tmp / "config_sentence_transformers.json", {
             "model_type": "SparseEncoder", "similarity_fn_name": "dot", "prompts": {"query": "", "document": ""},
             "default_prompt_name": None})

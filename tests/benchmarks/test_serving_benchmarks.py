@@ -1,0 +1,36 @@
+"""The pure helpers of benchmarks/query_latency.py and benchmarks/service.py (the benchmarks run on demand)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_ROOT = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, _ROOT / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_latency_percentiles_and_ratios():
+    lat = _load("query_latency")
+    rows, ratios = lat.summarise([10.0] * 19 + [30.0], [1000.0] * 19 + [5000.0])
+    assert rows[0]["p50"] == 10.0 and rows[0]["n"] == 20
+    assert rows[0]["p95"] == pytest.approx(11.0) and rows[1]["p95"] == pytest.approx(1200.0)
+    assert ratios["p50"] == pytest.approx(100.0)
+    md = lat.markdown(rows, ratios, {"run": "r", "turns": 20, "llm": "m", "max_new_tokens": 8, "threads": 2})
+    assert "| student (format + encode + search) | 20 | 10.0 |" in md and "p50 100x" in md
+
+
+def test_service_markdown_reports_errors_rss_and_fuzz():
+    svc = _load("service")
+    levels = [{"clients": 4, "requests": 100, "errors": 0, "p50": 1.0, "p95": 2.0, "p99": 3.0, "req_per_s": 50.0}]
+    md = svc.markdown(levels, [(0, 700.0), (500, 701.0)], {"examples_per_operation": 5,
+                                                           "statuses": {"POST /search 4xx": 5}, "server_errors": []})
+    assert "| 4 | 100 | 0 | 1.0 | 2.0 | 3.0 | 50.0 |" in md
+    assert "after 0 requests: 700 MiB; after 500: 701 MiB" in md and "5xx answers: 0" in md
