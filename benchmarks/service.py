@@ -114,19 +114,19 @@ def load_level(url: str, convs: list, clients: int, requests: int, max_s: float,
 def fuzz(url: str, examples: int) -> dict:
     """Schemathesis over every operation of the schema; answers counted by status class."""
     import schemathesis
-    from hypothesis import HealthCheck, settings
+    from hypothesis import HealthCheck, given, settings
 
     schema = schemathesis.openapi.from_url(url + "/openapi.json")
     statuses: Counter = Counter()
     server_errors: list = []
-    for op in schema.get_all_operations():
-        operation = op.ok()
+    operations = [(op.ok(), mode) for op in schema.get_all_operations() for mode in schemathesis.GenerationMode]
+    for operation, mode in operations:
 
         @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        @schemathesis.given(case=operation.as_strategy())
+        @given(case=operation.as_strategy(mode))
         def check(case):
             r = case.call(timeout=60)
-            statuses[f"{operation.label} {r.status_code // 100}xx"] += 1
+            statuses[f"{operation.label} {mode.value} {r.status_code // 100}xx"] += 1
             if r.status_code >= 500:
                 server_errors.append({"operation": operation.label, "status": r.status_code, "body": r.text[:300]})
 

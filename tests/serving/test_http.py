@@ -98,16 +98,16 @@ def test_loopback_detection():
 
 def test_schemathesis_fuzz_finds_no_5xx(server):
     schemathesis = pytest.importorskip("schemathesis")
-    from hypothesis import HealthCheck, settings
+    from hypothesis import HealthCheck, given, settings
 
     schema = schemathesis.openapi.from_url(server + "/openapi.json")
     failures = []
-    for op in schema.get_all_operations():
-        operation = op.ok()
+    operations = [(op.ok(), mode) for op in schema.get_all_operations() for mode in schemathesis.GenerationMode]
+    for operation, mode in operations:
 
         @settings(max_examples=25, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
-        @schemathesis.given(case=operation.as_strategy())
+        @given(case=operation.as_strategy(mode))
         def check(case):
             resp = case.call(timeout=60)
             if resp.status_code >= 500:
