@@ -1,4 +1,5 @@
-"""One trained run shared by the serving tests: the demo slice of tests/flows through the real pipeline.
+"""One trained run shared by the serving tests: the demo slice of tests/flows through the real pipeline
+(human-rewrite teacher only: the search side does not depend on which teacher trained the student).
 
 Set ``DISCO_TEST_RUN`` to the folder of a finished ``disco run demo`` to reuse it instead (faster locally).
 """
@@ -44,8 +45,8 @@ def trained_run(tmp_path_factory, request) -> Path:
 
     root = tmp_path_factory.mktemp("serving-run")
     cfg = apply_overrides(preset("demo"), [
-        f"data.path={_demo_slice(root / 'data')}", "data.split.test_fraction=0.25", "rewrite.max_new_tokens=12",
-        "rewrite.batch_size=16", "distill.epochs=1", "distill.n_negatives=4", "distill.negative_window=[2, 100]",
+        f"data.path={_demo_slice(root / 'data')}", "data.split.test_fraction=0.25", 'teacher.teachers=["human"]',
+        "distill.epochs=1", "distill.n_negatives=4", "distill.negative_window=[2, 100]",
         "evaluate.latency_queries=1"])
     pipeline(cfg, str(root / "run"))
     return root / "run"
