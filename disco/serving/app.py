@@ -7,7 +7,7 @@ Handlers are plain ``def``: FastAPI runs them in its thread pool and the searche
 JVM searcher itself.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must see the request models defined inside create_app.
 
 from importlib import resources
 
