@@ -19,5 +19,5 @@ def distill_flow(config: PipelineConfig = PipelineConfig(), out: str = "runs/dem
     data = data or ingest_flow(config, out)
     index = index or index_flow(config, out, data=data)
     teachers = teachers or teacher_flow(config, out, data=data, index=index)
-    return stage(distill_task, out, refresh)(out, config.encoder, config.distill, config.teacher.distill_from,
-                                             data, index, teachers)
+    return stage(distill_task, out, refresh)(out, config.encoder, config.distill, config.teacher.k,
+                                             [data], [index], [teachers])
