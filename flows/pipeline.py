@@ -58,10 +58,9 @@ def pipeline(config: PipelineConfig = PipelineConfig(), out: str = "runs/demo", 
         for p in pooled:
             done.update(p)
         done["distill"] = stage(distill_task, out, fresh("distill"))(
-            out, config.encoder, config.distill, config.teacher.k,
-            [done["ingest"], *(p[f"train{i}-ingest"] for i, p in enumerate(pooled, start=1))],
-            [done["index"], *(p[f"train{i}-index"] for i, p in enumerate(pooled, start=1))],
-            [done["teacher"], *(p[f"train{i}-teacher"] for i, p in enumerate(pooled, start=1))])
+            out, config.encoder, config.distill, config.teacher,
+            *([done[s], *(p[f"train{i}-{s}"] for i, p in enumerate(pooled, start=1))]
+              for s in ("ingest", "index", "teacher", "rewrite")))
     if "evaluate" in needed and config.eval_data is not None:
         done.update(evaluate_student(config.target(), out, done["distill"], refresh=fresh("evaluate")))
     elif "evaluate" in needed:

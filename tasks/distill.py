@@ -7,6 +7,7 @@ import shutil
 import polars as pl
 from prefect import task
 
+from disco.config import TeacherConfig
 from disco.errors import DiscoError
 from disco.io import Manifest, atomic_path, write_parquet
 from models.distill import DistillConfig, train_student
@@ -17,15 +18,18 @@ from tasks.common import Progress, StageCache, link_artifacts, manifest, markdow
 
 
 @task(name="distill", cache_policy=StageCache(stage="distill"), persist_result=True, result_serializer="json")
-def distill_task(out: str, encoder: SpladeConfig, distill: DistillConfig, k: int, data: list[Manifest],
-                 index: list[Manifest], teachers: list[Manifest]) -> Manifest:
-    """Train on the train turns of every dataset (``data[i]`` with ``index[i]`` and ``teachers[i]``); the first
-    dataset's dev turns, if any, choose the best epoch."""
-    key, final = stage_dir("distill", out, {"encoder": encoder, "distill": distill, "k": k, "data": data,
-                                            "index": index, "teachers": teachers})
+def distill_task(out: str, encoder: SpladeConfig, distill: DistillConfig, teacher: TeacherConfig,
+                 data: list[Manifest], index: list[Manifest], teachers: list[Manifest],
+                 rewrites: list[Manifest]) -> Manifest:
+    """Train on the train turns of every dataset (``data[i]`` with ``index[i]``, ``teachers[i]`` and
+    ``rewrites[i]``); the first dataset's dev turns, if any, choose the best epoch."""
+    key, final = stage_dir("distill", out, {"encoder": encoder, "distill": distill, "teacher": teacher,
+                                            "data": data, "index": index, "teachers": teachers,
+                                            "rewrites": rewrites})
+    k = teacher.k
     work = work_dir("distill", out, key)  # checkpoints survive an interruption; training resumes from them
     sources = []
-    for i, (d, x, t) in enumerate(zip(data, index, teachers)):
+    for i, (d, x, t, rw) in enumerate(zip(data, index, teachers, rewrites)):
         runs = pl.read_parquet(t["runs"])
         teacher_run = runs.filter(pl.col("system") == distill.teacher)
         if teacher_run.is_empty():
@@ -33,7 +37,8 @@ def distill_task(out: str, encoder: SpladeConfig, distill: DistillConfig, k: int
                              f"data; runs: {sorted(set(runs['system']))}")
         write_parquet(work / f"teacher_run-{i}.parquet", teacher_run.to_arrow())
         name = "" if len(data) == 1 else f"{i}-{d.stats.get('format')}"
-        sources.append(Source(d["turns"], d["qrels"], work / f"teacher_run-{i}.parquet", x["doc_vectors"], name))
+        sources.append(Source(d["turns"], d["qrels"], work / f"teacher_run-{i}.parquet", x["doc_vectors"], name,
+                              rewrites=rw["rewrites"], teachers=tuple(teacher.teachers)))
     bar = Progress("distill-progress", f"distilling from {distill.teacher}", 1)
     summary = train_student(distill, encoder.model, sources, work, max_length=encoder.query_max_length,
                             quant_scale=encoder.quant_scale, k=k, dev=sources[0], progress=bar)
