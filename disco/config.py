@@ -79,8 +79,11 @@ class PipelineConfig(BaseModel):
         return [self.data, *extra]
 
     def for_data(self, data: DataConfig) -> "PipelineConfig":
-        """The same models and settings on another dataset (an extra training dataset's own stages)."""
-        return self.model_copy(update={"data": data, "eval_data": None, "extra_data": []})
+        """The same models and settings on an extra training dataset (its own stages). Only the teacher runs
+        the student learns from are computed there (no LLM rewriting of it unless the student needs it)."""
+        teachers = self.teacher.teachers if self.distill.teacher == "fused" else [self.distill.teacher]
+        return self.model_copy(update={"data": data, "eval_data": None, "extra_data": [],
+                                       "teacher": self.teacher.model_copy(update={"teachers": teachers})})
 
     def target(self) -> "PipelineConfig":
         """The configuration evaluated on: ``eval_data`` with every turn held out, the same models otherwise."""
