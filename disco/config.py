@@ -119,7 +119,9 @@ def _demo() -> PipelineConfig:
 def _mtrag_un() -> PipelineConfig:
     cfg = _demo()
     cfg.name = "mtrag-un"
-    cfg.data = DataConfig(format="mtrag-un", path="../shared/data/mtrag")
+    cfg.data = DataConfig(format="mtrag-un", path="../shared/data/mtrag", split=SplitConfig(dev_fraction=0.2))
+    # pooled training data (chosen on dev, docs/results.md): the embedded demo's conversations too
+    cfg.extra_data = [DataConfig(format="disco", path=str(DEMO_DATA))]
     # MTRAG-UN has no human rewrites: the LLM's run is computed and reported, and the student learns from the
     # privileged teacher (the question with the reference answer, which the student never sees)
     cfg.teacher = TeacherConfig(teachers=["llm", "answer"])
@@ -200,8 +202,11 @@ def load(name: str, data: str | Sequence[str] | None = None, overrides: list[str
     if paths:
         first = data_spec(paths[0], cfg.data.format)
         cfg.data.format, cfg.data.path = first.format, first.path
-        cfg.extra_data = [data_spec(p, cfg.data.format) for p in paths[1:]]
+        if len(paths) > 1:  # otherwise the preset's extra datasets stay (`--set extra_data=[]` drops them)
+            cfg.extra_data = [data_spec(p, cfg.data.format) for p in paths[1:]]
     if eval_data is not None:
         cfg.eval_data = DataConfig(format=eval_format or cfg.data.format, path=str(Path(eval_data).resolve()))
-        cfg.data.split = SplitConfig(method="conversation", test_fraction=0.0)
+        # every conversation of `data` trains, but for the dev share that chooses the best epoch
+        cfg.data.split = SplitConfig(method="conversation", test_fraction=0.0,
+                                     dev_fraction=cfg.data.split.dev_fraction)
     return apply_overrides(cfg, list(overrides))
