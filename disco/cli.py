@@ -124,10 +124,15 @@ def rewrite_eval(
     _prefect_env()
     try:
         from disco import config as configs
-        from flows.rewrite_eval import rewrite_eval_flow
+        from disco.rewrite_eval import read_rewrites, resolve_dataset
 
+        resolve_dataset(dataset, format)  # bad input fails here, before Prefect starts
         llm = configs.load(preset, None, set_).rewrite if preset else None
         sources = [str(p) for p in rewrites] + ([str(run_dir)] if run_dir else [])
+        for s in sources:
+            read_rewrites(s)
+        from flows.rewrite_eval import rewrite_eval_flow
+
         rewrite_eval_flow(dataset, str(out.resolve()), sources, llm, str(run_dir) if run_dir else None, skip,
                           limit, format, str(cache.resolve()) if cache else None)
     except DiscoError as e:

@@ -216,6 +216,20 @@ def known_datasets() -> dict[str, tuple[str, Path, dict]]:
             "cast2019": ("trec-cast", shared / "trec_cast", {"year": "2019"})}
 
 
+def resolve_dataset(dataset: str, data_format: str | None = None) -> tuple[str, Path, dict]:
+    """(format, folder, options) of a short name of :func:`known_datasets` or of a folder of ``data_format``."""
+    known = known_datasets()
+    if dataset in known:
+        fmt, path, options = known[dataset]
+    elif data_format:
+        fmt, path, options = data_format, Path(dataset), {}
+    else:
+        raise DiscoError(f"unknown dataset {dataset!r}: one of {', '.join(known)}, or a folder with --format")
+    if not Path(path).exists():
+        raise DiscoError(f"{path}: dataset folder not found")
+    return fmt, Path(path), options
+
+
 def slice_turns(turns: pl.DataFrame, skip: int = 0, limit: int | None = None) -> pl.DataFrame:
     """Whole conversations, in order: skip conversations until ``skip`` turns are passed, then keep conversations
     until ``limit`` turns are reached (selection on one slice, report on another, never mixing a conversation)."""

@@ -5,7 +5,6 @@ Orchestration only; the measures are :mod:`disco.rewrite_eval`, the rewriting :m
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
@@ -43,15 +42,7 @@ def rewrite_eval_flow(dataset: str = "demo", out: str = "runs/rewrite-eval", rew
     ``summary.json`` and ``per_turn.parquet`` under ``out`` and a ``rewrite-eval`` markdown artifact."""
     from tasks.common import markdown_artifact
 
-    known = rq.known_datasets()
-    if dataset in known:
-        fmt, path, options = known[dataset]
-    elif data_format:
-        fmt, path, options = data_format, Path(dataset), {}
-    else:
-        raise DiscoError(f"unknown dataset {dataset!r}: one of {', '.join(known)}, or a folder with --format")
-    if not Path(path).exists():
-        raise DiscoError(f"{path}: dataset folder not found")
+    fmt, path, options = rq.resolve_dataset(dataset, data_format)
     turns = rq.slice_turns(rq.load_turns(fmt, path, **options), skip, limit)
     sources = [rq.read_rewrites(p) for p in rewrites]
     notes = [f"Dataset `{dataset}` ({fmt}, {path}): {len(turns)} turns with a human rewrite"
@@ -80,5 +71,5 @@ def rewrite_eval_flow(dataset: str = "demo", out: str = "runs/rewrite-eval", rew
               "llm_stats": stats}
     write_json(out_dir / "summary.json", result)
     markdown_artifact("rewrite-eval", report, f"rewrite quality on {dataset}")
-    print(json.dumps(result["summary"], indent=1))
+    print(f"rewrite-eval: {len(turns)} turns of {dataset}, report {out_dir / 'report.md'}")
     return result
