@@ -86,8 +86,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/bench-rewrite-backends"))
     ap.add_argument("--batch-sizes", default="1,8,64")
-    ap.add_argument("--turns", type=int, default=64, help="demo turns per batch size (batch size 1: --turns-bs1)")
-    ap.add_argument("--turns-bs1", type=int, default=16)
+    ap.add_argument("--turns", default="8,32,64", help="demo turns for each batch size (the first N demo turns)")
+    ap.add_argument("--bf16-at", type=int, default=8, help="batch size at which transformers bf16 is run too")
     args = ap.parse_args()
 
     from disco.config import preset
@@ -102,16 +102,19 @@ def main() -> None:
         return sum(len(tok(r, add_special_tokens=False)["input_ids"]) for r in raws)
 
     speed, agreement, diffs = [], [], {}
-    for bs in [int(b) for b in args.batch_sizes.split(",")]:
-        n = args.turns_bs1 if bs == 1 else args.turns
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    for bs, n in zip(sizes, [int(n) for n in args.turns.split(",")]):
         cfg = base.model_copy(update={"batch_size": bs, "vllm_batch_size": bs, "backend": "vllm"})
         requests = demo_requests(n, cfg)
         hf = run_transformers(requests, cfg, hf32.with_config(cfg.model_copy(update={"backend": "transformers"})))
         vl = run_vllm_backend(requests, cfg)
         bf = run_transformers(requests, cfg, hf16.with_config(
-            cfg.model_copy(update={"backend": "transformers", "dtype": "bfloat16"})))
+            cfg.model_copy(update={"backend": "transformers", "dtype": "bfloat16"}))) if bs == args.bf16_at else None
         row = {"batch_size": bs, "turns": len(requests)}
         for name, r in (("transformers fp32", hf), ("vllm fp32", vl), ("transformers bf16", bf)):
+            if r is None:
+                row[f"{name} rewrites/s"] = row[f"{name} tokens/s"] = "-"
+                continue
             row[f"{name} rewrites/s"] = round(len(requests) / r["seconds"], 3)
             row[f"{name} tokens/s"] = round(ntok(r["raws"]) / r["seconds"], 1)
         row["vllm / transformers fp32 (rewrites/s)"] = round(hf["seconds"] / vl["seconds"], 2)
@@ -119,12 +122,13 @@ def main() -> None:
         speed.append(row)
         ids = [r["id"] for r in requests]
         same32 = [i for i in ids if hf["rewrites"][i] == vl["rewrites"].get(i)]
-        same16 = [i for i in ids if bf["rewrites"][i] == vl["rewrites"].get(i)]
         agreement.append({"batch_size": bs, "turns": len(ids),
                           "transformers fp32 = vllm fp32": round(len(same32) / len(ids), 3),
-                          "transformers bf16 = vllm fp32": round(len(same16) / len(ids), 3),
+                          "transformers bf16 = vllm fp32": round(sum(bf["rewrites"][i] == vl["rewrites"].get(i)
+                                                                     for i in ids) / len(ids), 3) if bf else "-",
                           "transformers fp32 = transformers bf16":
-                              round(sum(hf["rewrites"][i] == bf["rewrites"][i] for i in ids) / len(ids), 3)})
+                              round(sum(hf["rewrites"][i] == bf["rewrites"][i] for i in ids) / len(ids), 3)
+                              if bf else "-"})
         diffs[bs] = [{"turn_id": i, "transformers": hf["rewrites"][i], "vllm": vl["rewrites"].get(i)}
                      for i in ids if i not in same32]
         print(json.dumps(speed[-1]), json.dumps(agreement[-1]), flush=True)

@@ -330,15 +330,20 @@ def looks_like_query(text: str) -> bool:
     return t.lower().split()[0].strip("\"'“*:,") in QUERY_STARTS
 
 
-def check_rewrite(rewrite: str, question: str) -> str | None:
+CHECKS = ("not-a-query", "drops-words", "too-long")
+
+
+def check_rewrite(rewrite: str, question: str, min_kept: float = MIN_KEPT, max_growth: int = MAX_GROWTH,
+                  checks: Sequence[str] = CHECKS) -> str | None:
     """Why ``rewrite`` should not replace ``question`` (None when it passes): ``not-a-query`` (an answer or a
-    statement), ``drops-words`` (keeps under MIN_KEPT of the utterance's words), ``too-long``."""
-    if not looks_like_query(rewrite):
+    statement), ``drops-words`` (keeps under ``min_kept`` of the utterance's words), ``too-long`` (adds more than
+    ``max_growth`` words). Thresholds chosen on CANARD dev (benchmarks/rewrite_checks.py)."""
+    if "not-a-query" in checks and not looks_like_query(rewrite):
         return "not-a-query"
     words = set(_TOKEN_RE.findall(question.lower()))
     got = _TOKEN_RE.findall(rewrite.lower())
-    if words and len(words & set(got)) / len(words) < MIN_KEPT:
+    if "drops-words" in checks and words and len(words & set(got)) / len(words) < min_kept:
         return "drops-words"
-    if len(got) > len(_TOKEN_RE.findall(question.lower())) + MAX_GROWTH:
+    if "too-long" in checks and len(got) > len(_TOKEN_RE.findall(question.lower())) + max_growth:
         return "too-long"
     return None
