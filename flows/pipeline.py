@@ -8,12 +8,14 @@ from prefect import flow
 
 from disco.config import PipelineConfig
 from disco.io import Manifest, write_json
-from flows.distill import distill_flow
+from flows._stage import stage
+from flows.distill import distill_flow  # noqa: F401  (the stage flow, deployed on its own)
 from flows.evaluate import evaluate_flow
 from flows.index import index_flow
 from flows.ingest import ingest_flow
 from flows.rewrite import rewrite_flow
 from flows.teacher import teacher_flow
+from tasks.distill import distill_task
 
 Stage = Literal["ingest", "rewrite", "index", "teacher", "distill", "evaluate"]
 STAGES: tuple[str, ...] = Stage.__args__
@@ -51,14 +53,31 @@ def pipeline(config: PipelineConfig = PipelineConfig(), out: str = "runs/demo", 
         done["teacher"] = teacher_flow(config, out, fresh("teacher"), data=done["ingest"],
                                        rewrites=done["rewrite"], index=done["index"])
     if "distill" in needed:
-        done["distill"] = distill_flow(config, out, fresh("distill"), data=done["ingest"], index=done["index"],
-                                       teachers=done["teacher"])
+        pooled = [training_inputs(config.for_data(d), out, f"train{i}-") for i, d in
+                  enumerate(config.training_data()[1:], start=1)]
+        for p in pooled:
+            done.update(p)
+        done["distill"] = stage(distill_task, out, fresh("distill"))(
+            out, config.encoder, config.distill, config.teacher,
+            *([done[s], *(p[f"train{i}-{s}"] for i, p in enumerate(pooled, start=1))]
+              for s in ("ingest", "index", "teacher", "rewrite")))
     if "evaluate" in needed and config.eval_data is not None:
         done.update(evaluate_student(config.target(), out, done["distill"], refresh=fresh("evaluate")))
     elif "evaluate" in needed:
         done["evaluate"] = evaluate_flow(config, out, fresh("evaluate"), data=done["ingest"], index=done["index"],
                                          teachers=done["teacher"], student=done["distill"])
     _record(config, out, done)
+    return done
+
+
+@flow(name="training-data", log_prints=True)
+def training_inputs(config: PipelineConfig, out: str, prefix: str) -> dict[str, Manifest]:
+    """An extra training dataset (``config.data``): its own ingest, rewrite, index and teacher runs."""
+    done = {f"{prefix}ingest": ingest_flow(config, out)}
+    done[f"{prefix}rewrite"] = rewrite_flow(config, out, data=done[f"{prefix}ingest"])
+    done[f"{prefix}index"] = index_flow(config, out, data=done[f"{prefix}ingest"])
+    done[f"{prefix}teacher"] = teacher_flow(config, out, data=done[f"{prefix}ingest"],
+                                            rewrites=done[f"{prefix}rewrite"], index=done[f"{prefix}index"])
     return done
 
 

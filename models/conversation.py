@@ -1,19 +1,44 @@
-"""The student's input: the whole conversation as one text, current question first.
+"""The student's input: the whole conversation as one text.
 
-DiSCo (Lupart et al., SIGIR 2025, arXiv 2410.14609, and the authors' TopiOCQA preprocessing):
-``q_n [SEP] a_{n-1} [SEP] q_{n-1} [SEP] ... a_0 [SEP] q_0`` -- the current question, then the earlier turns
-from newest to oldest, system answers included.
+DiSCo (Lupart et al., SIGIR 2025, arXiv 2410.14609, and the authors' TopiOCQA preprocessing) reads
+``q_n [SEP] a_{n-1} [SEP] q_{n-1} [SEP] ... a_0 [SEP] q_0``: the current question, then the earlier turns from
+newest to oldest, system answers included, at most 256 tokens, cutting the END (the oldest turns drop first).
+That is :class:`StudentInput`'s default; its fields make the other choices configurable (and ablated in
+``benchmarks/ablations.py``): the order, whether agent answers are included and how long each may be, how many
+earlier user turns are kept, the separator, and which end the tokenizer cuts.
 
-Truncation is left to the tokenizer (``truncation=True, max_length=256``, BERT's default right side): it cuts
-the END of this string, which holds the OLDEST turns, so the current question and the latest exchanges are
-always kept. ``[SEP]`` written in the text is recognised by the BERT tokenizer as the special token (id 102).
+``[SEP]`` written in the text is recognised by the BERT tokenizer as the special token (id 102).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
 
 ROLES = ("user", "agent")
+
+
+class StudentInput(BaseModel):
+    """How a conversation becomes the student's text (defaults: the paper's format)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order: Literal["newest_first", "oldest_first"] = Field(
+        "newest_first", description="newest_first: q_n [SEP] a_{n-1} [SEP] q_{n-1} ...; oldest_first: q_0 ... q_n")
+    answers: bool = Field(True, description="include the agent's answers")
+    answer_max_words: int | None = Field(None, ge=1, description="cut each answer to this many words")
+    history_turns: int | None = Field(None, ge=0, description="keep only this many earlier user turns (with "
+                                                              "their answers); None keeps all")
+    sep: str = "[SEP]"
+    truncation: Literal["oldest", "newest"] = Field(
+        "oldest", description="which end of the conversation the tokenizer cuts beyond max_length: 'oldest' keeps "
+                              "the current question (the paper); 'newest' is the ablation")
+
+    def truncation_side(self) -> Literal["left", "right"]:
+        """The tokenizer's ``truncation_side`` that drops the turns named by :attr:`truncation`."""
+        oldest_at_end = self.order == "newest_first"
+        return "right" if (self.truncation == "oldest") == oldest_at_end else "left"
 
 
 def _text(item: Any) -> tuple[str, str]:
@@ -35,13 +60,43 @@ def history_newest_first(history: Sequence[Any] | None) -> list[str]:
     return [t for t in reversed(texts) if t]
 
 
+def _history(history: Sequence[Any] | None, fmt: StudentInput) -> list[str]:
+    """The kept history texts, oldest first."""
+    items = [_text(item) for item in (history or [])]
+    if fmt.history_turns is not None:
+        users = [i for i, (role, _) in enumerate(items) if role == "user"]
+        start = users[-fmt.history_turns] if 0 < fmt.history_turns <= len(users) else (
+            len(items) if fmt.history_turns == 0 else 0)
+        items = items[start:]
+    out = []
+    for role, text in items:
+        if role == "agent":
+            if not fmt.answers:
+                continue
+            if fmt.answer_max_words is not None:
+                text = " ".join(text.split()[: fmt.answer_max_words])
+        if text:
+            out.append(text)
+    return out
+
+
 def format_conversation(
-    question: str, history: Sequence[tuple[str, str]] | Sequence[Mapping[str, Any]] | None, sep: str = "[SEP]"
+    question: str,
+    history: Sequence[tuple[str, str]] | Sequence[Mapping[str, Any]] | None,
+    sep: str | None = None,
+    fmt: StudentInput | None = None,
 ) -> str:
-    """``q_n [SEP] a_{n-1} [SEP] q_{n-1} ... [SEP] q_0`` from the question and its history (oldest first).
+    """The student's text for ``question`` after ``history`` (oldest first), in the format ``fmt``.
 
     >>> format_conversation("when?", [("user", "who wrote it?"), ("agent", "Orwell.")])
     'when? [SEP] Orwell. [SEP] who wrote it?'
+    >>> format_conversation("when?", [("user", "who wrote it?"), ("agent", "Orwell.")],
+    ...                     fmt=StudentInput(order="oldest_first", answers=False))
+    'who wrote it? [SEP] when?'
     """
-    parts = [question.strip(), *history_newest_first(history)]
-    return f" {sep} ".join(parts)
+    fmt = fmt or StudentInput()
+    if sep is not None:
+        fmt = fmt.model_copy(update={"sep": sep})
+    past = _history(history, fmt)
+    parts = [question.strip(), *reversed(past)] if fmt.order == "newest_first" else [*past, question.strip()]
+    return f" {fmt.sep} ".join(parts)

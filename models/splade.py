@@ -67,15 +67,18 @@ class SpladeEncoder(torch.nn.Module):
     def train(self, mode: bool = True) -> "SpladeEncoder":
         return super().train(mode and not self.is_frozen)
 
-    def tokenize(self, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
-        """Pad to the longest text; truncate the END beyond ``max_length`` (oldest turns drop first)."""
+    def tokenize(self, texts: Sequence[str], max_length: int, truncation_side: str = "right"
+                 ) -> dict[str, torch.Tensor]:
+        """Pad to the longest text; beyond ``max_length`` cut the END (``"right"``: with the paper's
+        newest-first conversation format the oldest turns drop first) or the start (``"left"``)."""
+        self.tokenizer.truncation_side = truncation_side
         return self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
         )
 
-    def forward(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+    def forward(self, texts: Sequence[str], max_length: int, truncation_side: str = "right") -> torch.Tensor:
         """Differentiable SPLADE reps, shape [B, V] (float32 unless under autocast)."""
-        batch = self.tokenize(texts, max_length)
+        batch = self.tokenize(texts, max_length, truncation_side)
         device = next(self.mlm.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = self.mlm(**batch).logits  # [B, L, V]
@@ -92,6 +95,7 @@ class SpladeEncoder(torch.nn.Module):
         max_length: int,
         batch_size: int = 32,
         progress: Callable[[int, int], None] | None = None,
+        truncation_side: str = "right",
     ) -> list[SparseVec]:
         """Sparse vectors (non-zeros only, sorted by term id), in the order of ``texts``.
 
@@ -107,7 +111,7 @@ class SpladeEncoder(torch.nn.Module):
             with torch.inference_mode():
                 for start in range(0, len(order), batch_size):
                     idx = order[start : start + batch_size]
-                    reps = self.forward([texts[i] for i in idx], max_length).float().cpu()
+                    reps = self.forward([texts[i] for i in idx], max_length, truncation_side).float().cpu()
                     for i, row in zip(idx, reps):
                         ids = torch.nonzero(row).squeeze(-1)
                         out[i] = (ids.numpy().astype(np.int32), row[ids].numpy().astype(np.float32))

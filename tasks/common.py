@@ -29,9 +29,11 @@ STAGE_CODE: dict[str, list[str]] = {
     "rewrite": ["models.rewrite", "models.weights", "tasks.rewrite"],
     "index": ["models.splade", "models.weights", "disco.index", "tasks.index"],
     "teacher": ["models.splade", "disco.index", "disco.runs", "tasks.teacher"],
-    "distill": ["models.distill", "models.examples", "models.losses", "models.conversation", "models.splade", "tasks.distill"],
-    "evaluate": ["models.splade", "models.conversation", "disco.index", "disco.evaluation", "disco.runs",
-                 "disco.report", "tasks.evaluate"],
+    "distill": ["models.distill", "models.distill_config", "models.examples", "models.losses",
+                "models.conversation", "models.selection", "models.student", "models.splade", "models.weights",
+                "tasks.distill"],
+    "evaluate": ["models.splade", "models.conversation", "models.student", "models.weights", "disco.index",
+                 "disco.evaluation", "disco.runs", "disco.report", "tasks.evaluate"],
 }
 
 
@@ -50,6 +52,8 @@ def code_version(stage: str) -> str:
 
 
 def _identity(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_identity(v) for v in value]
     if isinstance(value, Manifest):
         return value.fingerprint()
     if isinstance(value, BaseModel):

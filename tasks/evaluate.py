@@ -25,8 +25,9 @@ from disco.index.search import ImpactSearcher
 from disco.io import Manifest, atomic_path, write_json, write_text
 from disco.report import image_markdown, markdown_report, markdown_table, metrics_plot, results_rows
 from disco.runs import write_trec
-from models.conversation import format_conversation
+from models.conversation import StudentInput, format_conversation
 from models.splade import SpladeConfig, SpladeEncoder, quantise_sparse
+from models.student import StudentCard
 from tasks.common import StageCache, link_artifacts, manifest, markdown_artifact, stage_dir, table_artifact
 
 SIGNIFICANCE = ("RR@10", "R@100")  # measures tested for disco against every other system
@@ -42,23 +43,33 @@ def evaluate_task(out: str, encoder: SpladeConfig, evaluate: EvalConfig, data: M
     turns = turns.filter(pl.col("turn_id").is_in(qrels["turn_id"].implode()))
     if turns.is_empty():
         raise DiscoError(f"evaluate: no judged turns in split {evaluate.split!r}")
+    card = StudentCard.load(student["student"])  # how the student reads a conversation, as trained
     question = dict(zip(turns["turn_id"], turns["question"]))
     conversation = {t["turn_id"]: format_conversation(t["question"], t["history"]) for t in turns.to_dicts()}
+    student_text = {t["turn_id"]: card.text(t["question"], t["history"]) for t in turns.to_dicts()}
     frozen = SpladeEncoder(encoder.model, frozen=True)
     trained = SpladeEncoder(student["student"], frozen=True)
     searcher = ImpactSearcher(index["lucene"])
     runs: dict[str, pl.DataFrame] = {}
     efficiency: dict[str, dict] = {}
     doc_terms = _doc_terms(index["doc_vectors"], encoder.quant_scale)
-    for name, enc, texts in (("last_turn", frozen, question), ("conversation", frozen, conversation),
-                             ("disco", trained, conversation)):
-        got = retrieve(enc, searcher, texts, system=name, k=evaluate.k, max_length=encoder.query_max_length,
-                       batch_size=encoder.batch_size, scale=encoder.quant_scale)
+    # last_turn and conversation (the paper's format) are the untrained baselines; when the student reads
+    # another format, the frozen encoder on that same text is a baseline too (what the student started from)
+    systems_in = [("last_turn", frozen, question, encoder.query_max_length, "right"),
+                  ("conversation", frozen, conversation, encoder.query_max_length, "right")]
+    if card.input != StudentInput():
+        systems_in.append(("conversation:student-input", frozen, student_text, card.max_length,
+                           card.input.truncation_side()))
+    systems_in.append(("disco", trained, student_text, card.max_length, card.input.truncation_side()))
+    for name, enc, texts, max_length, side in systems_in:
+        got = retrieve(enc, searcher, texts, system=name, k=evaluate.k, max_length=max_length,
+                       batch_size=encoder.batch_size, scale=card.quant_scale if name == "disco" else
+                       encoder.quant_scale, truncation_side=side)
         runs[name] = got.run
         efficiency[name] = {
             "query_terms": float(np.mean([len(t) for t in got.query_terms])),
             "flops": ev.flops(got.query_terms, doc_terms, frozen.vocab_size),
-            "latency_ms": _latency_ms(enc, searcher, texts, evaluate, encoder),
+            "latency_ms": _latency_ms(enc, searcher, texts, evaluate, encoder, max_length, side),
         }
     teacher_runs = pl.read_parquet(teachers["runs"]).filter(pl.col("turn_id").is_in(turns["turn_id"].implode()))
     for name in sorted(set(teacher_runs["system"]) - {"fused"}):
@@ -71,7 +82,8 @@ def evaluate_task(out: str, encoder: SpladeConfig, evaluate: EvalConfig, data: M
         per_q[name] = ev.per_query(run, qrels, evaluate.rel_threshold)
         systems[name] = ev.aggregate(per_q[name])
         depth[name] = ev.by_depth(per_q[name], turn_of)
-    order = ["last_turn", "conversation", *sorted(n for n in runs if n.startswith("rewrite:")), "disco"]
+    order = ["last_turn", *sorted(n for n in runs if n.startswith("conversation")),
+             *sorted(n for n in runs if n.startswith("rewrite:")), "disco"]
     metrics = {
         "dataset": data.stats.get("format"), "split": evaluate.split, "turns": len(turns),
         "rel_threshold": evaluate.rel_threshold, "doc_terms_mean": index.stats.get("doc_terms_mean", 0.0),
