@@ -93,7 +93,9 @@ def main() -> None:
     from disco.config import preset
     from models.rewrite.hf import HFRewriter
 
-    base = preset("demo").rewrite.model_copy(update={"dtype": "float32"})
+    # One torch thread: vLLM's CPU build also computes on one core here (it reserves the other), and on a
+    # shared 2-core machine two OpenMP threads were many times slower than one.
+    base = preset("demo").rewrite.model_copy(update={"dtype": "float32", "torch_threads": 1})
     hf32 = HFRewriter(base)
     hf16 = HFRewriter(base.model_copy(update={"dtype": "bfloat16"}))
     tok = hf32.tokenizer
