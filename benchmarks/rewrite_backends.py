@@ -87,6 +87,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench-rewrite-backends"))
     ap.add_argument("--batch-sizes", default="1,8,64")
     ap.add_argument("--turns", default="8,32,64", help="demo turns for each batch size (the first N demo turns)")
+    ap.add_argument("--model", help="another model than the demo preset's (a hub id or folder; e.g. on a GPU)")
     ap.add_argument("--bf16-at", type=int, default=8, help="batch size at which transformers bf16 is run too")
     args = ap.parse_args()
 
@@ -96,6 +97,8 @@ def main() -> None:
     # One torch thread: vLLM's CPU build also computes on one core here (it reserves the other), and on a
     # shared 2-core machine two OpenMP threads were many times slower than one.
     base = preset("demo").rewrite.model_copy(update={"dtype": "float32", "torch_threads": 1})
+    if args.model:
+        base = base.model_copy(update={"model": args.model})
     hf32 = HFRewriter(base)
     hf16 = HFRewriter(base.model_copy(update={"dtype": "bfloat16"}))
     tok = hf32.tokenizer
