@@ -32,8 +32,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import get_linear_schedule_with_warmup
 
-from disco.errors import DiscoError
-from disco.io import atomic_path, write_json, write_parquet
+from core.errors import DiscoError
+from core.io import atomic_path, write_json, write_parquet
 from models.examples import Example, build_examples, epoch_batches
 from models.losses import DistillLoss, MainLoss, Reg
 from models.splade import SpladeEncoder

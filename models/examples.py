@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from disco.errors import DataError
+from core.errors import DataError
 from models.conversation import format_conversation
 
 if TYPE_CHECKING:

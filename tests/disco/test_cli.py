@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from disco.cli import app
-from disco.config import apply_overrides, load, preset
-from disco.errors import DiscoError
+from stages.config import apply_overrides, load, preset
+from core.errors import DiscoError
 
 runner = CliRunner()
 

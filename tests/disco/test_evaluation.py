@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from disco.evaluation import aggregate, by_depth, flops, paired_test, per_query
+from retrieval.evaluation import aggregate, by_depth, flops, paired_test, per_query
 
 
 def test_measures_on_a_hand_checked_case():
@@ -41,7 +41,7 @@ def test_flops():
 
 
 def test_token_f1():
-    from disco.evaluation import token_f1
+    from retrieval.evaluation import token_f1
 
     assert token_f1("When did the bridge open?", "when did the bridge open") == 1.0
     # 2 shared tokens of 4 predicted and 2 reference tokens: P = 0.5, R = 1 -> F1 = 2/3

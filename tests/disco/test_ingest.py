@@ -8,10 +8,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from disco.datasets import get_reader
-from disco.errors import DataError
-from disco.ingest import SplitConfig, assign_splits, ingest
-from disco.paths import DEMO_DATA
+from retrieval.datasets import get_reader
+from core.errors import DataError
+from retrieval.ingest import SplitConfig, assign_splits, ingest
+from core.paths import DEMO_DATA
 
 
 def _write(folder: Path, convs: list[dict], passages: list[dict], qrels: list[tuple]) -> Path:

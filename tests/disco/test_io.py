@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from disco.errors import StageInputError
-from disco.io import Output, atomic_path, sha256_path, write_text
+from core.errors import StageInputError
+from core.io import Output, atomic_path, sha256_path, write_text
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from disco.report import markdown_report
+from retrieval.report import markdown_report
 
 SYSTEMS = {s: {"RR@10": 0.3, "nDCG@3": 0.2, "R@10": 0.4, "R@100": 0.7} for s in ("last_turn", "disco")}
 

@@ -5,7 +5,7 @@ import math
 import polars as pl
 import pytest
 
-from disco.runs import fuse, rank, write_trec
+from retrieval.runs import fuse, rank, write_trec
 
 
 def _run(rows):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from disco.datasets import get_reader
-from disco.errors import DataError
+from retrieval.datasets import get_reader
+from core.errors import DataError
 
 FIXTURE = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "ikat"
 TOPICS = FIXTURE / "2023" / "data" / "2023_test_topics.json"

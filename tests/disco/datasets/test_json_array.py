@@ -1,4 +1,4 @@
-"""The streaming JSON-array parser behind the JSON readers (disco.datasets._common)."""
+"""The streaming JSON-array parser behind the JSON readers (retrieval.datasets._common)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from disco.datasets._common import iter_json_array, opt_field
-from disco.errors import DataError
+from retrieval.datasets._common import iter_json_array, opt_field
+from core.errors import DataError
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 64, 1 << 20])

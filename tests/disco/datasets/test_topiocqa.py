@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from disco.datasets import get_reader
-from disco.errors import DataError
+from retrieval.datasets import get_reader
+from core.errors import DataError
 
 REPO = Path(__file__).resolve().parents[3]
 SHARED = REPO / ".." / "shared" / "data"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from disco.index.build import build_index
-from disco.index.search import ImpactSearcher
+from retrieval.index.build import build_index
+from retrieval.index.search import ImpactSearcher
 
 DOCS = [
     {"id": "d1", "contents": "", "vector": {"mercury": 120, "planet": 80, "##s": 10}},
@@ -36,7 +36,7 @@ def test_impact_scores_are_exact_dot_products(index):
 
 
 def test_build_failure_is_a_clear_error(tmp_path):
-    from disco.errors import DiscoError
+    from core.errors import DiscoError
 
     with pytest.raises(DiscoError, match="Lucene indexing of"):
         build_index(tmp_path / "coll", tmp_path / "idx", threads=1)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from disco.errors import DiscoError
+from core.errors import DiscoError
 from models.rewrite import RewriteConfig, rewrite_turns
 from models.rewrite.vllm_backend import ENV_PYTHON, run_vllm, vllm_python
 from models.rewrite.vllm_worker import (
