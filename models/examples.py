@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Literal, Protocol
 
 import numpy as np
 import polars as pl
@@ -19,8 +19,18 @@ import torch
 from core.errors import DataError
 from models.conversation import format_conversation
 
-if TYPE_CHECKING:
-    from models.distill import DistillConfig
+
+class DistillConfig(Protocol):
+    """The settings examples are built with: :class:`models.distill.DistillConfig`'s (not imported here, since
+    models.distill imports this module)."""
+
+    batch_size: int
+    n_negatives: int
+    negative_window: tuple[int, int]
+    positive_score: Literal["rank11", "teacher"]
+    min_relevance: int
+    seed: int
+    max_turns: int | None
 
 PathLike = str | Path
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from core.errors import StageInputError
 from core.io import Manifest, Output, atomic_path, sha256_path, write_json
+from core.paths import ROOT
 from stages.code import code_version
 
 MANIFEST = "manifest.json"
@@ -98,8 +99,8 @@ class Stage:
     def module(self) -> str:
         return self.run.__module__
 
-    def code_version(self) -> str:
-        return code_version(self.module)
+    def code_version(self, root: Path = ROOT) -> str:
+        return code_version(self.module, root)
 
 
 def field_name(path: str) -> str:
@@ -130,11 +131,12 @@ def _identity(value: Any) -> Any:
 Upstream = dict[str, "Manifest | Sequence[Manifest]"]
 
 
-def stage_key(stage: Stage, fields: dict[str, Any], upstream: Upstream) -> str:
-    """The stage's key: output folder name and Prefect cache key (see the module docstring)."""
+def stage_key(stage: Stage, fields: dict[str, Any], upstream: Upstream, root: Path = ROOT) -> str:
+    """The stage's key: output folder name and Prefect cache key (see the module docstring). ``root``: the
+    source tree whose code is hashed (the installed one)."""
     payload = {
         "stage": stage.name,
-        "code": stage.code_version(),
+        "code": stage.code_version(root),
         "config": {k: _identity(v) for k, v in sorted(fields.items())},
         "upstream": {k: _identity(v) for k, v in sorted(upstream.items())},
         "outside": stage.outside(**fields) if stage.outside else {},

@@ -33,22 +33,19 @@ def _package_of(module: str, root: Path) -> str:
     return module if path is not None and path.name == "__init__.py" else module.rpartition(".")[0]
 
 
-def _parse(path: Path) -> ast.Module:
-    return _parse_text(path.read_text(encoding="utf-8"), str(path))
-
-
-@lru_cache(maxsize=512)
-def _parse_text(text: str, name: str) -> ast.Module:
-    return ast.parse(text, filename=name)
-
-
 def imports_of(module: str, root: Path = ROOT) -> set[str]:
     """Project modules ``module`` imports explicitly (anywhere in its file), as module names."""
     path = module_file(module, root)
     if path is None:
         raise ModuleNotFoundError(f"no project module {module!r} under {root}")
+    return set(_imports(module, root, path.read_text(encoding="utf-8")))
+
+
+@lru_cache(maxsize=1024)
+def _imports(module: str, root: Path, text: str) -> frozenset[str]:
+    """The imports of ``module`` whose source is ``text`` (cached by content: an edit is a new entry)."""
     found: set[str] = set()
-    for node in ast.walk(_parse(path)):
+    for node in ast.walk(ast.parse(text, filename=module)):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -69,7 +66,7 @@ def imports_of(module: str, root: Path = ROOT) -> set[str]:
                 name = name.rpartition(".")[0]
             if name and name != module:
                 found.add(name)
-    return found
+    return frozenset(found)
 
 
 def _parents(module: str) -> list[str]:
