@@ -14,7 +14,7 @@ from core.errors import DiscoError
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["config"], ["presets"], ["ui"], ["evaluate"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["config"], ["presets"], ["stages"], ["ui"], ["evaluate"]])
 def test_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
