@@ -43,9 +43,9 @@ DATA = {f"first {n} train turns": [f"distill.max_turns={n}"] for n in (25, 50)}
 
 def variants(teachers: list[str]) -> dict[str, dict[str, list[str]]]:
     """Each group's variants: name -> --set overrides (on top of the shared ones)."""
-    by_teacher = {f"teacher={t}": [f"teacher.distill_from={t}"] for t in teachers}
-    by_teacher["teacher=fused (mean score)"] = ["teacher.distill_from=fused", "teacher.fusion=mean_score"]
-    by_teacher["teacher=fused (mean softmax)"] = ["teacher.distill_from=fused", "teacher.fusion=mean_softmax"]
+    by_teacher = {f"teacher={t}": [f"distill.teacher={t}"] for t in teachers}
+    by_teacher["teacher=fused (mean score)"] = ["distill.teacher=fused", "teacher.fusion=mean_score"]
+    by_teacher["teacher=fused (mean softmax)"] = ["distill.teacher=fused", "teacher.fusion=mean_softmax"]
     return {"teachers": by_teacher, "losses": LOSSES, "sparsity": SPARSITY, "budget": BUDGET,
             "precision": PRECISION, "data": DATA, "combined": COMBINED}
 

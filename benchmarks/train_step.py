@@ -34,7 +34,7 @@ from pathlib import Path
 VARIANTS = {"re-encode": ("reencode", "fp32"), "precomputed": ("precomputed", "fp32"),
             "precomputed + bf16": ("precomputed", "bf16")}
 REFERENCE = "precomputed"  # the losses of the others are compared with this one's
-N_NEGATIVES, DOC_MAX_LENGTH = 16, 256
+N_NEGATIVES, DOC_MAX_LENGTH, QUERY_MAX_LENGTH = 16, 256, 256
 
 
 def stage_files(run_dir: Path) -> dict[str, Path]:
@@ -65,7 +65,8 @@ def run_variant(name: str, files: dict[str, Path], opts: dict) -> dict:
     import torch
 
     from models.distill import DistillConfig
-    from models.examples import build_examples, epoch_batches
+    from models.conversation import format_conversation
+    from models.examples import Source, build_examples, epoch_batches
     from models.losses import DistillLoss
     from models.splade import SpladeEncoder
     from retrieval.index.encode import passage_input
@@ -77,8 +78,8 @@ def run_variant(name: str, files: dict[str, Path], opts: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run = pl.read_parquet(files["runs"]).filter(pl.col("system") == "human")
         run.write_parquet(Path(tmp) / "human.parquet")
-        examples, _, store = build_examples(cfg, files["turns"], files["qrels"], Path(tmp) / "human.parquet",
-                                            files["doc_vectors"])
+        src = Source(files["turns"], files["qrels"], Path(tmp) / "human.parquet", files["doc_vectors"])
+        examples, _, store, _ = build_examples(cfg, [src], format_conversation)
     student = SpladeEncoder(opts["model"]).train()
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = DistillLoss.from_config(cfg, reg_warmup_steps=0)
@@ -106,7 +107,7 @@ def run_variant(name: str, files: dict[str, Path], opts: dict) -> dict:
             docs = store.dense(uniq, student.vocab_size, "cpu")
         t_doc = time.perf_counter() - t0
         with autocast:
-            q = student(texts, cfg.max_length)
+            q = student(texts, QUERY_MAX_LENGTH)
         index = torch.from_numpy(inverse.reshape(rows.shape))
         total, _ = loss_fn(q.float(), docs, index, torch.from_numpy(teacher), step)
         total.backward()

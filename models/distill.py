@@ -12,6 +12,9 @@ student score = dot(student(conversation), doc vector). Differences from the aut
   with replacement so every turn has N = 1 + n_negatives passages (the authors draw all with replacement).
 - Sampling uses ``np.random.default_rng([seed, epoch])`` and checkpoints keep the torch RNG state, so a run
   resumed from its last epoch checkpoint ends with the same weights as an uninterrupted one.
+- Training length can be given in optimizer steps (``steps``): small datasets need a number of updates, not a
+  number of passes. With dev turns, the student is scored on them after every epoch (:mod:`models.selection`)
+  and the best epoch is kept (epoch 0, the untrained student, included), optionally stopping early.
 """
 
 from __future__ import annotations
@@ -23,70 +26,24 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import get_linear_schedule_with_warmup
 
 from core.errors import DiscoError
 from core.io import atomic_path, write_json, write_parquet
-from models.examples import Example, build_examples, epoch_batches
-from models.losses import DistillLoss, MainLoss, Reg
+from models.distill_config import DistillConfig
+from models.examples import Example, Source, build_examples, epoch_batches
+from models.losses import DistillLoss
+from models.selection import DevSet, encode_fn
 from models.splade import SpladeEncoder
+from models.student import StudentCard
 
 PathLike = str | Path
-
-
-class DistillConfig(BaseModel):
-    """Training settings; defaults follow the paper (AdamW 2e-5, 1% warm-up, linear decay, 10 turns per
-    batch, 5 epochs, 16 negatives from ranks 11-960, 0.99 KL + 0.01 in-batch contrastive, seed 123)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    lr: float = Field(2e-5, gt=0)
-    warmup_ratio: float = Field(0.01, ge=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float | None = 1.0  # the authors' HF Trainer clips at 1.0 by default
-    batch_size: int = Field(10, ge=1)  # turns per micro-batch
-    epochs: int = Field(5, ge=1)
-    grad_accumulation: int = Field(1, ge=1)
-    n_negatives: int = Field(16, ge=1)
-    negative_window: tuple[int, int] = (11, 960)
-    # "rank11" (authors): a positive inside the window keeps its score, one outside it (ranks 1-10, past 960,
-    # or not retrieved) gets the score of the window's first rank. "teacher": its own score wherever the
-    # run retrieved it, else the run's lowest score.
-    positive_score: Literal["rank11", "teacher"] = "rank11"
-    min_relevance: int = 1
-    loss: MainLoss = "kl"
-    temperature: float = Field(1.0, gt=0)
-    info_nce_temperature: float = Field(0.05, gt=0)
-    kl_weight: float = Field(0.99, ge=0)  # weight of the main term, whichever `loss` is
-    contrastive_weight: float = Field(0.01, ge=0)
-    reg: Reg = "flops"
-    lambda_q: float = Field(0.0, ge=0)
-    reg_warmup_ratio: float = Field(0.1, ge=0, le=1)
-    anti_zero_weight: float = Field(1.0, ge=0)  # the authors always add it with weight 1
-    seed: int = 123
-    max_length: int = Field(256, ge=8)
-    # Mixed precision of the student's forward: "bf16" autocast (GPU, or a CPU with AVX-512 BF16: see
-    # benchmarks/train_step.py), "fp16" autocast with loss scaling (CUDA only; the paper's setting).
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    device: str = "auto"  # "auto": cuda when available, else cpu
-    max_turns: int | None = Field(None, ge=1)
-    keep_checkpoints: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _check(self) -> "DistillConfig":
-        lo, hi = self.negative_window
-        if not 1 <= lo <= hi:
-            raise ValueError(f"negative_window must be 1 <= first <= last, got {self.negative_window}")
-        if self.reg == "none" and self.lambda_q > 0:
-            raise ValueError("lambda_q > 0 needs reg='l1' or reg='flops'")
-        return self
 
 
 def _fingerprint(cfg: DistillConfig, encoder_model: str, examples: list[Example]) -> str:
@@ -121,21 +78,31 @@ def _save_checkpoint(folder: Path, state: dict, student: SpladeEncoder, log: lis
 
 
 def train_student(
-    cfg: DistillConfig, encoder_model: str, turns_path: PathLike, qrels_path: PathLike, teacher_run_path: PathLike,
-    doc_vectors_path: PathLike, out_dir: PathLike, progress: Callable[[int, int], None] | None = None,
+    cfg: DistillConfig, encoder_model: str, sources: list[Source], out_dir: PathLike, *, max_length: int = 256,
+    quant_scale: int = 100, k: int = 1000, dev: Source | None = None,
+    progress: Callable[[int, int], None] | None = None, on_epoch: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Train the student (a copy of ``encoder_model``); resume from ``out_dir/checkpoints`` if a previous call
-    with the same settings and data was interrupted. ``progress(done, total)`` is called per optimizer step.
+    """Train the student (a copy of ``encoder_model``) on the train turns of every source; resume from
+    ``out_dir/checkpoints`` if a previous call with the same settings and data was interrupted.
 
-    Writes ``out_dir/student/`` (from_pretrained-loadable), ``out_dir/loss.parquet`` (one row per optimizer
-    step: step, epoch, each loss part averaged over the accumulated micro-batches, total, lr) and
-    ``out_dir/summary.json``; returns the summary.
+    ``dev``: a source whose ``dev`` turns select the best epoch (``cfg.select_on_dev``; the test split is never
+    read). ``progress(done, total)`` is called per optimizer step, ``on_epoch(row)`` after each epoch with its
+    mean loss and dev measures. Writes ``out_dir/student/`` (from_pretrained-loadable, with its
+    ``disco_student.json`` card), ``out_dir/loss.parquet`` (one row per optimizer step: step, epoch, each loss
+    part averaged over the accumulated micro-batches, total, lr), ``out_dir/dev.parquet`` (one row per epoch)
+    and ``out_dir/summary.json``; returns the summary.
     """
     t0, out = time.perf_counter(), Path(out_dir)
-    examples, skipped, store = build_examples(cfg, turns_path, qrels_path, teacher_run_path, doc_vectors_path)
+    card = StudentCard(input=cfg.input, max_length=max_length, quant_scale=quant_scale, base_model=encoder_model,
+                       teacher=cfg.teacher)
+    side = cfg.input.truncation_side()
+    examples, skipped, store, sampling = build_examples(cfg, sources, card.text, k)
     if not examples:
-        raise DiscoError(f"no training example among the train turns of {turns_path} (skipped: {skipped})")
-    total_steps = math.ceil(math.ceil(len(examples) / cfg.batch_size) / cfg.grad_accumulation) * cfg.epochs
+        raise DiscoError(f"no training example among the train turns of {[str(s.turns) for s in sources]} "
+                         f"(skipped: {skipped})")
+    per_epoch = math.ceil(math.ceil(len(examples) / cfg.batch_size) / cfg.grad_accumulation)
+    total_steps = cfg.steps or per_epoch * cfg.epochs
+    epochs = math.ceil(total_steps / per_epoch)
     fingerprint = _fingerprint(cfg, encoder_model, examples)
     ckpt = (_checkpoints(out / "checkpoints") or [None])[-1]
     if ckpt is not None and json.loads((ckpt / "state.json").read_text())["fingerprint"] != fingerprint:
@@ -144,14 +111,18 @@ def train_student(
     if cfg.precision == "fp16" and torch.device(device).type != "cuda":
         raise DiscoError(f"distill.precision fp16 needs a CUDA device (got {device!r}); on CPU use bf16 or fp32")
     student = SpladeEncoder(str(ckpt / "student") if ckpt else encoder_model).to(device).train()
+    devset = None
+    if dev is not None and cfg.select_on_dev:
+        devset = DevSet.load(dev.turns, dev.qrels, dev.vectors, dev.run, card.text, student.vocab_size,
+                             quant_scale, cfg.min_relevance)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
     loss_fn = DistillLoss.from_config(cfg, reg_warmup_steps=math.ceil(cfg.reg_warmup_ratio * total_steps))
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")  # a no-op unless fp16
     torch.manual_seed(cfg.seed)
-    start_epoch, step, log = 0, 0, []
+    start_epoch, step, log, curve = 0, 0, [], []
     if ckpt is not None:  # optimizer, then scheduler: the saved lr wins over the fresh scheduler's
-        state = torch.load(ckpt / "trainer_state.pt")
+        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -159,22 +130,32 @@ def train_student(
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        start_epoch, step, log = state["epoch"], state["step"], pl.read_parquet(ckpt / "loss.parquet").to_dicts()
+        start_epoch, step = state["epoch"], state["step"]
+        log = pl.read_parquet(ckpt / "loss.parquet").to_dicts()
+        curve = state.get("curve", [])
         if progress:
             progress(step, total_steps)
     autocast = torch.autocast(torch.device(device).type, enabled=cfg.precision != "fp32",
                               dtype=torch.float16 if cfg.precision == "fp16" else torch.bfloat16)
+    encode = encode_fn(student, max_length, side)
+    if devset is not None and not curve:  # the untrained student: epoch 0 of the dev curve
+        curve.append({"epoch": 0, "step": 0, "loss": None, **devset.score(encode, quant_scale)})
     t_train, seen = time.perf_counter(), 0
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, epochs):
+        if _stop_early(curve, cfg):
+            break
         batches = list(epoch_batches(examples, cfg, epoch))
+        first = len(log)
         for g in range(0, len(batches), cfg.grad_accumulation):
+            if step >= total_steps:
+                break
             group, step, sums = batches[g : g + cfg.grad_accumulation], step + 1, {}
             for texts, rows, teacher in group:
                 uniq, inverse = np.unique(rows, return_inverse=True)  # each passage once per batch
                 docs = store.dense(uniq, student.vocab_size, device)
                 index = torch.from_numpy(inverse.reshape(rows.shape)).to(device)
                 with autocast:
-                    q = student(texts, cfg.max_length)
+                    q = student(texts, max_length, side)
                 total, parts = loss_fn(q.float(), docs, index, torch.from_numpy(teacher).to(device), step)
                 scaler.scale(total / len(group)).backward()
                 sums = {k: sums.get(k, 0.0) + v / len(group) for k, v in parts.items()}
@@ -189,20 +170,56 @@ def train_student(
             opt.zero_grad(set_to_none=True)
             if progress:
                 progress(step, total_steps)
-        state = {"epoch": epoch + 1, "step": step, "fingerprint": fingerprint,
-                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "scaler": scaler.state_dict()}
+        row = {"epoch": epoch + 1, "step": step,
+               "loss": float(np.mean([r["total"] for r in log[first:]])) if len(log) > first else None}
+        if devset is not None:
+            row.update(devset.score(encode, quant_scale))
+            if _best(curve + [row], cfg)["epoch"] == epoch + 1:
+                student.save(out / "best")  # atomically replaced: always one whole best student
+        curve.append(row)
+        if on_epoch:
+            on_epoch(row)
+        state = {"epoch": epoch + 1, "step": step, "fingerprint": fingerprint, "curve": curve,
+                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict()}
         _save_checkpoint(out / "checkpoints", state, student, log, cfg.keep_checkpoints)
     train_s = time.perf_counter() - t_train
-    student.save(out / "student")
+    best = _best(curve, cfg) if devset is not None else None
+    if best is not None and best["epoch"] > 0:
+        chosen = SpladeEncoder(str(out / "best"))
+    elif best is not None:  # no epoch beat the untrained student on dev: keep the untrained one, and say so
+        chosen = SpladeEncoder(encoder_model)
+    else:
+        chosen = student
+    chosen.save(out / "student")
+    card.extra = {"best_epoch": best["epoch"] if best else None, "steps": step}
+    card.save(out / "student")
     write_parquet(out / "loss.parquet", pa.Table.from_pylist(log))
+    write_parquet(out / "dev.parquet", pa.Table.from_pylist(curve) if curve else pa.table({"epoch": []}))
     summary = {
-        "examples": len(examples), "skipped": skipped, "skipped_total": sum(skipped.values()),
+        "examples": len(examples), "pseudo_positive_examples": sum(e.pseudo for e in examples),
+        "skipped": skipped, "skipped_total": sum(skipped.values()), "sampling": sampling,
         "padded_negatives": sum(len(e.candidates) < cfg.n_negatives for e in examples), "steps": step,
-        "epochs": cfg.epochs, "resumed_from_epoch": start_epoch, "final_loss": log[-1]["total"],
-        "final_epoch_loss": float(np.mean([r["total"] for r in log if r["epoch"] == cfg.epochs])),
+        "steps_per_epoch": per_epoch, "epochs": curve[-1]["epoch"] if curve else epochs,
+        "resumed_from_epoch": start_epoch, "final_loss": log[-1]["total"] if log else None,
+        "dev_turns": len(devset.turn_ids) if devset else 0, "dev_ranked": devset.ranked if devset else None,
+        "best_epoch": best["epoch"] if best else None,
+        "best_dev": {m: best[m] for m in DEV_MEASURES} if best else None,
         "seconds": round(time.perf_counter() - t0, 3), "train_seconds": round(train_s, 3),
         "examples_per_s": round(seen / train_s, 3) if seen else 0.0, "student_dir": str(out / "student"),
     }
     write_json(out / "summary.json", summary)
     return summary
+
+
+DEV_MEASURES = ("RR@10", "nDCG@3", "R@10", "R@100")
+
+
+def _best(curve: list[dict], cfg: DistillConfig) -> dict:
+    """The best epoch of the dev curve by ``cfg.selection_metric``, ties to the earlier epoch."""
+    return max(curve, key=lambda r: (r[cfg.selection_metric], -r["epoch"]))
+
+
+def _stop_early(curve: list[dict], cfg: DistillConfig) -> bool:
+    if cfg.patience is None or len(curve) < 2 or cfg.selection_metric not in curve[-1]:
+        return False
+    return curve[-1]["epoch"] - _best(curve, cfg)["epoch"] >= cfg.patience

@@ -4,35 +4,71 @@ Lupart, Aliannejadi, Kanoulas, SIGIR 2025 (arXiv 2410.14609), as described in :m
 1 positive (qrels) and ``n_negatives`` passages sampled uniformly from the teacher run's ranks
 ``negative_window`` (positives removed), resampled each epoch, each with its teacher score. The frozen
 document vectors come from the index stage's ``DOC_VECTORS`` table (:class:`DocStore`), never re-encoded.
+
+Several training datasets (:class:`Source`, each with its own turns, qrels, teacher run and document vectors)
+pool into one list of examples; their passages share one :class:`DocStore` under dataset-qualified rows.
+
+The window rule (:func:`window_for`). The authors sample ranks 11..960 of a top-1000 run over corpora of
+millions of passages (TopiOCQA 25.7M, QReCC 54M): ranks 1-10 are left out as likely unjudged positives, and
+the positive gets the rank-11 score when it sits above the window. On a corpus of a few hundred passages that
+window holds everything but the top 10, i.e. off-topic passages, while the near misses the student must learn
+to separate sit at ranks 2-10; and the positive, usually at teacher rank 1-3, gets the rank-11 score, so the
+KL target hardly separates it from its negatives. So the window scales with the corpus: ranks
+``2 .. clamp(corpus / 8, 4 * n_negatives, 960)`` below ``SMALL_CORPUS`` passages, the positive keeping its own
+teacher score; the paper's ranks 11..960 with the rank-11 rule from ``SMALL_CORPUS`` passages on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import polars as pl
 import torch
 
 from core.errors import DataError
-from models.conversation import format_conversation
 
-
-class DistillConfig(Protocol):
-    """The settings examples are built with: :class:`models.distill.DistillConfig`'s (not imported here, since
-    models.distill imports this module)."""
-
-    batch_size: int
-    n_negatives: int
-    negative_window: tuple[int, int]
-    positive_score: Literal["rank11", "teacher"]
-    min_relevance: int
-    seed: int
-    max_turns: int | None
+if TYPE_CHECKING:
+    from models.distill_config import DistillConfig
 
 PathLike = str | Path
+SMALL_CORPUS = 100_000  # passages; from here on the paper's window applies
+PAPER_WINDOW = (11, 960)
+
+
+def window_for(corpus_size: int, k: int, n_negatives: int) -> tuple[int, int]:
+    """The negative window (1-based teacher ranks, inclusive) for a corpus of ``corpus_size`` passages and a
+    teacher run of depth ``k`` (see the module docstring)."""
+    if corpus_size >= SMALL_CORPUS:
+        lo, hi = PAPER_WINDOW
+    else:
+        lo, hi = 2, min(max(math.ceil(corpus_size / 8), 4 * n_negatives), PAPER_WINDOW[1])
+    return lo, max(lo, min(hi, k))
+
+
+def sampling(cfg: DistillConfig, corpus_size: int, k: int) -> tuple[tuple[int, int], str]:
+    """(negative window, positive-score policy) that ``cfg`` resolves to for this corpus and run depth."""
+    window = window_for(corpus_size, k, cfg.n_negatives) if cfg.negative_window == "auto" else \
+        tuple(cfg.negative_window)
+    policy = cfg.positive_score
+    if policy == "auto":
+        policy = "rank11" if window[0] >= PAPER_WINDOW[0] else "teacher"
+    return window, policy
+
+
+@dataclass
+class Source:
+    """One training dataset: its ingest tables, the teacher run the student learns from, its passage vectors."""
+
+    turns: PathLike
+    qrels: PathLike
+    run: PathLike
+    vectors: PathLike
+    name: str = ""  # prefixes its turn and passage ids when several sources pool
+    pseudo_positives: bool = False  # turns without qrels take the teacher's top passage as positive
 
 
 @dataclass
@@ -43,21 +79,32 @@ class Example:
     positive_scores: np.ndarray  # teacher score of each positive (float32)
     candidates: np.ndarray  # doc rows of the window, positives removed
     candidate_scores: np.ndarray
+    pseudo: bool = False
 
 
+@dataclass
 class DocStore:
     """The frozen document vectors needed for training, as CSR arrays (a few bytes per non-zero)."""
 
-    def __init__(self, path: PathLike, doc_ids: pl.Series):
+    row: dict[str, int] = field(default_factory=dict)
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    terms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def add(self, path: PathLike, doc_ids: pl.Series, prefix: str = "") -> None:
+        """Load the vectors of ``doc_ids`` from ``path``, keyed ``prefix + doc_id``."""
         table = pl.scan_parquet(path).filter(pl.col("doc_id").is_in(doc_ids.implode())).collect().to_arrow()
         ids = table.column("doc_id").to_pylist()
         if len(set(ids)) != len(ids):
             raise DataError(path, "doc_id appears more than once")
-        self.row = {d: i for i, d in enumerate(ids)}
         terms, weights = (table.column(c).combine_chunks() for c in ("term_ids", "weights"))
-        self.offsets = terms.offsets.to_numpy()
-        self.terms = terms.values.to_numpy(zero_copy_only=False).astype(np.int64)
-        self.weights = weights.values.to_numpy(zero_copy_only=False).astype(np.float32)
+        base = len(self.row)
+        self.row.update({prefix + d: base + i for i, d in enumerate(ids)})
+        offsets = terms.offsets.to_numpy().astype(np.int64)
+        self.offsets = np.concatenate([self.offsets, self.offsets[-1] + offsets[1:]])
+        self.terms = np.concatenate([self.terms, terms.values.to_numpy(zero_copy_only=False).astype(np.int64)])
+        self.weights = np.concatenate([self.weights,
+                                       weights.values.to_numpy(zero_copy_only=False).astype(np.float32)])
 
     def dense(self, rows: np.ndarray, vocab: int, device: str) -> torch.Tensor:
         """[len(rows), vocab] float32 matrix of the given doc rows."""
@@ -69,56 +116,82 @@ class DocStore:
         return out.to(device)
 
 
+def corpus_size(vectors_path: PathLike) -> int:
+    return int(pl.scan_parquet(vectors_path).select(pl.len()).collect().item())
+
+
 def build_examples(
-    cfg: DistillConfig, turns_path: PathLike, qrels_path: PathLike, run_path: PathLike, vectors_path: PathLike
-) -> tuple[list[Example], dict[str, int], DocStore]:
-    """Train turns (the first ``max_turns`` of them, if set) -> examples; skipped turns counted by reason."""
-    turns = pl.read_parquet(turns_path, columns=["turn_id", "question", "history", "split"])
+    cfg: DistillConfig, sources: list[Source], text_of: Callable[[str, list], str], k: int = 1000,
+) -> tuple[list[Example], dict[str, int], DocStore, dict]:
+    """Train turns of every source -> examples; skipped turns counted by reason; the sampling used per source.
+
+    ``text_of(question, history)`` formats a turn as the student reads it. ``cfg.max_turns`` caps the turns
+    taken from each source.
+    """
+    store, examples, used = DocStore(), [], {}
+    skipped = dict.fromkeys(("no_positive", "positive_not_indexed", "no_teacher_run", "no_negatives"), 0)
+    for src in sources:
+        window, policy = sampling(cfg, corpus_size(src.vectors), k)
+        used[src.name or "data"] = {"negative_window": list(window), "positive_score": policy}
+        got = _examples(cfg, src, window, policy, text_of, store, skipped)
+        examples += got
+        used[src.name or "data"]["examples"] = len(got)
+    return examples, skipped, store, used
+
+
+def _examples(cfg: DistillConfig, src: Source, window: tuple[int, int], policy: str, text_of, store: DocStore,
+              skipped: dict[str, int]) -> list[Example]:
+    pre = f"{src.name}/" if src.name else ""
+    turns = pl.read_parquet(src.turns, columns=["turn_id", "question", "history", "split"])
     turns = turns.filter(pl.col("split") == "train")
     turns = turns.head(cfg.max_turns) if cfg.max_turns else turns
     tids = turns["turn_id"].implode()
-    qrels = pl.read_parquet(qrels_path, columns=["turn_id", "doc_id", "relevance"])
+    qrels = pl.read_parquet(src.qrels, columns=["turn_id", "doc_id", "relevance"])
     qrels = qrels.filter(pl.col("turn_id").is_in(tids), pl.col("relevance") >= cfg.min_relevance)
-    run = pl.read_parquet(run_path, columns=["turn_id", "doc_id", "score", "rank"])
+    run = pl.read_parquet(src.run, columns=["turn_id", "doc_id", "score", "rank"])
     run = run.filter(pl.col("turn_id").is_in(tids))
     if run.select(pl.struct("turn_id", "doc_id").is_duplicated().any()).item():
-        raise DataError(run_path, "a (turn_id, doc_id) pair appears twice: fuse the teachers into one run first")
-    lo, hi = cfg.negative_window
+        raise DataError(src.run, "a (turn_id, doc_id) pair appears twice: fuse the teachers into one run first")
+    lo, hi = window
     run = run.with_columns(pl.col("rank").is_between(lo, hi).alias("window")).sort("turn_id", "rank")
-    store = DocStore(vectors_path, pl.concat([qrels["doc_id"], run.filter("window")["doc_id"]]).unique())
+    pseudo_docs = run.filter(pl.col("rank") == 1)["doc_id"] if src.pseudo_positives else pl.Series([], dtype=pl.String)
+    needed = pl.concat([qrels["doc_id"], run.filter("window")["doc_id"], pseudo_docs]).unique()
+    store.add(src.vectors, needed, pre)
     pos_of = {t: sorted(d) for t, d in qrels.group_by("turn_id").agg("doc_id").iter_rows()}
     run_of = {r[0]: r[1:] for r in run.group_by("turn_id").agg("doc_id", "score", "window").iter_rows()}
-    examples: list[Example] = []
-    skipped = dict.fromkeys(("no_positive", "positive_not_indexed", "no_teacher_run", "no_negatives"), 0)
+    out: list[Example] = []
     for t in turns.iter_rows(named=True):
         tid, pos = t["turn_id"], set(pos_of.get(t["turn_id"], []))
-        indexed = [d for d in sorted(pos) if d in store.row]
+        pseudo = False
+        if not pos and src.pseudo_positives and tid in run_of:
+            pos, pseudo = {run_of[tid][0][0]}, True  # the teacher's top passage stands in for a judgement
+        indexed = [d for d in sorted(pos) if pre + d in store.row]
         reason = "no_positive" if not pos else "positive_not_indexed" if not indexed else None
         if reason is None and tid not in run_of:
             reason = "no_teacher_run"
         if reason is None:
-            docs, scores, window = run_of[tid]  # in rank order
-            cand = [(d, s) for d, s, w in zip(docs, scores, window) if w and d not in pos]
+            docs, scores, in_win = run_of[tid]  # in rank order
+            cand = [(d, s) for d, s, w in zip(docs, scores, in_win) if w and d not in pos]
             reason = None if cand else "no_negatives"
         if reason:
             skipped[reason] += 1
             continue
-        missing = [d for d, _ in cand if d not in store.row]
+        missing = [d for d, _ in cand if pre + d not in store.row]
         if missing:
-            raise DataError(vectors_path, f"passage {missing[0]!r} of the teacher run (turn {tid}) has no vector")
+            raise DataError(src.vectors, f"passage {missing[0]!r} of the teacher run (turn {tid}) has no vector")
         own = dict(zip(docs, scores))
-        in_window = {d for d, w in zip(docs, window) if w}
-        first = next(s for s, w in zip(scores, window) if w)  # the score at the window's first rank
-        if cfg.positive_score == "rank11":
-            pscores = [own[d] if d in in_window else first for d in indexed]
+        window_docs = {d for d, w in zip(docs, in_win) if w}
+        first = next(s for s, w in zip(scores, in_win) if w)  # the score at the window's first rank
+        if policy == "rank11":
+            pscores = [own[d] if d in window_docs else first for d in indexed]
         else:
             pscores = [own.get(d, min(scores)) for d in indexed]
-        text = format_conversation(t["question"], t["history"])
-        examples.append(Example(
-            tid, text, np.array([store.row[d] for d in indexed]), np.array(pscores, np.float32),
-            np.array([store.row[d] for d, _ in cand]), np.array([s for _, s in cand], np.float32),
+        out.append(Example(
+            pre + tid, text_of(t["question"], t["history"]), np.array([store.row[pre + d] for d in indexed]),
+            np.array(pscores, np.float32), np.array([store.row[pre + d] for d, _ in cand]),
+            np.array([s for _, s in cand], np.float32), pseudo,
         ))
-    return examples, skipped, store
+    return out
 
 
 def epoch_batches(examples: list[Example], cfg: DistillConfig, epoch: int):

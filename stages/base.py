@@ -91,6 +91,7 @@ class Stage:
     run: Callable[..., dict]
     rows: dict[str, str] = field(default_factory=dict)  # output name -> stats key holding its row count
     per_dataset: bool = True  # instanced once per dataset (each training dataset, the evaluation dataset)
+    pooled: bool = False  # once per run over every training dataset: per-dataset upstream comes as lists
     outside: Callable[..., dict] | None = None  # (**fields) -> key inputs read outside the project (files)
     artifacts: Callable[[Manifest], list[Artifact]] | None = None
     retries: int = 0

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from core.errors import DiscoError
-from models.distill import DistillConfig
+from models.distill_config import DistillConfig
 from models.rewrite.prompt import RewriteConfig
 from models.splade import SpladeConfig
 from retrieval.ingest import SplitConfig
@@ -35,13 +35,32 @@ class PipelineConfig(BaseModel):
     evaluate: EvalConfig = EvalConfig()
     eval_data: DataConfig | None = Field(None, description="zero-shot: evaluate on this dataset instead of "
                                                            "the held-out split of `data`")
+    extra_data: list[DataConfig] = Field([], description="more training datasets, pooled with the train turns of "
+                                                         "`data` (each with its own corpus, index and teacher runs)")
+
+    @model_validator(mode="after")
+    def _known_teacher(self) -> "PipelineConfig":
+        if self.distill.teacher not in (*self.teacher.teachers, "fused"):
+            raise ValueError(f"distill.teacher {self.distill.teacher!r} is neither 'fused' nor one of "
+                             f"teacher.teachers {self.teacher.teachers}")
+        return self
+
+    def training_data(self) -> list[DataConfig]:
+        """Every training dataset: ``data`` first, then ``extra_data`` (all of whose turns are train turns)."""
+        extra = [d.model_copy(update={"split": SplitConfig(method="conversation", test_fraction=0.0)})
+                 for d in self.extra_data]
+        return [self.data, *extra]
+
+    def for_data(self, data: DataConfig) -> "PipelineConfig":
+        """The same models and settings on another dataset (an extra training dataset's own stages)."""
+        return self.model_copy(update={"data": data, "eval_data": None, "extra_data": []})
 
     def target(self) -> "PipelineConfig":
         """The configuration evaluated on: ``eval_data`` with every turn held out, the same models otherwise."""
         if self.eval_data is None:
             return self
         data = self.eval_data.model_copy(update={"split": SplitConfig(method="conversation", test_fraction=1.0)})
-        return self.model_copy(update={"data": data, "eval_data": None})
+        return self.model_copy(update={"data": data, "eval_data": None, "extra_data": []})
 
 
 def _demo() -> PipelineConfig:
@@ -53,9 +72,9 @@ def _demo() -> PipelineConfig:
         rewrite=RewriteConfig(teacher="llm", max_new_tokens=24, batch_size=8, max_history_chars=1200,
                               dtype="bfloat16"),
         # SmolLM2-135M is a weak rewriter (RR@10 of its rewrites ~0.40 vs 0.91 for the human ones on the demo):
-        # the student learns from the human teacher here; `--set teacher.distill_from=fused` fuses both.
-        teacher=TeacherConfig(teachers=["human", "llm"], distill_from="human"),
-        distill=DistillConfig(lr=1e-4, epochs=5, batch_size=8, warmup_ratio=0.05),
+        # the student learns from the human teacher here; `--set distill.teacher=fused` fuses both.
+        teacher=TeacherConfig(teachers=["human", "llm"]),
+        distill=DistillConfig(teacher="human", lr=1e-4, epochs=5, batch_size=8, warmup_ratio=0.05),
     )
 
 
@@ -63,7 +82,8 @@ def _mtrag_un() -> PipelineConfig:
     cfg = _demo()
     cfg.name = "mtrag-un"
     cfg.data = DataConfig(format="mtrag-un", path="../shared/data/mtrag")
-    cfg.teacher = TeacherConfig(teachers=["llm"], distill_from="llm")  # MTRAG-UN has no human rewrites
+    cfg.teacher = TeacherConfig(teachers=["llm"])  # MTRAG-UN has no human rewrites
+    cfg.distill.teacher = "llm"
     return cfg
 
 
@@ -75,7 +95,8 @@ def _paper() -> PipelineConfig:
         rewrite=RewriteConfig(backend="vllm", model="mistralai/Mistral-7B-Instruct-v0.2", teacher="mistral",
                               batch_size=256, dtype="auto"),
         teacher=TeacherConfig(teachers=["human", "mistral"]),
-        distill=DistillConfig(precision="fp16"),  # the paper trains in fp16 (CUDA; loss scaling)
+        # the authors' sampling (ranks 11..960, rank-11 positive score) and fp16 with loss scaling (CUDA)
+        distill=DistillConfig(negative_window=(11, 960), positive_score="rank11", precision="fp16"),
     )
 
 
@@ -87,6 +108,17 @@ def preset(name: str) -> PipelineConfig:
         return PRESETS[name]()
     except KeyError:
         raise DiscoError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+def data_spec(spec: str | Path, default_format: str) -> DataConfig:
+    """A ``--data`` value: ``PATH`` (the default format) or ``FORMAT:PATH`` (e.g. ``mtrag-un:../shared/data/mtrag``)."""
+    from retrieval.datasets import READERS
+
+    text = str(spec)
+    fmt, sep, rest = text.partition(":")
+    if sep and fmt in READERS:
+        return DataConfig(format=fmt, path=str(Path(rest).resolve()))
+    return DataConfig(format=default_format, path=str(Path(text).resolve()))
 
 
 def apply_overrides(cfg: PipelineConfig, overrides: list[str]) -> PipelineConfig:
@@ -114,16 +146,21 @@ def apply_overrides(cfg: PipelineConfig, overrides: list[str]) -> PipelineConfig
         raise DiscoError(f"invalid --set override: {e}") from None
 
 
-def load(name: str, data: str | None = None, overrides: list[str] = (), eval_data: str | None = None,
-         eval_format: str | None = None) -> PipelineConfig:
+def load(name: str, data: str | Sequence[str] | None = None, overrides: list[str] = (),
+         eval_data: str | None = None, eval_format: str | None = None) -> PipelineConfig:
     """A preset with ``--data`` / ``--eval-data`` and ``--set`` overrides applied.
 
-    With ``eval_data`` (zero-shot, as in the paper: train on one dataset, evaluate on another), the student
-    trains on every turn of ``data`` and is evaluated on every turn of ``eval_data``.
+    Several ``data`` folders pool their training turns: the first is ``data`` (split into train / dev / test
+    as configured), the others ``extra_data`` (all train), each ``PATH`` or ``FORMAT:PATH`` (:func:`data_spec`). With ``eval_data`` (zero-shot, as in the paper: train on one
+    dataset, evaluate on another), the student trains on every turn of ``data`` and is evaluated on every turn
+    of ``eval_data``.
     """
     cfg = preset(name)
-    if data is not None:
-        cfg.data.path = str(Path(data).resolve())
+    paths = [data] if isinstance(data, (str, Path)) else list(data or [])
+    if paths:
+        first = data_spec(paths[0], cfg.data.format)
+        cfg.data.format, cfg.data.path = first.format, first.path
+        cfg.extra_data = [data_spec(p, cfg.data.format) for p in paths[1:]]
     if eval_data is not None:
         cfg.eval_data = DataConfig(format=eval_format or cfg.data.format, path=str(Path(eval_data).resolve()))
         cfg.data.split = SplitConfig(method="conversation", test_fraction=0.0)

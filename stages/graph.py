@@ -1,10 +1,11 @@
 """The pipeline graph, read from the stage declarations: their order, what each needs, and one run's plan.
 
-A run has one or more datasets: the training dataset (its ingest, rewrite, index and teacher feed the
-distillation) and, for zero-shot evaluation (``eval_data``), an evaluation dataset with its own ingest,
-rewrite, index and teacher instances (the rewrite baselines) feeding ``evaluate``. A per-dataset stage is
-instanced once per dataset; a stage instanced once (distill, evaluate) receives, for each per-dataset upstream
-stage, the instance of its dataset(s): one manifest, or a list when several training datasets feed it.
+A run has one or more datasets: the training datasets (``data``, then each of ``extra_data``: their ingest,
+rewrite, index and teacher instances all feed the distillation) and, for zero-shot evaluation (``eval_data``),
+an evaluation dataset with its own instances (the rewrite baselines) feeding ``evaluate``; without it,
+``data``'s held-out split is evaluated. A per-dataset stage is instanced once per dataset (``ingest``,
+``train1-ingest``, ``eval-ingest``, ...); a stage instanced once receives, for each per-dataset upstream stage,
+the instance of its dataset: a list over the training datasets for a ``pooled`` stage (distill).
 """
 
 from __future__ import annotations
@@ -29,16 +30,21 @@ def upstream_of(name: str) -> set[str]:
 class Dataset:
     """One dataset of a run: the config its per-dataset stages read, and its role."""
 
-    prefix: str  # of its stage instances' names: "" for the training dataset, "eval-" for the evaluation one
+    prefix: str  # of its instances' names: "" for ``data``, "train<i>-" for ``extra_data``, "eval-" for ``eval_data``
     config: PipelineConfig
     train: bool  # feeds distill
     evaluate: bool  # feeds evaluate
 
 
 def datasets(config: PipelineConfig) -> list[Dataset]:
-    if config.eval_data is None:
-        return [Dataset("", config, train=True, evaluate=True)]
-    return [Dataset("", config, train=True, evaluate=False), Dataset("eval-", config.target(), False, True)]
+    """The run's datasets: ``data`` first (also evaluated when there is no ``eval_data``), then the extra
+    training datasets, then the evaluation dataset."""
+    train = config.training_data()
+    out = [Dataset("", config, train=True, evaluate=config.eval_data is None)]
+    out += [Dataset(f"train{i}-", config.for_data(d), train=True, evaluate=False) for i, d in enumerate(train[1:], 1)]
+    if config.eval_data is not None:
+        out.append(Dataset("eval-", config.target(), train=False, evaluate=True))
+    return out
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,18 @@ def plan(config: PipelineConfig, stop: str | None = None, given: tuple[str, ...]
             continue
         if stage.per_dataset:
             for ds in sets:
-                if ds.train or "evaluate" in needed:
+                if ds.train and (ds.prefix == "" or "distill" in needed) or ds.evaluate and "evaluate" in needed:
                     steps.append(Step(ds.prefix + stage.name, stage, read_fields(stage, ds.config),
                                       {u: ds.prefix + u for u in stage.upstream}))
             continue
-        role = [ds for ds in sets if (ds.evaluate if stage.name == "evaluate" else ds.train)]
+        role = [ds for ds in sets if (ds.train if stage.pooled else ds.evaluate)]
         upstream: dict[str, str | tuple[str, ...]] = {}
         for u in stage.upstream:
-            names = tuple(ds.prefix + u for ds in role) if BY_NAME[u].per_dataset else (u,)
-            upstream[u] = names[0] if len(names) == 1 else names
+            if not BY_NAME[u].per_dataset:
+                upstream[u] = u
+            elif stage.pooled:
+                upstream[u] = tuple(ds.prefix + u for ds in role)
+            else:
+                upstream[u] = role[0].prefix + u
         steps.append(Step(stage.name, stage, read_fields(stage, role[0].config), upstream))
     return steps

@@ -40,11 +40,12 @@ def retrieve(
     batch_size: int = 32,
     scale: int = 100,
     progress: Callable[[int, int], None] | None = None,
+    truncation_side: str = "right",
 ) -> Retrieved:
     """Top-``k`` passages per query id. Scores are Lucene's integer impacts / ``scale**2`` (float dot product)."""
     qids = list(texts)
     t0 = time.perf_counter()
-    vecs = encoder.encode([texts[q] for q in qids], max_length, batch_size, progress)
+    vecs = encoder.encode([texts[q] for q in qids], max_length, batch_size, progress, truncation_side)
     t1 = time.perf_counter()
     tokens = _tokens(encoder)
     impacts = {q: impact_vector(ids, w, tokens, scale) for q, (ids, w) in zip(qids, vecs)}

@@ -56,7 +56,8 @@ def test_paper_preset_has_the_papers_training_values_and_demo_the_small_machine_
     d = paper.distill
     assert (d.lr, d.warmup_ratio, d.weight_decay, d.batch_size, d.epochs, d.seed) == (2e-5, 0.01, 0.0, 10, 5, 123)
     assert (d.n_negatives, d.negative_window, d.kl_weight, d.contrastive_weight) == (16, (11, 960), 0.99, 0.01)
-    assert (d.precision, d.lambda_q, d.max_length) == ("fp16", 0.0, 256)
+    assert (d.precision, d.lambda_q, paper.encoder.query_max_length) == ("fp16", 0.0, 256)
+    assert d.positive_score == "rank11"
     assert paper.encoder.model == "naver/splade-cocondenser-ensembledistil" and paper.rewrite.backend == "vllm"
-    assert paper.teacher.distill_from == "fused" and paper.teacher.fusion == "mean_score"
+    assert paper.distill.teacher == "fused" and paper.teacher.fusion == "mean_score"
     assert (demo.distill.precision, demo.encoder.model, demo.rewrite.backend) == ("fp32", "splade-tiny", "transformers")

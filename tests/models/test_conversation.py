@@ -49,3 +49,40 @@ def test_truncation_cuts_the_oldest_turn():
     assert "1949" in decoded  # newer turns intact
     assert "who wrote" in decoded and "four" not in decoded  # the oldest question is what got cut
     assert decoded.endswith("[SEP]")
+
+
+def test_student_input_formats():
+    from models.conversation import StudentInput
+
+    q = "when did he die?"
+    oldest = StudentInput(order="oldest_first")
+    assert format_conversation(q, HISTORY, fmt=oldest) == (
+        "who wrote nineteen eighty-four? [SEP] George Orwell wrote it in 1949. [SEP] where was he born? "
+        "[SEP] He was born in Motihari, India. [SEP] when did he die?")
+    assert format_conversation(q, HISTORY, fmt=StudentInput(answers=False)) == (
+        "when did he die? [SEP] where was he born? [SEP] who wrote nineteen eighty-four?")
+    assert format_conversation(q, HISTORY, fmt=StudentInput(answer_max_words=3)) == (
+        "when did he die? [SEP] He was born [SEP] where was he born? [SEP] George Orwell wrote "
+        "[SEP] who wrote nineteen eighty-four?")
+    assert format_conversation(q, HISTORY, fmt=StudentInput(history_turns=1)) == (
+        "when did he die? [SEP] He was born in Motihari, India. [SEP] where was he born?")
+    assert format_conversation(q, HISTORY, fmt=StudentInput(history_turns=0)) == q
+    assert format_conversation(q, HISTORY, fmt=StudentInput(history_turns=5)) == format_conversation(q, HISTORY)
+    assert format_conversation(q, HISTORY, fmt=StudentInput(sep="|", answers=False)) == (
+        "when did he die? | where was he born? | who wrote nineteen eighty-four?")
+    # the tokenizer cuts the oldest end by default, whatever the order; "newest" is the opposite end
+    assert StudentInput().truncation_side() == "right" and oldest.truncation_side() == "left"
+    assert StudentInput(truncation="newest").truncation_side() == "left"
+    assert StudentInput(order="oldest_first", truncation="newest").truncation_side() == "right"
+
+
+def test_oldest_first_truncation_keeps_the_current_question():
+    from models.conversation import StudentInput
+    from models.splade import SpladeEncoder
+
+    enc = SpladeEncoder("splade-tiny", frozen=True)
+    fmt = StudentInput(order="oldest_first")
+    text = format_conversation("when did he die?", HISTORY, fmt=fmt)
+    ids = enc.tokenize([text], 12, fmt.truncation_side())["input_ids"][0]
+    decoded = enc.tokenizer.decode(ids)
+    assert decoded.startswith("[CLS]") and decoded.endswith("when did he die? [SEP]") and "orwell" not in decoded

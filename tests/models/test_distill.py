@@ -14,7 +14,8 @@ from core import schema
 from core.errors import DiscoError
 from core.io import sha256_path
 from models.distill import DistillConfig, train_student
-from models.examples import build_examples, epoch_batches
+from models.conversation import format_conversation
+from models.examples import Source, build_examples, epoch_batches, sampling, window_for
 from models.losses import kl_distillation
 from models.splade import SpladeEncoder
 from models.weights import resolve
@@ -137,22 +138,31 @@ def cfg(**kw) -> DistillConfig:
     # 3 steps per epoch; the window holds 6-7 candidates, so every epoch sees the same passages: the loss
     # curve is not hidden by resampling noise
     base = dict(lr=3e-4, warmup_ratio=0.0, batch_size=4, epochs=2, n_negatives=6, negative_window=(2, 8),
-                max_length=64)
+                positive_score="rank11")
     return DistillConfig(**{**base, **kw})
 
 
-def train(data, out, config, progress=None):
-    inputs = [data[k] for k in ("turns", "qrels", "run", "docs")]
-    return train_student(config, "splade-tiny", *inputs, out, progress)
+MAX_LENGTH = 64
+
+
+def source(data, **kw) -> Source:
+    return Source(data["turns"], data["qrels"], data["run"], data["docs"], **kw)
+
+
+def examples_of(data, config, **kw):
+    return build_examples(config, [source(data, **kw)], format_conversation)
+
+
+def train(data, out, config, progress=None, **kw):
+    return train_student(config, "splade-tiny", [source(data)], out, max_length=MAX_LENGTH, progress=progress, **kw)
 
 
 def test_examples_window_positive_scores_and_sampling(data):
     run = pq.read_table(data["run"]).to_pylist()
     config = cfg(negative_window=(2, 30))
-    examples, skipped, store = build_examples(config, data["turns"], data["qrels"], data["run"], data["docs"])
+    examples, skipped, store, _ = examples_of(data, config)
     assert len(examples) == 12 and skipped["no_positive"] == 1 and sum(skipped.values()) == 1
-    teach, *_ = build_examples(config.model_copy(update={"positive_score": "teacher"}),
-                               data["turns"], data["qrels"], data["run"], data["docs"])
+    teach, *_ = examples_of(data, config.model_copy(update={"positive_score": "teacher"}))
     row_to_doc = {v: k for k, v in store.row.items()}
     branches = set()
     for ex, ex_teacher in zip(examples, teach):
@@ -171,7 +181,7 @@ def test_examples_window_positive_scores_and_sampling(data):
     assert branches == {True, False}
     # fewer candidates than negatives: all of them, padded with replacement; same seed + epoch -> same batches
     few = cfg(negative_window=(2, 5), n_negatives=6)
-    ex_few, *_ = build_examples(few, data["turns"], data["qrels"], data["run"], data["docs"])
+    ex_few, *_ = examples_of(data, few)
     texts, rows, scores = next(epoch_batches(ex_few, few, 0))
     assert rows.shape == scores.shape == (4, 7)
     by_text = {e.text: e for e in ex_few}
@@ -185,13 +195,13 @@ def test_examples_window_positive_scores_and_sampling(data):
 
 def _eval_kl(encoder: SpladeEncoder, data, config: DistillConfig) -> float:
     """KL of the distillation objective in eval mode (no dropout) over fixed samples of 3 epochs."""
-    examples, _, store = build_examples(config, data["turns"], data["qrels"], data["run"], data["docs"])
+    examples, _, store, _ = examples_of(data, config)
     values = []
     with torch.no_grad():
         for epoch in range(3):
             for texts, rows, teacher in epoch_batches(examples, config, epoch):
                 uniq, inverse = np.unique(rows, return_inverse=True)
-                student = (encoder.eval()(texts, config.max_length) @ store.dense(uniq, encoder.vocab_size, "cpu").T)
+                student = (encoder.eval()(texts, MAX_LENGTH) @ store.dense(uniq, encoder.vocab_size, "cpu").T)
                 student = student.gather(1, torch.from_numpy(inverse.reshape(rows.shape)))
                 values.append(kl_distillation(student, torch.from_numpy(teacher)).item())
     return float(np.mean(values))
@@ -248,7 +258,7 @@ def test_resume_after_interruption_equals_uninterrupted(data, tmp_path):
 
 
 def test_lambda_q_makes_queries_sparser(data, tmp_path):
-    texts = [e.text for e in build_examples(cfg(), data["turns"], data["qrels"], data["run"], data["docs"])[0]]
+    texts = [e.text for e in examples_of(data, cfg())[0]]
     nnz = {}
     for lam in (0.0, 0.01):  # FLOPS of these queries is ~20 at the start
         config = cfg(epochs=2, lr=1e-3, negative_window=(2, 30), reg="flops", lambda_q=lam, reg_warmup_ratio=0.0)
@@ -262,7 +272,7 @@ def test_bf16_grad_accumulation_and_max_turns(data, tmp_path):
     config = cfg(epochs=1, batch_size=2, grad_accumulation=2, max_turns=4, precision="bf16", positive_score="teacher")
     summary = train(data, tmp_path / "bf16", config)
     assert summary["examples"] == 4 and summary["steps"] == 1 and np.isfinite(summary["final_loss"])
-    assert DistillConfig().model_dump()["negative_window"] == (11, 960)
+    assert DistillConfig().model_dump()["negative_window"] == "auto"
     with pytest.raises(ValueError):
         DistillConfig(reg="none", lambda_q=0.1)
 
@@ -271,3 +281,86 @@ def test_bf16_grad_accumulation_and_max_turns(data, tmp_path):
 def test_fp16_needs_cuda(data, tmp_path):
     with pytest.raises(DiscoError, match="fp16 needs a CUDA device"):
         train(data, tmp_path / "fp16", cfg(epochs=1, precision="fp16", device="cpu"))
+
+
+def test_window_rule_follows_the_corpus_size():
+    # small corpora: from rank 2 to an eighth of the corpus, at least 4 x n_negatives, within the run's depth
+    assert window_for(278, 1000, 16) == (2, 64)
+    assert window_for(469, 1000, 8) == (2, 59)
+    assert window_for(4_000, 1000, 16) == (2, 500)
+    assert window_for(50_000, 1000, 16) == (2, 960)
+    assert window_for(50_000, 100, 16) == (2, 100)
+    # the paper's corpora (millions of passages): ranks 11..960 of the top 1000
+    assert window_for(100_000, 1000, 16) == (11, 960)
+    assert window_for(25_700_000, 1000, 16) == (11, 960)
+    auto = DistillConfig(n_negatives=16)
+    assert sampling(auto, 278, 1000) == ((2, 64), "teacher")
+    assert sampling(auto, 25_700_000, 1000) == ((11, 960), "rank11")
+    paper = DistillConfig(negative_window=(11, 960), positive_score="rank11")
+    assert sampling(paper, 278, 1000) == ((11, 960), "rank11")  # explicit values are kept as given
+
+
+def test_steps_override_epochs(data, tmp_path):
+    summary = train(data, tmp_path / "s", cfg(epochs=1, steps=5))  # 3 steps per epoch -> 2 epochs, stop at 5
+    loss = pq.read_table(tmp_path / "s" / "loss.parquet").to_pydict()
+    assert summary["steps"] == 5 and loss["step"] == [1, 2, 3, 4, 5] and loss["epoch"] == [1, 1, 1, 2, 2]
+
+
+def _with_dev(data, root):
+    """The same data with conversations c2 and c3 moved to the dev split."""
+    turns = pq.read_table(data["turns"]).to_pylist()
+    for t in turns:
+        if t["conversation_id"] in ("c2", "c3") and t["split"] == "train":
+            t["split"] = "dev"
+    pq.write_table(_table(turns, schema.TURNS), root / "turns.parquet")
+    return {**data, "turns": root / "turns.parquet"}
+
+
+def test_dev_selection_keeps_the_best_epoch(data, tmp_path):
+    dev_data = _with_dev(data, tmp_path)
+    src = Source(dev_data["turns"], data["qrels"], data["run"], data["docs"])
+    epochs = []
+    summary = train_student(cfg(epochs=3), "splade-tiny", [src], tmp_path / "d", max_length=MAX_LENGTH, dev=src,
+                            on_epoch=epochs.append)
+    curve = pq.read_table(tmp_path / "d" / "dev.parquet").to_pylist()
+    assert [r["epoch"] for r in curve] == [0, 1, 2, 3] and [r["epoch"] for r in epochs] == [1, 2, 3]
+    assert summary["examples"] == 6 and summary["dev_turns"] == 6 and summary["dev_ranked"] == "corpus"
+    best = max(curve, key=lambda r: (r["RR@10"], -r["epoch"]))
+    assert summary["best_epoch"] == best["epoch"] and summary["best_dev"]["RR@10"] == best["RR@10"]
+    # the saved student is the best epoch's: scoring it again on dev gives the best row
+    from models.selection import DevSet, encode_fn
+    from models.student import StudentCard
+
+    card = StudentCard.load(tmp_path / "d" / "student")
+    assert card.max_length == MAX_LENGTH and card.extra["best_epoch"] == best["epoch"]
+    dev = DevSet.load(dev_data["turns"], data["qrels"], data["docs"], None, card.text, 30522, 100)
+    kept = SpladeEncoder(str(tmp_path / "d" / "student"))
+    assert dev.score(encode_fn(kept, MAX_LENGTH, "right"), 100) == pytest.approx(
+        {m: best[m] for m in ("RR@10", "nDCG@3", "R@10", "R@100")})
+    # patience 1 with a dev curve that cannot improve (lr 0): stops after epoch 1 and keeps the untrained student
+    flat = train_student(cfg(epochs=4, lr=1e-12, patience=1), "splade-tiny", [src], tmp_path / "p",
+                         max_length=MAX_LENGTH, dev=src)
+    assert flat["epochs"] == 1 and flat["best_epoch"] == 0
+
+
+def test_pooled_sources_and_pseudo_positives(data, tmp_path):
+    config = cfg()
+    one, _, _, _ = examples_of(data, config)
+    both, _, store, used = build_examples(config, [source(data, name="a"), source(data, name="b")],
+                                          format_conversation)
+    assert len(both) == 2 * len(one) and {e.turn_id.split("/")[0] for e in both} == {"a", "b"}
+    assert len(store.row) == 2 * len(examples_of(data, config)[2].row)  # each source's passages, kept apart
+    assert used["a"]["negative_window"] == [2, 8] and used["b"]["examples"] == len(one)
+    a, b = both[0], both[len(one)]
+    assert a.text == b.text and not set(a.candidates) & set(b.candidates)
+    # a train turn without qrels takes the teacher's top passage as its positive, when asked
+    run = pq.read_table(data["run"]).to_pylist()
+    run += [{**r, "turn_id": "noqrel_2"} for r in run if r["turn_id"] == "c0_2"]  # a run for the unjudged turn
+    pq.write_table(_table(run, schema.RUNS), tmp_path / "run.parquet")
+    pseudo, skipped, store, _ = build_examples(
+        config, [Source(data["turns"], data["qrels"], tmp_path / "run.parquet", data["docs"], pseudo_positives=True)],
+        format_conversation)
+    assert len(pseudo) == len(one) + 1 and skipped["no_positive"] == 0
+    extra = next(e for e in pseudo if e.pseudo)
+    top = next(r["doc_id"] for r in run if r["turn_id"] == extra.turn_id and r["rank"] == 1)
+    assert [k for k, v in store.row.items() if v == extra.positives[0]] == [top]

@@ -1,0 +1,73 @@
+"""The distillation settings (one pydantic model, shown as a form in the Prefect UI).
+
+Lupart, Aliannejadi, Kanoulas, SIGIR 2025 (arXiv 2410.14609): see :mod:`models.distill` for the method and
+:mod:`models.examples` for how the negative window and the positive's teacher score are chosen.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.conversation import StudentInput
+from models.losses import MainLoss, Reg
+
+
+class DistillConfig(BaseModel):
+    """Training settings. The paper's values (AdamW 2e-5, 1% warm-up, linear decay, 10 turns per batch, 5
+    epochs, 16 negatives from ranks 11-960 with the rank-11 positive rule, 0.99 KL + 0.01 in-batch contrastive,
+    seed 123) are the ``paper`` preset's; the defaults here fit the corpus and the data they meet
+    (``negative_window="auto"``, ``positive_score="auto"``: see :func:`models.examples.window_for`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    teacher: str = Field("fused", description="whom the student learns from: a teacher's name, or 'fused'")
+    input: StudentInput = StudentInput()
+    lr: float = Field(2e-5, gt=0)
+    warmup_ratio: float = Field(0.01, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = 1.0  # the authors' HF Trainer clips at 1.0 by default
+    batch_size: int = Field(10, ge=1)  # turns per micro-batch
+    epochs: int = Field(5, ge=1)
+    steps: int | None = Field(None, ge=1, description="optimizer steps in all (overrides epochs): small "
+                                                      "datasets need a number of steps, not of passes")
+    grad_accumulation: int = Field(1, ge=1)
+    n_negatives: int = Field(16, ge=1)
+    negative_window: tuple[int, int] | Literal["auto"] = "auto"
+    # "rank11" (authors): a positive inside the window keeps its score, one outside it (ranks 1-10, past 960,
+    # or not retrieved) gets the score of the window's first rank. "teacher": its own score wherever the
+    # run retrieved it, else the run's lowest score. "auto": rank11 with the paper's window, else teacher.
+    positive_score: Literal["auto", "rank11", "teacher"] = "auto"
+    min_relevance: int = 1
+    loss: MainLoss = "kl"
+    temperature: float = Field(1.0, gt=0)
+    info_nce_temperature: float = Field(0.05, gt=0)
+    kl_weight: float = Field(0.99, ge=0)  # weight of the main term, whichever `loss` is
+    contrastive_weight: float = Field(0.01, ge=0)
+    reg: Reg = "flops"
+    lambda_q: float = Field(0.0, ge=0)
+    reg_warmup_ratio: float = Field(0.1, ge=0, le=1)
+    anti_zero_weight: float = Field(1.0, ge=0)  # the authors always add it with weight 1
+    seed: int = 123
+    # Model selection: with dev turns in the data (data.split.dev_fraction > 0), score the student on them
+    # after every epoch and keep the best epoch; stop after `patience` epochs without a better one.
+    select_on_dev: bool = True
+    selection_metric: Literal["RR@10", "nDCG@3", "R@10", "R@100"] = "RR@10"
+    patience: int | None = Field(None, ge=1)
+    # Mixed precision of the student's forward: "bf16" autocast (GPU, or a CPU with AVX-512 BF16: see
+    # benchmarks/train_step.py), "fp16" autocast with loss scaling (CUDA only; the paper's setting).
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "auto"  # "auto": cuda when available, else cpu
+    max_turns: int | None = Field(None, ge=1)
+    keep_checkpoints: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "DistillConfig":
+        if self.negative_window != "auto":
+            lo, hi = self.negative_window
+            if not 1 <= lo <= hi:
+                raise ValueError(f"negative_window must be 1 <= first <= last, got {self.negative_window}")
+        if self.reg == "none" and self.lambda_q > 0:
+            raise ValueError("lambda_q > 0 needs reg='l1' or reg='flops'")
+        return self

@@ -1,0 +1,120 @@
+"""Model selection on dev turns during distillation: score the student after each epoch, keep the best.
+
+The frozen document vectors are already at hand (the index stage's ``DOC_VECTORS``), so scoring a student on
+the dev turns is one encoding pass over their conversations and one sparse matrix product: no Lucene round trip.
+Queries and passages are quantised exactly as in the impact index (``round(w * scale)``), so on a corpus
+ranked in full the dev figures are those the evaluate stage would compute with Lucene (up to ties). Large
+corpora are not ranked in full: the dev turns' candidates are the union of their teacher run's top passages
+and their judged passages (a re-ranking measure, stated in the summary as ``dev_ranked``).
+
+Only the dev split is ever scored here; the test split never takes part in choosing anything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+import torch
+
+PathLike = str | Path
+FULL_CORPUS_LIMIT = 200_000  # passages ranked in full up to this size; above it, the teacher's candidates
+
+
+@dataclass
+class DevSet:
+    """Judged dev turns (their student texts and graded qrels) and the quantised passages they are ranked in."""
+
+    turn_ids: list[str]
+    texts: list[str]
+    qrels: list[dict[int, int]]  # per turn: column of ``docs`` -> grade
+    docs: sp.csr_matrix  # [n_passages, vocab] int32 impacts
+    doc_ids: list[str]
+    ranked: str  # "corpus" or "candidates"
+    min_relevance: int = 1
+
+    @classmethod
+    def load(cls, turns_path: PathLike, qrels_path: PathLike, vectors_path: PathLike, run_path: PathLike | None,
+             text_of, vocab: int, scale: int, min_relevance: int = 1, split: str = "dev",
+             candidates_k: int = 100) -> "DevSet | None":
+        """The judged turns of ``split`` or None when there are none. ``text_of(question, history)`` formats a
+        turn as the student reads it."""
+        turns = pl.read_parquet(turns_path, columns=["turn_id", "question", "history", "split"])
+        turns = turns.filter(pl.col("split") == split)
+        qrels = pl.read_parquet(qrels_path, columns=["turn_id", "doc_id", "relevance"])
+        qrels = qrels.filter(pl.col("turn_id").is_in(turns["turn_id"].implode()))
+        judged = set(qrels.filter(pl.col("relevance") >= min_relevance)["turn_id"])
+        turns = turns.filter(pl.col("turn_id").is_in(list(judged))).sort("turn_id")
+        if turns.is_empty():
+            return None
+        vectors = pl.scan_parquet(vectors_path)
+        n_docs = vectors.select(pl.len()).collect().item()
+        ranked = "corpus"
+        if n_docs > FULL_CORPUS_LIMIT:
+            if run_path is None:
+                return None
+            run = pl.read_parquet(run_path, columns=["turn_id", "doc_id", "rank"])
+            keep = pl.concat([run.filter(pl.col("turn_id").is_in(turns["turn_id"].implode()),
+                                         pl.col("rank") <= candidates_k)["doc_id"], qrels["doc_id"]]).unique()
+            vectors, ranked = vectors.filter(pl.col("doc_id").is_in(keep.implode())), "candidates"
+        table = vectors.collect().sort("doc_id")
+        doc_ids = table["doc_id"].to_list()
+        col = {d: i for i, d in enumerate(doc_ids)}
+        terms = table["term_ids"].to_list()
+        impacts = [np.rint(np.asarray(w, dtype=np.float64) * scale).astype(np.int32) for w in table["weights"]]
+        indptr = np.cumsum([0, *map(len, terms)])
+        docs = sp.csr_matrix((np.concatenate(impacts) if impacts else np.zeros(0, np.int32),
+                              np.concatenate(terms).astype(np.int64) if terms else np.zeros(0, np.int64), indptr),
+                             shape=(len(doc_ids), vocab))
+        docs.eliminate_zeros()
+        grades: dict[str, dict[int, int]] = {}
+        for t, d, r in qrels.iter_rows():
+            if d in col:
+                grades.setdefault(t, {})[col[d]] = int(r)
+        texts = [text_of(t["question"], t["history"]) for t in turns.iter_rows(named=True)]
+        return cls(turns["turn_id"].to_list(), texts, [grades.get(t, {}) for t in turns["turn_id"]], docs,
+                   doc_ids, ranked, min_relevance)
+
+    def score(self, encode, scale: int) -> dict[str, float]:
+        """RR@10, nDCG@3, R@10, R@100 of the queries ``encode(texts) -> [B, vocab] float tensor``."""
+        reps = encode(self.texts).float().cpu().numpy()
+        q = np.rint(reps.astype(np.float64) * scale).astype(np.int64)
+        q[q < 0] = 0
+        scores = np.asarray((self.docs @ sp.csr_matrix(q).T).todense()).T  # [turns, docs]
+        per_turn = [_measures(row, g, self.min_relevance) for row, g in zip(scores, self.qrels)]
+        return {m: float(np.mean([p[m] for p in per_turn])) for m in ("RR@10", "nDCG@3", "R@10", "R@100")}
+
+
+def _measures(scores: np.ndarray, grades: dict[int, int], min_rel: int) -> dict[str, float]:
+    """Measures of one turn; ties broken by passage order (ids sorted), all-zero scores retrieve nothing."""
+    hits = np.flatnonzero(scores > 0)
+    order = hits[np.lexsort((hits, -scores[hits]))][:100]
+    rel = {d for d, g in grades.items() if g >= min_rel}
+    rr = next((1.0 / (i + 1) for i, d in enumerate(order[:10]) if d in rel), 0.0)
+    gains = [grades.get(int(d), 0) for d in order[:3]]  # trec_eval's linear gains, as ir-measures
+    dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains))
+    ideal = sorted(grades.values(), reverse=True)[:3]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    return {"RR@10": rr, "nDCG@3": dcg / idcg if idcg else 0.0,
+            "R@10": len(rel & set(order[:10].tolist())) / max(len(rel), 1),
+            "R@100": len(rel & set(order.tolist())) / max(len(rel), 1)}
+
+
+def encode_fn(student, max_length: int, truncation_side: str, batch_size: int = 32):
+    """``texts -> [B, vocab]`` reps of ``student`` in eval mode without gradients (restores its mode)."""
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        was = student.training
+        student.eval()
+        try:
+            with torch.inference_mode():
+                return torch.cat([student(texts[i : i + batch_size], max_length, truncation_side).float()
+                                  for i in range(0, len(texts), batch_size)])
+        finally:
+            student.train(was)
+
+    return encode
