@@ -93,7 +93,7 @@ def test_whole_pipeline_as_plain_functions(demo_slice, tmp_path):
     m = run_stage(teacher, fields, {"rewrite": read_manifest(done["rewrite"].dir),
                                     "index": read_manifest(done["index"].dir)}, tmp_path / "alone")
     runs = pl.read_parquet(m["runs"])
-    assert runs.group_by("turn_id").len()["len"].max() <= 20 and set(runs["system"]) == {"human", "fused"}
+    assert runs.group_by("turn_id", "system").len()["len"].max() <= 20 and set(runs["system"]) == {"human", "fused"}
     assert m.key != done["teacher"].key
 
     fresh = run_pipeline(cfg, out, stop="teacher", refresh=True)
