@@ -27,11 +27,39 @@ LOSSES = {
 }
 SPARSITY = {f"FLOPS lambda_q={lq}": ["distill.reg=flops", f"distill.lambda_q={lq}"]
             for lq in ("0.0", "0.003", "0.01", "0.03", "0.1", "0.3", "1.0", "3.0")}
-# The diagnosis of issue 4: more steps, and a window that reaches the near misses of a small corpus.
+# Training length, and the sampling rule (issue 8): the paper's window and rank-11 rule against the
+# corpus-sized window with the positive's own score (the default, "auto").
 BUDGET = {
-    "20 epochs": ["distill.epochs=20"],
+    "20 epochs": ["distill.epochs=20", "distill.steps=null"],
     "window 2..200": ["distill.negative_window=[2,200]"],
-    "20 epochs + window 2..200": ["distill.epochs=20", "distill.negative_window=[2,200]"],
+    "20 epochs + window 2..200": ["distill.epochs=20", "distill.steps=null", "distill.negative_window=[2,200]"],
+}
+SAMPLING = {
+    "paper window 11..960 + rank11": ["distill.negative_window=[11,960]", "distill.positive_score=rank11"],
+    "paper window 11..960 + own score": ["distill.negative_window=[11,960]", "distill.positive_score=teacher"],
+    "auto window + rank11": ["distill.negative_window=auto", "distill.positive_score=rank11"],
+    "auto window + own score (auto)": ["distill.negative_window=auto", "distill.positive_score=auto"],
+    "8 negatives": ["distill.n_negatives=8"],
+    "32 negatives": ["distill.n_negatives=32"],
+}
+# How the student reads the conversation (issue 8): order, answers, their length, history, truncation side.
+INPUTS = {
+    "paper format (answers, newest first)": ["distill.input.answers=true", "distill.input.answer_max_words=null",
+                                             "distill.input.order=newest_first"],
+    "answers cut to 20 words": ["distill.input.answers=true", "distill.input.answer_max_words=20"],
+    "answers cut to 40 words": ["distill.input.answers=true", "distill.input.answer_max_words=40"],
+    "user turns only": ["distill.input.answers=false"],
+    "oldest first": ["distill.input.order=oldest_first"],
+    "last 2 user turns": ["distill.input.history_turns=2"],
+    "truncate the newest end": ["distill.input.truncation=newest"],
+    "separator |": ["distill.input.sep=|"],
+}
+# The paper's central comparison: score distillation (KL) against representation distillation (MSE onto the
+# teacher rewrite's vector, ConvDR / coSPLADE style), with and without a ranking term.
+OBJECTIVES = {
+    "score distillation (KL)": ["distill.loss=kl"],
+    "representation distillation (MSE)": ["distill.loss=rep_mse", "distill.contrastive_weight=0.0"],
+    "representation MSE + ranking term": ["distill.loss=rep_mse", "distill.contrastive_weight=0.1"],
 }
 PRECISION = {"bf16 autocast": ["distill.precision=bf16"]}
 # The settings that each helped on their own, together.
@@ -39,6 +67,7 @@ COMBINED = {"20 epochs + window 2..200 + contrastive 0.1": ["distill.epochs=20",
                                                            "distill.contrastive_weight=0.1"]}
 # Too little data? The same student trained on the first N train turns only (the full set is the base variant).
 DATA = {f"first {n} train turns": [f"distill.max_turns={n}"] for n in (25, 50)}
+DATA["no dev selection (last epoch)"] = ["distill.select_on_dev=false"]
 
 
 def variants(teachers: list[str]) -> dict[str, dict[str, list[str]]]:
@@ -46,23 +75,27 @@ def variants(teachers: list[str]) -> dict[str, dict[str, list[str]]]:
     by_teacher = {f"teacher={t}": [f"distill.teacher={t}"] for t in teachers}
     by_teacher["teacher=fused (mean score)"] = ["distill.teacher=fused", "teacher.fusion=mean_score"]
     by_teacher["teacher=fused (mean softmax)"] = ["distill.teacher=fused", "teacher.fusion=mean_softmax"]
-    return {"teachers": by_teacher, "losses": LOSSES, "sparsity": SPARSITY, "budget": BUDGET,
-            "precision": PRECISION, "data": DATA, "combined": COMBINED}
+    return {"teachers": by_teacher, "losses": LOSSES, "objectives": OBJECTIVES, "inputs": INPUTS,
+            "sampling": SAMPLING, "sparsity": SPARSITY, "budget": BUDGET, "precision": PRECISION, "data": DATA,
+            "combined": COMBINED}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("preset")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--data", default=None)
+    parser.add_argument("--data", action="append", default=None,
+                        help="dataset folder; repeat to pool training data (PATH or FORMAT:PATH)")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="groups: teachers losses sparsity budget precision data combined")
+                        help="groups: teachers losses objectives inputs sampling sparsity budget precision data "
+                             "combined")
     parser.add_argument("--variants", nargs="*", default=None, help="only the variants with these names")
     parser.add_argument("--teachers", nargs="*", default=None,
                         help="teachers of every variant (default: the preset's plus '<llm>+answer')")
     parser.add_argument("--split", default="dev", help="split evaluated on (default dev: choose on dev, "
                                                        "report the chosen setting on test once)")
-    parser.add_argument("--dev-fraction", type=float, default=0.2)
+    parser.add_argument("--dev-fraction", type=float, default=None,
+                        help="dev share of the train conversations (default: the preset's, or 0.2 if it has none)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--test-best", action="store_true",
                         help="then evaluate the variant with the best dev RR@10 once on the test split")
@@ -77,7 +110,8 @@ def main() -> None:
 
     base = load(args.preset, args.data, args.overrides)
     teachers = args.teachers or [*base.teacher.teachers, f"{base.rewrite.teacher}+answer"]
-    shared = [*args.overrides, f"data.split.dev_fraction={args.dev_fraction}", f"evaluate.split={args.split}",
+    dev_fraction = args.dev_fraction if args.dev_fraction is not None else (base.data.split.dev_fraction or 0.2)
+    shared = [*args.overrides, f"data.split.dev_fraction={dev_fraction}", f"evaluate.split={args.split}",
               f"teacher.teachers={json.dumps(teachers)}"]
     groups = variants(teachers)
     out = Path(args.out).resolve()

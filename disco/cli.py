@@ -26,7 +26,9 @@ def _fail(e: Exception) -> None:
 @app.command()
 def run(
     preset: str = typer.Argument("demo", help="named configuration: demo, mtrag-un, paper"),
-    data: Optional[Path] = typer.Option(None, help="dataset folder (default: the preset's)"),
+    data: Optional[list[str]] = typer.Option(None, help="dataset folder (default: the preset's); repeat to pool "
+                                                        "training data: PATH or FORMAT:PATH, the first one is "
+                                                        "split into train/dev/test, the others are all train"),
     out: Optional[Path] = typer.Option(None, help="output folder (default: runs/<preset>)"),
     stage: Optional[str] = typer.Option(None, help="run only up to this stage (see `disco stages`)"),
     refresh: bool = typer.Option(False, "--refresh", help="recompute instead of reusing cached outputs"),
@@ -39,8 +41,7 @@ def run(
     try:
         from stages import config as configs
 
-        cfg = configs.load(preset, str(data) if data else None, set_, str(eval_data) if eval_data else None,
-                           eval_format)
+        cfg = configs.load(preset, data or None, set_, str(eval_data) if eval_data else None, eval_format)
         out_dir = str((out or Path("runs") / cfg.name).resolve())
         from flows.pipeline import pipeline
         from stages.graph import NAMES

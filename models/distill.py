@@ -37,7 +37,7 @@ from transformers import get_linear_schedule_with_warmup
 from core.errors import DiscoError
 from core.io import atomic_path, write_json, write_parquet
 from models.distill_config import DistillConfig
-from models.examples import Example, Source, build_examples, epoch_batches
+from models.examples import DocStore, Example, Source, build_examples, epoch_batches
 from models.losses import DistillLoss
 from models.selection import DevSet, encode_fn
 from models.splade import SpladeEncoder
@@ -118,6 +118,7 @@ def train_student(
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
     loss_fn = DistillLoss.from_config(cfg, reg_warmup_steps=math.ceil(cfg.reg_warmup_ratio * total_steps))
+    targets = _target_vectors(examples, encoder_model, max_length) if cfg.loss == "rep_mse" else None
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")  # a no-op unless fp16
     torch.manual_seed(cfg.seed)
     start_epoch, step, log, curve = 0, 0, [], []
@@ -144,19 +145,20 @@ def train_student(
     for epoch in range(start_epoch, epochs):
         if _stop_early(curve, cfg):
             break
-        batches = list(epoch_batches(examples, cfg, epoch))
+        batches = list(epoch_batches(examples, cfg, epoch, with_index=True))
         first = len(log)
         for g in range(0, len(batches), cfg.grad_accumulation):
             if step >= total_steps:
                 break
             group, step, sums = batches[g : g + cfg.grad_accumulation], step + 1, {}
-            for texts, rows, teacher in group:
+            for texts, rows, teacher, which in group:
                 uniq, inverse = np.unique(rows, return_inverse=True)  # each passage once per batch
                 docs = store.dense(uniq, student.vocab_size, device)
                 index = torch.from_numpy(inverse.reshape(rows.shape)).to(device)
                 with autocast:
                     q = student(texts, max_length, side)
-                total, parts = loss_fn(q.float(), docs, index, torch.from_numpy(teacher).to(device), step)
+                target = targets.dense(which, student.vocab_size, device) if targets is not None else None
+                total, parts = loss_fn(q.float(), docs, index, torch.from_numpy(teacher).to(device), step, target)
                 scaler.scale(total / len(group)).backward()
                 sums = {k: sums.get(k, 0.0) + v / len(group) for k, v in parts.items()}
                 seen += len(texts)
@@ -212,6 +214,28 @@ def train_student(
 
 
 DEV_MEASURES = ("RR@10", "nDCG@3", "R@10", "R@100")
+
+
+def _target_vectors(examples: list[Example], encoder_model: str, max_length: int) -> DocStore:
+    """Representation distillation's targets: per example, the frozen encoder's vector of its teachers'
+    rewrites (their mean when several teachers are fused: the vector whose scores are the mean scores)."""
+    frozen = SpladeEncoder(encoder_model, frozen=True)
+    texts = sorted({t for ex in examples for t in ex.targets})
+    vec = dict(zip(texts, frozen.encode(texts, max_length)))
+    store = DocStore()
+    rows, offsets, terms, weights = {}, [0], [], []
+    for i, ex in enumerate(examples):
+        acc: dict[int, float] = {}
+        for t in ex.targets:
+            for term, w in zip(*vec[t]):
+                acc[int(term)] = acc.get(int(term), 0.0) + float(w) / len(ex.targets)
+        rows[str(i)] = i
+        terms += sorted(acc)
+        weights += [acc[k] for k in sorted(acc)]
+        offsets.append(len(terms))
+    store.row, store.offsets = rows, np.asarray(offsets, np.int64)
+    store.terms, store.weights = np.asarray(terms, np.int64), np.asarray(weights, np.float32)
+    return store
 
 
 def _best(curve: list[dict], cfg: DistillConfig) -> dict:

@@ -69,6 +69,8 @@ class Source:
     vectors: PathLike
     name: str = ""  # prefixes its turn and passage ids when several sources pool
     pseudo_positives: bool = False  # turns without qrels take the teacher's top passage as positive
+    rewrites: PathLike | None = None  # the rewrite stage's table: representation distillation's targets
+    teachers: tuple[str, ...] = ()  # the teachers fused into ``run`` (their rewrites are the targets)
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Example:
     candidates: np.ndarray  # doc rows of the window, positives removed
     candidate_scores: np.ndarray
     pseudo: bool = False
+    targets: tuple[str, ...] = ()  # the teachers' rewrites of this turn (representation distillation)
 
 
 @dataclass
@@ -129,7 +132,8 @@ def build_examples(
     taken from each source.
     """
     store, examples, used = DocStore(), [], {}
-    skipped = dict.fromkeys(("no_positive", "positive_not_indexed", "no_teacher_run", "no_negatives"), 0)
+    skipped = dict.fromkeys(("no_positive", "positive_not_indexed", "no_teacher_run", "no_teacher_rewrite",
+                             "no_negatives"), 0)
     for src in sources:
         window, policy = sampling(cfg, corpus_size(src.vectors), k)
         used[src.name or "data"] = {"negative_window": list(window), "positive_score": policy}
@@ -157,6 +161,14 @@ def _examples(cfg: DistillConfig, src: Source, window: tuple[int, int], policy: 
     pseudo_docs = run.filter(pl.col("rank") == 1)["doc_id"] if src.pseudo_positives else pl.Series([], dtype=pl.String)
     needed = pl.concat([qrels["doc_id"], run.filter("window")["doc_id"], pseudo_docs]).unique()
     store.add(src.vectors, needed, pre)
+    targets_of: dict[str, tuple[str, ...]] = {}
+    if cfg.loss == "rep_mse":
+        if src.rewrites is None:
+            raise DataError(src.run, "loss 'rep_mse' needs the teachers' rewrites (Source.rewrites)")
+        names = list(src.teachers) if cfg.teacher == "fused" else [cfg.teacher]
+        rw = pl.read_parquet(src.rewrites, columns=["turn_id", "teacher", "rewrite"]).filter(
+            pl.col("turn_id").is_in(tids), pl.col("teacher").is_in(names)).sort("turn_id", "teacher")
+        targets_of = {t: tuple(x) for t, x in rw.group_by("turn_id", maintain_order=True).agg("rewrite").iter_rows()}
     pos_of = {t: sorted(d) for t, d in qrels.group_by("turn_id").agg("doc_id").iter_rows()}
     run_of = {r[0]: r[1:] for r in run.group_by("turn_id").agg("doc_id", "score", "window").iter_rows()}
     out: list[Example] = []
@@ -169,6 +181,8 @@ def _examples(cfg: DistillConfig, src: Source, window: tuple[int, int], policy: 
         reason = "no_positive" if not pos else "positive_not_indexed" if not indexed else None
         if reason is None and tid not in run_of:
             reason = "no_teacher_run"
+        if reason is None and cfg.loss == "rep_mse" and tid not in targets_of:
+            reason = "no_teacher_rewrite"
         if reason is None:
             docs, scores, in_win = run_of[tid]  # in rank order
             cand = [(d, s) for d, s, w in zip(docs, scores, in_win) if w and d not in pos]
@@ -189,14 +203,15 @@ def _examples(cfg: DistillConfig, src: Source, window: tuple[int, int], policy: 
         out.append(Example(
             pre + tid, text_of(t["question"], t["history"]), np.array([store.row[pre + d] for d in indexed]),
             np.array(pscores, np.float32), np.array([store.row[pre + d] for d, _ in cand]),
-            np.array([s for _, s in cand], np.float32), pseudo,
+            np.array([s for _, s in cand], np.float32), pseudo, targets_of.get(tid, ()),
         ))
     return out
 
 
-def epoch_batches(examples: list[Example], cfg: DistillConfig, epoch: int):
+def epoch_batches(examples: list[Example], cfg: DistillConfig, epoch: int, with_index: bool = False):
     """Shuffled batches of (texts, doc rows [B, N], teacher scores [B, N]) for ``epoch`` (0-based):
-    one positive drawn per turn, then the negatives (N = 1 + n_negatives)."""
+    one positive drawn per turn, then the negatives (N = 1 + n_negatives); ``with_index`` adds the examples'
+    positions as a fourth item."""
     rng = np.random.default_rng([cfg.seed, epoch])
     order, n = rng.permutation(len(examples)), cfg.n_negatives
     for start in range(0, len(order), cfg.batch_size):
@@ -209,4 +224,5 @@ def epoch_batches(examples: list[Example], cfg: DistillConfig, epoch: int):
             texts.append(ex.text)
             rows.append(np.concatenate([ex.positives[p : p + 1], ex.candidates[neg]]))
             scores.append(np.concatenate([ex.positive_scores[p : p + 1], ex.candidate_scores[neg]]))
-        yield texts, np.stack(rows), np.stack(scores)
+        batch = (texts, np.stack(rows), np.stack(scores))
+        yield (*batch, order[start : start + cfg.batch_size]) if with_index else batch

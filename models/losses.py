@@ -12,7 +12,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-MainLoss = Literal["kl", "margin_mse", "info_nce"]
+MainLoss = Literal["kl", "margin_mse", "info_nce", "rep_mse"]
 Reg = Literal["none", "l1", "flops"]
 
 
@@ -43,6 +43,14 @@ def info_nce(student: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
     return F.cross_entropy(student / temperature, target)
 
 
+def representation_mse(student_reps: torch.Tensor, target_reps: torch.Tensor) -> torch.Tensor:
+    """Representation distillation, the objective DiSCo relaxes (ConvDR, Yu et al. 2021; coSPLADE, Hai et al.
+    2023; LeCoRe, Mao et al. 2023): pull the conversation's vector onto the teacher rewrite's vector, squared
+    error summed over the vocabulary, averaged over the batch. Score distillation only asks for the same
+    scores on the sampled passages: any point of that hyperplane, not this one point."""
+    return (student_reps - target_reps).pow(2).sum(dim=-1).mean()
+
+
 def flops_reg(reps: torch.Tensor) -> torch.Tensor:
     """FLOPS regulariser (Paria et al. 2020; SPLADE): sum_j (mean_i |w_ij|)^2."""
     return reps.abs().mean(dim=0).pow(2).sum()
@@ -66,12 +74,13 @@ def quadratic_warmup(lambda_max: float, step: int, warmup_steps: int) -> float:
     return float(lambda_max) * min(1.0, step / warmup_steps) ** 2
 
 
-_MAIN = {"kl": "temperature", "margin_mse": None, "info_nce": "info_nce_temperature"}
+_MAIN = {"kl": "temperature", "margin_mse": None, "info_nce": "info_nce_temperature", "rep_mse": None}
 
 
 @dataclass
 class DistillLoss:
-    """main (``loss``) * ``kl_weight`` + contrastive * ``contrastive_weight`` + lambda_q(step) * reg(q)
+    """main (``loss``: score distillation by KL, MarginMSE or InfoNCE, or representation distillation by MSE)
+    * ``kl_weight`` + contrastive * ``contrastive_weight`` + lambda_q(step) * reg(q)
     + ``anti_zero_weight`` * anti_zero(q).
 
     Each weight is used exactly as given (the authors' config mapping silently replaced the query lambda
@@ -110,9 +119,14 @@ class DistillLoss:
         doc_index: torch.Tensor,  # [B, N] rows of doc_reps, positive first
         teacher: torch.Tensor,  # [B, N]
         step: int,  # the optimizer step being taken, from 1
+        target_reps: torch.Tensor | None = None,  # [B, V] the teacher rewrites' vectors (loss "rep_mse")
     ) -> tuple[torch.Tensor, dict[str, float]]:
         student = (query_reps @ doc_reps.T).gather(1, doc_index)
-        if self.loss == "kl":
+        if self.loss == "rep_mse":
+            if target_reps is None:
+                raise ValueError("loss 'rep_mse' needs the teacher rewrites' vectors (target_reps)")
+            main = representation_mse(query_reps, target_reps)
+        elif self.loss == "kl":
             main = kl_distillation(student, teacher, self.temperature)
         elif self.loss == "margin_mse":
             main = margin_mse(student, teacher)

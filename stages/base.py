@@ -79,14 +79,14 @@ class Stage:
 
     ``run(out, work, progress, **fields, **upstream) -> stats`` writes the outputs into the folder ``out`` and
     returns summary numbers; it receives each config field of ``reads`` by its last name (``"teacher.teachers"``
-    -> ``teachers``), each upstream stage's :class:`Manifest` by the stage's name, ``work`` (a folder that
+    -> ``teachers``; ``"teacher as teachers"`` renames), each upstream stage's :class:`Manifest` by the stage's name, ``work`` (a folder that
     survives failures, for resumable work) and ``progress`` (a :data:`ProgressFactory`).
     """
 
     name: str
     summary: str  # one line for the stage table
     upstream: tuple[str, ...]
-    reads: tuple[str, ...]  # config fields: "section" or "section.field"
+    reads: tuple[str, ...]  # config fields: "section", "section.field", optionally "... as name"
     outputs: dict[str, str]  # output name -> path inside the stage folder
     run: Callable[..., dict]
     rows: dict[str, str] = field(default_factory=dict)  # output name -> stats key holding its row count
@@ -95,6 +95,12 @@ class Stage:
     outside: Callable[..., dict] | None = None  # (**fields) -> key inputs read outside the project (files)
     artifacts: Callable[[Manifest], list[Artifact]] | None = None
     retries: int = 0
+
+    def __post_init__(self) -> None:
+        clash = {field_name(r) for r in self.reads} & set(self.upstream)
+        if clash:
+            raise ValueError(f"stage {self.name}: config fields {sorted(clash)} have an upstream stage's name; "
+                             "rename them with 'section as name'")
 
     @property
     def module(self) -> str:
@@ -105,7 +111,9 @@ class Stage:
 
 
 def field_name(path: str) -> str:
-    return path.rsplit(".", 1)[-1]
+    """The run function's argument for a ``reads`` entry: the last name, or the alias after ``as``."""
+    path, _, alias = path.partition(" as ")
+    return alias.strip() or path.rsplit(".", 1)[-1]
 
 
 def read_fields(stage: Stage, config: BaseModel) -> dict[str, Any]:
@@ -113,7 +121,7 @@ def read_fields(stage: Stage, config: BaseModel) -> dict[str, Any]:
     out = {}
     for path in stage.reads:
         value: Any = config
-        for part in path.split("."):
+        for part in path.partition(" as ")[0].strip().split("."):
             value = getattr(value, part)
         out[field_name(path)] = value
     return out
@@ -171,8 +179,7 @@ def run_stage(stage: Stage, fields: dict[str, Any], upstream: Upstream, out: str
             return read_manifest(final)
         except StageInputError:
             pass  # an output went missing: rebuild
-    work = Path(out).resolve() / "work" / f"{stage.name}-{key}"
-    work.mkdir(parents=True, exist_ok=True)
+    work = Path(out).resolve() / "work" / f"{stage.name}-{key}"  # created by the stages that use it
     t0 = time.perf_counter()
     with atomic_path(final) as tmp:
         tmp.mkdir()

@@ -1,7 +1,8 @@
 """The project's import graph, read from the source with :mod:`ast`, and the code version of a stage.
 
 A stage's code version hashes the source of every project module its run function's module imports,
-transitively (imports inside functions included, and the ``__init__`` of every package on the way), so no
+transitively (imports inside functions included, ``if TYPE_CHECKING:`` ones not since they never run, and the
+``__init__`` of every package on the way), so no
 list of modules is kept by hand: editing any module a stage runs changes that stage's key, and nothing
 else's. The same graph backs the package-order test (tests/test_architecture.py).
 """
@@ -45,7 +46,12 @@ def imports_of(module: str, root: Path = ROOT) -> set[str]:
 def _imports(module: str, root: Path, text: str) -> frozenset[str]:
     """The imports of ``module`` whose source is ``text`` (cached by content: an edit is a new entry)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(text, filename=module)):
+    tree = ast.parse(text, filename=module)
+    typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block)
+                   for stmt in block.body for n in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:  # `if TYPE_CHECKING:` imports never run
+            continue
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -67,6 +73,14 @@ def _imports(module: str, root: Path, text: str) -> frozenset[str]:
             if name and name != module:
                 found.add(name)
     return frozenset(found)
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def _parents(module: str) -> list[str]:

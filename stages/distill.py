@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -21,13 +22,18 @@ from models.splade import SpladeConfig
 from retrieval.report import line_plot_markdown
 from stages.base import Artifact, Stage
 
+if TYPE_CHECKING:  # a type only: the teacher stage's code is not the distillation's
+    from stages.teacher import TeacherConfig
 
-def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: DistillConfig, k: int,
-        ingest: list[Manifest], index: list[Manifest], teacher: list[Manifest]) -> dict:
+
+def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: DistillConfig, teachers: TeacherConfig,
+        ingest: list[Manifest], index: list[Manifest], teacher: list[Manifest], rewrite: list[Manifest]) -> dict:
     """``student/`` (safetensors + tokenizer + card), ``loss.parquet`` and ``dev.parquet``; checkpoints in
-    ``work`` make it resumable. ``ingest[i]``, ``index[i]`` and ``teacher[i]`` belong to training dataset i."""
+    ``work`` make it resumable. ``ingest[i]``, ``index[i]``, ``teacher[i]`` and ``rewrite[i]`` belong to
+    training dataset i."""
+    work.mkdir(parents=True, exist_ok=True)
     sources = []
-    for i, (d, x, t) in enumerate(zip(ingest, index, teacher)):
+    for i, (d, x, t, rw) in enumerate(zip(ingest, index, teacher, rewrite)):
         runs = pl.read_parquet(t["runs"])
         teacher_run = runs.filter(pl.col("system") == distill.teacher)
         if teacher_run.is_empty():
@@ -35,10 +41,11 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
                              f"data; runs: {sorted(set(runs['system']))}")
         write_parquet(work / f"teacher_run-{i}.parquet", teacher_run.to_arrow())
         name = "" if len(ingest) == 1 else f"{i}-{d.stats.get('format')}"
-        sources.append(Source(d["turns"], d["qrels"], work / f"teacher_run-{i}.parquet", x["doc_vectors"], name))
+        sources.append(Source(d["turns"], d["qrels"], work / f"teacher_run-{i}.parquet", x["doc_vectors"], name,
+                              rewrites=rw["rewrites"], teachers=tuple(teachers.teachers)))
     bar = progress("distill-progress", f"distilling from {distill.teacher}", 1)
     summary = train_student(distill, encoder.model, sources, work, max_length=encoder.query_max_length,
-                            quant_scale=encoder.quant_scale, k=k, dev=sources[0], progress=bar)
+                            quant_scale=encoder.quant_scale, k=teachers.k, dev=sources[0], progress=bar)
     bar.close()
     shutil.copytree(work / "student", out / "student")
     for name in ("loss.parquet", "dev.parquet"):
@@ -73,8 +80,8 @@ STAGE = Stage(
     name="distill",
     summary="trains the student query encoder on `q_n [SEP] a_{n-1} [SEP] q_{n-1} ...` (KL + in-batch "
             "contrastive + sparsity) over the train turns of every training dataset; dev turns pick the epoch",
-    upstream=("ingest", "index", "teacher"),
-    reads=("encoder", "distill", "teacher.k"),
+    upstream=("ingest", "index", "teacher", "rewrite"),
+    reads=("encoder", "distill", "teacher as teachers"),
     outputs={"student": "student", "loss": "loss.parquet", "dev": "dev.parquet"},
     run=run,
     per_dataset=False,

@@ -10,6 +10,7 @@ def stage_table() -> str:
             "`<out>/stages/<stage>-<key>/`) |", "|---|---|---|---|---|---|"]
     for s in STAGES:
         outputs = ", ".join(f"`{p}/`" if "." not in p else f"`{p}`" for p in s.outputs.values())
+        reads = ", ".join(f"`{r.partition(' as ')[0]}`" for r in s.reads)
         rows.append(f"| {s.name} | `{s.module.replace('.', '/')}.py` | {', '.join(s.upstream) or '-'} | "
-                    f"{', '.join(f'`{r}`' for r in s.reads)} | {s.summary} | {outputs} |")
+                    f"{reads} | {s.summary} | {outputs} |")
     return "\n".join(rows)

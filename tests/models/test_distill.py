@@ -364,3 +364,30 @@ def test_pooled_sources_and_pseudo_positives(data, tmp_path):
     extra = next(e for e in pseudo if e.pseudo)
     top = next(r["doc_id"] for r in run if r["turn_id"] == extra.turn_id and r["rank"] == 1)
     assert [k for k, v in store.row.items() if v == extra.positives[0]] == [top]
+
+
+def test_representation_distillation_pulls_the_query_onto_the_rewrite(data, tmp_path):
+    """loss 'rep_mse' (ConvDR / coSPLADE style): the student's vector moves towards the human rewrite's."""
+    import polars as pl
+
+    turns = pl.read_parquet(data["turns"]).filter(pl.col("split") == "train")
+    rw = turns.select("turn_id", pl.lit("human").alias("teacher"), pl.col("human_rewrite").alias("rewrite"),
+                      pl.lit("dataset").alias("prompt_hash"))
+    rw.write_parquet(tmp_path / "rewrites.parquet")
+    src = Source(data["turns"], data["qrels"], data["run"], data["docs"], rewrites=tmp_path / "rewrites.parquet",
+                 teachers=("human",))
+    config = cfg(epochs=3, loss="rep_mse", teacher="human", kl_weight=1.0, contrastive_weight=0.0, lr=1e-3)
+    examples, *_ = build_examples(config, [src], format_conversation)
+    assert all(e.targets for e in examples) and {len(e.targets) for e in examples} == {1}
+    summary = train_student(config, "splade-tiny", [src], tmp_path / "r", max_length=MAX_LENGTH)
+    loss = pq.read_table(tmp_path / "r" / "loss.parquet").to_pydict()
+    assert summary["steps"] == 9 and "rep_mse" in loss
+
+    def distance(folder: str) -> float:
+        enc, frozen = SpladeEncoder(folder), SpladeEncoder("splade-tiny", frozen=True)
+        with torch.no_grad():
+            q = enc.eval()([e.text for e in examples], MAX_LENGTH)
+            target = frozen([e.targets[0] for e in examples], MAX_LENGTH)
+        return float((q - target).pow(2).sum(-1).mean())
+
+    assert distance(str(tmp_path / "r" / "student")) < 0.5 * distance("splade-tiny")

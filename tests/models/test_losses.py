@@ -122,3 +122,17 @@ def test_distill_loss_main_term_choice_and_validation():
     total, _ = DistillLoss()(q, d, index, teacher, step=1)
     total.backward()
     assert q.grad is not None and torch.isfinite(q.grad).all()
+
+
+def test_representation_mse_hand_computed_and_in_the_composition():
+    from models.losses import representation_mse
+
+    q, target = t([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0]]), t([[0.0, 0.0, 2.0], [1.0, 1.0, 0.0]])
+    assert representation_mse(q, target).item() == pytest.approx((1.0 + 2.0) / 2)  # rows: 1, then 1 + 1
+    loss = DistillLoss(loss="rep_mse", kl_weight=1.0, contrastive_weight=0.0, reg="none", anti_zero_weight=0.0)
+    docs = t([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    index = torch.tensor([[0, 1], [1, 0]])
+    total, parts = loss(q, docs, index, t([[1.0, 0.0], [1.0, 0.0]]), step=1, target_reps=target)
+    assert total.item() == pytest.approx(1.5) and parts["rep_mse"] == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="target_reps"):
+        loss(q, docs, index, t([[1.0, 0.0], [1.0, 0.0]]), step=1)

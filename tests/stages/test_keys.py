@@ -73,6 +73,7 @@ def test_stage_code_versions_are_independent():
     assert "models.distill" not in closure(BY_NAME["index"].module)
     assert "stages.distill" not in closure(BY_NAME["evaluate"].module)
     assert "stages.config" not in closure(BY_NAME["ingest"].module)  # presets are not code a stage runs
+    assert "stages.teacher" not in closure(BY_NAME["distill"].module)  # a TYPE_CHECKING import: never runs
 
 
 def _manifest(sha: str) -> Manifest:

@@ -36,7 +36,9 @@ def test_zero_shot_plan_instances_the_evaluation_dataset(tmp_path):
     cfg = load("demo", str(tmp_path / "a"), [], str(tmp_path / "b"))
     steps = {s.name: s for s in plan(cfg)}
     assert set(steps) == {*NAMES, "eval-ingest", "eval-rewrite", "eval-index", "eval-teacher"}
-    assert steps["distill"].upstream == {"ingest": ("ingest",), "index": ("index",), "teacher": ("teacher",)}
+    assert steps["distill"].upstream == {"ingest": ("ingest",), "index": ("index",), "teacher": ("teacher",),
+                                         "rewrite": ("rewrite",)}
+    assert steps["distill"].fields.keys() == {"encoder", "distill", "teachers"}
     assert steps["evaluate"].upstream == {"ingest": "eval-ingest", "index": "eval-index",
                                           "teacher": "eval-teacher", "distill": "distill"}
     assert steps["eval-ingest"].fields["data"].path == str((tmp_path / "b").resolve())
@@ -55,6 +57,7 @@ def test_pooled_training_datasets_each_get_their_instances_and_feed_one_distill(
     per_dataset = ("ingest", "rewrite", "index", "teacher")
     assert set(steps) == {*NAMES, *(f"{p}{n}" for p in ("train1-", "train2-", "eval-") for n in per_dataset)}
     assert steps["distill"].upstream["teacher"] == ("teacher", "train1-teacher", "train2-teacher")
+    assert steps["distill"].upstream["rewrite"] == ("rewrite", "train1-rewrite", "train2-rewrite")
     assert steps["train2-teacher"].upstream == {"rewrite": "train2-rewrite", "index": "train2-index"}
     assert steps["train1-ingest"].fields["data"].path == str((tmp_path / "b").resolve())
     assert steps["train1-ingest"].fields["data"].split.test_fraction == 0.0
