@@ -61,3 +61,26 @@ def test_paper_preset_has_the_papers_training_values_and_demo_the_small_machine_
     assert paper.encoder.model == "naver/splade-cocondenser-ensembledistil" and paper.rewrite.backend == "vllm"
     assert paper.distill.teacher == "fused" and paper.teacher.fusion == "mean_score"
     assert (demo.distill.precision, demo.encoder.model, demo.rewrite.backend) == ("fp32", "splade-tiny", "transformers")
+
+
+def test_pooled_training_data_and_presets_carry_the_dev_choices(tmp_path):
+    from stages.config import data_spec, load
+    from core.paths import DEMO_DATA
+
+    cfg = load("demo", ["data/demo", f"mtrag-un:{tmp_path}"])
+    assert [(d.format, d.path) for d in cfg.training_data()] == [("disco", str(DEMO_DATA.resolve())),
+                                                                 ("mtrag-un", str(tmp_path))]
+    extra = cfg.training_data()[1]
+    assert extra.split.test_fraction == 0.0 and extra.split.dev_fraction == 0.0  # every extra turn trains
+    # an extra dataset computes only the teacher runs the student learns from
+    assert cfg.for_data(extra).teacher.teachers == ["human"] and cfg.for_data(extra).extra_data == []
+    assert data_spec("some/folder", "qrecc").format == "qrecc"
+    demo, mtrag = preset("demo"), load("mtrag-un", "../shared/data/mtrag")
+    assert demo.data.split.dev_fraction == 0.2 and demo.distill.input.answers is False
+    assert demo.distill.steps == 200 and demo.distill.negative_window == "auto"
+    assert mtrag.distill.teacher == "answer" and [d.format for d in mtrag.training_data()] == ["mtrag-un", "disco"]
+    assert load("mtrag-un", "../shared/data/mtrag", ["extra_data=[]"]).training_data()[1:] == []
+    zero_shot = load("mtrag-un", "../shared/data/mtrag", eval_data="../shared/data/mtrag")
+    assert zero_shot.data.split.test_fraction == 0.0 and zero_shot.data.split.dev_fraction == 0.2
+    with pytest.raises(Exception, match="distill.teacher"):
+        load("demo", None, ["distill.teacher=nobody"])
