@@ -14,7 +14,7 @@ VLLM_FLAVOR ?= $(if $(shell command -v nvidia-smi),cuda,cpu)
 VLLM_REQS   := envs/vllm-$(VLLM_FLAVOR).txt
 VLLM_CONS   := envs/vllm-$(VLLM_FLAVOR)-constraints.txt
 
-.PHONY: demo test test-vllm ui setup vllm-env clean
+.PHONY: demo test test-fast ui setup vllm-env clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,10 @@ $(VLLM_STAMP): $(VLLM_REQS) $(VLLM_CONS)
 	if [ "$(VLLM_FLAVOR)" = cpu ]; then $(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec triton; fi
 	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__, 'in $(VLLM_VENV)')"
 	echo $(VLLM_FLAVOR) > $@
+
+# The development loop: everything but the end-to-end runs marked `slow`.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 ui: $(STAMP)
 	$(BIN)/disco ui

@@ -23,8 +23,8 @@ from typing import Iterable
 
 import polars as pl
 
-from disco.errors import DataError, DiscoError
-from disco.evaluation import token_f1
+from core.errors import DataError, DiscoError
+from retrieval.evaluation import token_f1
 from models.rewrite.prompt import looks_like_query
 
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -87,7 +87,7 @@ def score(pred: str, human: str, utterance: str) -> dict[str, float]:
 def load_turns(fmt: str, path: str | Path, limit: int | None = None, **options) -> pl.DataFrame:
     """``turn_id, conversation_id, turn, question, history, human_rewrite`` of the turns that have a human
     rewrite (the first ``limit`` conversations' worth when given: whole conversations, in file order)."""
-    from disco.datasets import get_reader
+    from retrieval.datasets import get_reader
 
     rows, convs = [], []
     for t in get_reader(fmt, path, **options).turns():
@@ -208,7 +208,7 @@ def markdown(title: str, summary: pl.DataFrame, worst_rows: dict[str, list[dict]
 
 def known_datasets() -> dict[str, tuple[str, Path, dict]]:
     """Short names of the datasets with human rewrites: name -> (format, folder, reader options)."""
-    from disco.paths import DEMO_DATA, ROOT
+    from core.paths import DEMO_DATA, ROOT
 
     shared = (ROOT / ".." / "shared" / "data").resolve()
     return {"demo": ("disco", DEMO_DATA, {}),
@@ -253,10 +253,10 @@ def retrieval(texts: dict[str, dict[str, str]], run_dir: Path, measures: tuple[s
     frozen encoder of an earlier ``disco run`` (its run.json), against that run's qrels."""
     import json
 
-    from disco.config import PipelineConfig
-    from disco.evaluation import aggregate, per_query
-    from disco.index.retrieve import retrieve
-    from disco.index.search import ImpactSearcher
+    from stages.config import PipelineConfig
+    from retrieval.evaluation import aggregate, per_query
+    from retrieval.index.retrieve import retrieve
+    from retrieval.index.search import ImpactSearcher
     from models.splade import SpladeEncoder
 
     record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from disco import rewrite_eval as rq
 from disco.cli import app
-from disco.errors import DataError
+from core.errors import DataError
 
 
 def test_measures():
