@@ -117,7 +117,7 @@ def rewrite_eval(
     """Rewrite quality against human rewrites: token F1, ROUGE, exact match, copies, answer-like outputs."""
     prefect_env()
     try:
-        from disco.rewrite_eval import read_rewrites, resolve_dataset
+        from retrieval.rewrite_eval import read_rewrites, resolve_dataset
         from stages import config as configs
 
         resolve_dataset(dataset, format)  # bad input fails here, before Prefect starts

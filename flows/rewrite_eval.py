@@ -1,6 +1,6 @@
 """``disco rewrite-eval``: rewrite quality of any teacher against the human rewrites, as a report and artifact.
 
-Orchestration only; the measures are :mod:`disco.rewrite_eval`, the rewriting :mod:`models.rewrite`.
+Orchestration only; the measures are :mod:`retrieval.rewrite_eval`, the rewriting :mod:`models.rewrite`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 from prefect import flow
 
-from disco import rewrite_eval as rq
+from retrieval import rewrite_eval as rq
 from core.errors import DiscoError
 from core.io import write_json, write_parquet, write_text
 from models.rewrite.prompt import RewriteConfig
@@ -38,7 +38,7 @@ def rewrite_eval_flow(dataset: str = "demo", out: str = "runs/rewrite-eval", rew
                       limit: int | None = None, data_format: str | None = None, cache: str | None = None,
                       worst_n: int = 10) -> dict:
     """Score each rewrite source against the human rewrites of ``dataset`` (a short name of
-    :func:`disco.rewrite_eval.known_datasets` or a folder of format ``data_format``); write ``report.md``,
+    :func:`retrieval.rewrite_eval.known_datasets` or a folder of format ``data_format``); write ``report.md``,
     ``summary.json`` and ``per_turn.parquet`` under ``out`` and a ``rewrite-eval`` markdown artifact."""
     from prefect.artifacts import create_markdown_artifact
 

@@ -1,4 +1,4 @@
-"""Rewrite quality measures (disco.rewrite_eval) and the `disco rewrite-eval` command on real datasets."""
+"""Rewrite quality measures (retrieval.rewrite_eval) and the `disco rewrite-eval` command on real datasets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from disco import rewrite_eval as rq
+from retrieval import rewrite_eval as rq
 from disco.cli import app
 from core.errors import DataError
 

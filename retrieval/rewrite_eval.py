@@ -253,7 +253,7 @@ def retrieval(texts: dict[str, dict[str, str]], run_dir: Path, measures: tuple[s
     frozen encoder of an earlier ``disco run`` (its run.json), against that run's qrels."""
     import json
 
-    from stages.config import PipelineConfig
+    from models.splade import SpladeConfig
     from retrieval.evaluation import aggregate, per_query
     from retrieval.index.retrieve import retrieve
     from retrieval.index.search import ImpactSearcher
@@ -263,18 +263,19 @@ def retrieval(texts: dict[str, dict[str, str]], run_dir: Path, measures: tuple[s
     stages = record.get("stages", {})
     if "index" not in stages or "ingest" not in stages:
         raise DiscoError(f"{run_dir / 'run.json'}: the run has no index stage (run it with --stage index)")
-    cfg = PipelineConfig.model_validate(record["config"])
+    encoder = SpladeConfig.model_validate(record["config"]["encoder"])
+    rel_threshold = int(record["config"].get("evaluate", {}).get("rel_threshold", 1))
     index_dir = stages["index"]["outputs"]["lucene"]["path"]
     qrels = pl.read_parquet(stages["ingest"]["outputs"]["qrels"]["path"])
-    enc = SpladeEncoder(cfg.encoder.model, frozen=True)
+    enc = SpladeEncoder(encoder.model, frozen=True)
     searcher = ImpactSearcher(index_dir)
     out = {}
     try:
         for src, queries in texts.items():
             queries = {t: q for t, q in queries.items() if t in set(qrels["turn_id"])}
-            got = retrieve(enc, searcher, queries, system=src, k=100, max_length=cfg.encoder.query_max_length,
-                           batch_size=cfg.encoder.batch_size, scale=cfg.encoder.quant_scale)
-            pq = per_query(got.run, qrels, cfg.evaluate.rel_threshold)
+            got = retrieve(enc, searcher, queries, system=src, k=100, max_length=encoder.query_max_length,
+                           batch_size=encoder.batch_size, scale=encoder.quant_scale)
+            pq = per_query(got.run, qrels, rel_threshold)
             pq = {t: v for t, v in pq.items() if t in queries}  # the judged turns this source covers
             agg = aggregate(pq)
             out[src] = {m: agg.get(m, 0.0) for m in measures}
