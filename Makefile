@@ -14,7 +14,7 @@ VLLM_FLAVOR ?= $(if $(shell command -v nvidia-smi),cuda,cpu)
 VLLM_REQS   := envs/vllm-$(VLLM_FLAVOR).txt
 VLLM_CONS   := envs/vllm-$(VLLM_FLAVOR)-constraints.txt
 
-.PHONY: demo test test-vllm ui setup vllm-env browser clean
+.PHONY: demo test test-fast ui setup vllm-env browser clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,10 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
 	  || echo "chromium could not be installed: the browser test will be skipped"; \
 	else echo "chromium missing and apt-get unavailable or not root: the browser test will be skipped"; fi
+
+# The development loop: everything but the end-to-end runs marked `slow`.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 ui: $(STAMP)
 	$(BIN)/disco ui

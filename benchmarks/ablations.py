@@ -101,11 +101,11 @@ def main() -> None:
                         help="then evaluate the variant with the best dev RR@10 once on the test split")
     args = parser.parse_args()
 
-    from disco.cli import _prefect_env
+    from flows.env import prefect_env
 
-    _prefect_env()  # the project's Prefect home, as `disco run` uses: the artifact shows in `disco ui`
-    from disco.config import load
-    from disco.io import write_json, write_text
+    prefect_env()  # the project's Prefect home, as `disco run` uses: the artifact shows in `disco ui`
+    from stages.config import load
+    from core.io import write_json, write_text
     from flows.pipeline import pipeline
 
     base = load(args.preset, args.data, args.overrides)
@@ -156,7 +156,7 @@ def main() -> None:
 
 def report(state: dict) -> str:
     """Markdown: the baselines, every student variant (with its p-value against the last turn), RR@10 by depth."""
-    from disco.report import depth_rows, markdown_table
+    from retrieval.report import depth_rows, markdown_table
 
     cols = ("RR@10", "nDCG@3", "R@10", "R@100", "query_terms", "flops", "p_vs_last_turn", "train_s")
     rows = [{"group": v["group"], "variant": k, **{m: v[m] for m in cols}} for k, v in state["variants"].items()]
@@ -173,7 +173,7 @@ def report(state: dict) -> str:
 
 def _test_section(best: dict | None) -> str:
     """The variant chosen on dev, evaluated once on test, against every system (with the paired test)."""
-    from disco.report import depth_rows, markdown_table, results_rows, significance_markdown
+    from retrieval.report import depth_rows, markdown_table, results_rows, significance_markdown
 
     if not best:
         return ""
@@ -188,7 +188,7 @@ def _artifact(out: Path, md: str) -> None:
     from prefect import flow
     from prefect.artifacts import create_markdown_artifact
 
-    from disco.report import image_markdown
+    from retrieval.report import image_markdown
 
     if (out / "sparsity.png").exists():
         md += "\n\n" + image_markdown((out / "sparsity.png").read_bytes(), "sparsity sweep")

@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("turns", nargs="+", help="turns.parquet of an ingest stage")
     parser.add_argument("--max-length", type=int, default=256)
     args = parser.parse_args()
-    from disco.report import markdown_table
+    from retrieval.report import markdown_table
 
     for path in args.turns:
         print(f"\n{path}\n")

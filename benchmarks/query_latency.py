@@ -62,7 +62,7 @@ def main() -> None:
     import polars as pl
     import torch
 
-    from disco.io import write_json, write_text
+    from core.io import write_json, write_text
     from disco.serving.search import Searcher, run_paths
     from models.rewrite.hf import HFRewriter
     from models.rewrite.prompt import RewriteConfig, build_messages

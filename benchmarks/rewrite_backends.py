@@ -30,12 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from disco.io import write_json, write_text
+from core.io import write_json, write_text
 
 
 def demo_requests(n: int, cfg) -> list[dict]:
-    from disco.datasets import get_reader
-    from disco.paths import DEMO_DATA
+    from retrieval.datasets import get_reader
+    from core.paths import DEMO_DATA
     from models.rewrite.prompt import build_messages, input_hash
 
     out = []
@@ -91,7 +91,7 @@ def main() -> None:
     ap.add_argument("--bf16-at", type=int, default=8, help="batch size at which transformers bf16 is run too")
     args = ap.parse_args()
 
-    from disco.config import preset
+    from stages.config import preset
     from models.rewrite.hf import HFRewriter
 
     # One torch thread: vLLM's CPU build also computes on one core here (it reserves the other), and on a

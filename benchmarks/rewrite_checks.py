@@ -17,8 +17,8 @@ from pathlib import Path
 
 import polars as pl
 
-from disco import rewrite_eval as rq
-from disco.io import write_text
+from retrieval import rewrite_eval as rq
+from core.io import write_text
 from models.rewrite.prompt import CHECKS, check_rewrite
 
 

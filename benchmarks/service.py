@@ -164,7 +164,7 @@ def main() -> None:
 
     import polars as pl
 
-    from disco.io import write_json, write_text
+    from core.io import write_json, write_text
 
     stages = json.loads((args.run_dir / "run.json").read_text())["stages"]
     turns = pl.read_parquet(stages["ingest"]["outputs"]["turns"]["path"]).to_dicts()

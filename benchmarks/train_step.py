@@ -69,7 +69,7 @@ def run_variant(name: str, files: dict[str, Path], opts: dict) -> dict:
     from models.examples import Source, build_examples, epoch_batches
     from models.losses import DistillLoss
     from models.splade import SpladeEncoder
-    from tasks.index import passage_input
+    from retrieval.index.encode import passage_input
 
     docs_from, precision = VARIANTS[name]
     if opts["threads"]:
@@ -190,7 +190,7 @@ def main() -> None:
                f"{args.warmup_steps} warm-up, {first['threads']} torch threads. Speed-up = re-encode s/step / "
                f"variant s/step; doc side = re-encoding or DocStore.dense; peak RSS = each variant's process.")
     md = markdown(rows, diffs, context)
-    from disco.io import write_json, write_text
+    from core.io import write_json, write_text
 
     write_text(args.out / "train_step.md", md)
     write_json(args.out / "train_step.json",

@@ -11,19 +11,11 @@ from typing import Optional
 
 import typer
 
-from disco.errors import DiscoError
-from disco.paths import PREFECT_HOME
+from core.errors import DiscoError
+from flows.env import prefect_env
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="DiSCo: distil LLM query rewriting into a conversational SPLADE encoder, as a Prefect DAG.")
-
-
-def _prefect_env() -> None:
-    """Use the project's Prefect home, so runs and artifacts of earlier runs show in `disco ui`."""
-    os.environ.setdefault("PREFECT_HOME", str(PREFECT_HOME))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "0"))
 
 
 def _fail(e: Exception) -> None:
@@ -38,24 +30,24 @@ def run(
                                                         "training data: PATH or FORMAT:PATH, the first one is "
                                                         "split into train/dev/test, the others are all train"),
     out: Optional[Path] = typer.Option(None, help="output folder (default: runs/<preset>)"),
-    stage: Optional[str] = typer.Option(None, help="run only up to this stage: ingest, rewrite, index, "
-                                                   "teacher, distill, evaluate"),
+    stage: Optional[str] = typer.Option(None, help="run only up to this stage (see `disco stages`)"),
     refresh: bool = typer.Option(False, "--refresh", help="recompute instead of reusing cached outputs"),
     set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set distill.lr=1e-4"),
     eval_data: Optional[Path] = typer.Option(None, help="zero-shot: train on all of --data, evaluate on this"),
     eval_format: Optional[str] = typer.Option(None, help="format of --eval-data (default: the same as --data)"),
 ) -> None:
     """Run the whole pipeline (or one stage with --stage), then print the results table."""
-    _prefect_env()
+    prefect_env()
     try:
-        from disco import config as configs
+        from stages import config as configs
 
         cfg = configs.load(preset, data or None, set_, str(eval_data) if eval_data else None, eval_format)
         out_dir = str((out or Path("runs") / cfg.name).resolve())
-        from flows.pipeline import STAGES, pipeline
+        from flows.pipeline import pipeline
+        from stages.graph import NAMES
 
-        if stage is not None and stage not in STAGES:
-            raise DiscoError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+        if stage is not None and stage not in NAMES:
+            raise DiscoError(f"unknown stage {stage!r}; stages: {', '.join(NAMES)}")
         pipeline(cfg, out_dir, stage=stage, refresh=refresh)
     except DiscoError as e:
         _fail(e)
@@ -66,7 +58,7 @@ def run(
 
 
 def _print_results(out_dir: str) -> None:
-    from disco.report import results_table
+    from retrieval.report import results_table
 
     metrics = Path(out_dir) / "metrics.json"
     typer.echo(results_table(json.loads(metrics.read_text())))
@@ -82,10 +74,11 @@ def evaluate(
     set_: list[str] = typer.Option([], "--set", help="override a config field of the earlier run"),
 ) -> None:
     """Evaluate a student trained by an earlier run on another dataset, without retraining (zero-shot)."""
-    _prefect_env()
+    prefect_env()
     try:
-        from disco.config import DataConfig, PipelineConfig, apply_overrides
-        from disco.io import Manifest
+        from stages.config import PipelineConfig, apply_overrides
+        from stages.ingest import DataConfig
+        from core.io import Manifest
 
         record = run_dir / "run.json"
         if not record.exists():
@@ -122,10 +115,10 @@ def rewrite_eval(
     cache: Optional[Path] = typer.Option(None, help="where generated rewrites are kept (default: OUT/cache)"),
 ) -> None:
     """Rewrite quality against human rewrites: token F1, ROUGE, exact match, copies, answer-like outputs."""
-    _prefect_env()
+    prefect_env()
     try:
-        from disco import config as configs
-        from disco.rewrite_eval import read_rewrites, resolve_dataset
+        from retrieval.rewrite_eval import read_rewrites, resolve_dataset
+        from stages import config as configs
 
         resolve_dataset(dataset, format)  # bad input fails here, before Prefect starts
         llm = configs.load(preset, None, set_).rewrite if preset else None
@@ -147,7 +140,7 @@ def show_config(
     set_: list[str] = typer.Option([], "--set", help="override a config field"),
 ) -> None:
     """Print a preset's full configuration as JSON (after --set overrides)."""
-    from disco import config as configs
+    from stages import config as configs
 
     try:
         typer.echo(configs.load(preset, None, set_).model_dump_json(indent=2))
@@ -158,10 +151,18 @@ def show_config(
 @app.command()
 def presets() -> None:
     """List the named configurations."""
-    from disco.config import PRESETS
+    from stages.config import PRESETS
 
     for name, fn in PRESETS.items():
         typer.echo(f"{name:10s} {(fn.__doc__ or '').strip().splitlines()[0] if fn.__doc__ else ''}")
+
+
+@app.command("stages")
+def show_stages() -> None:
+    """The pipeline's stages as a markdown table (the README's, generated from the declarations)."""
+    from stages.table import stage_table
+
+    typer.echo(stage_table())
 
 
 @app.command()
@@ -213,7 +214,7 @@ def export(
 @app.command()
 def ui(port: int = typer.Option(4200, help="port on 127.0.0.1")) -> None:
     """Start the Prefect server and UI on 127.0.0.1 with the project's Prefect home."""
-    _prefect_env()
+    prefect_env()
     typer.echo(f"Prefect UI: http://127.0.0.1:{port}  (PREFECT_HOME={os.environ['PREFECT_HOME']})")
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     raise typer.Exit(subprocess.call(cmd))

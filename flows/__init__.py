@@ -1,5 +1,6 @@
-"""Prefect flows: one per stage, and ``pipeline`` chaining them. Flows hold no numerical code.
+"""Prefect flows: ``pipeline`` (the whole run) and one flow per stage (``flows/stages.py``), all derived from
+the stage declarations in ``stages/``. Flows hold no numerical code.
 
-A stage flow run on its own (e.g. from its deployment) obtains its upstream manifests by running the upstream
-flows, which are served from cache when nothing changed.
+A stage flow run on its own (e.g. from its deployment) runs the stages it needs first, served from cache when
+nothing changed.
 """

@@ -1,6 +1,6 @@
 """``disco rewrite-eval``: rewrite quality of any teacher against the human rewrites, as a report and artifact.
 
-Orchestration only; the measures are :mod:`disco.rewrite_eval`, the rewriting :mod:`models.rewrite`.
+Orchestration only; the measures are :mod:`retrieval.rewrite_eval`, the rewriting :mod:`models.rewrite`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import polars as pl
 from prefect import flow
 
-from disco import rewrite_eval as rq
-from disco.errors import DiscoError
-from disco.io import write_json, write_parquet, write_text
+from retrieval import rewrite_eval as rq
+from core.errors import DiscoError
+from core.io import write_json, write_parquet, write_text
 from models.rewrite.prompt import RewriteConfig
 
 
@@ -20,7 +20,7 @@ def generate(turns: pl.DataFrame, cfg: RewriteConfig, cache: Path) -> tuple[pl.D
     """The LLM's rewrites of ``turns`` (cached by prompt hash under ``cache``: a rerun generates nothing)."""
     from models.rewrite import rewrite_turns
     from models.rewrite.prompt import prompt_hash
-    from tasks.common import Progress
+    from tasks.artifacts import Progress
 
     requests = turns.select("turn_id", "question", "history").to_dicts()
     bar = Progress("rewrite-eval-progress", f"{cfg.teacher}: rewriting {len(requests)} turns", len(requests))
@@ -38,9 +38,11 @@ def rewrite_eval_flow(dataset: str = "demo", out: str = "runs/rewrite-eval", rew
                       limit: int | None = None, data_format: str | None = None, cache: str | None = None,
                       worst_n: int = 10) -> dict:
     """Score each rewrite source against the human rewrites of ``dataset`` (a short name of
-    :func:`disco.rewrite_eval.known_datasets` or a folder of format ``data_format``); write ``report.md``,
+    :func:`retrieval.rewrite_eval.known_datasets` or a folder of format ``data_format``); write ``report.md``,
     ``summary.json`` and ``per_turn.parquet`` under ``out`` and a ``rewrite-eval`` markdown artifact."""
-    from tasks.common import markdown_artifact
+    from prefect.artifacts import create_markdown_artifact
+
+    from tasks.artifacts import try_
 
     fmt, path, options = rq.resolve_dataset(dataset, data_format)
     turns = rq.slice_turns(rq.load_turns(fmt, path, **options), skip, limit)
@@ -70,6 +72,6 @@ def rewrite_eval_flow(dataset: str = "demo", out: str = "runs/rewrite-eval", rew
     result = {"dataset": dataset, "turns": len(turns), "summary": summary.to_dicts(), "retrieval": retrieval,
               "llm_stats": stats}
     write_json(out_dir / "summary.json", result)
-    markdown_artifact("rewrite-eval", report, f"rewrite quality on {dataset}")
+    try_(lambda: create_markdown_artifact(report, key="rewrite-eval", description=f"rewrite quality on {dataset}"))
     print(f"rewrite-eval: {len(turns)} turns of {dataset}, report {out_dir / 'report.md'}")
     return result

@@ -34,8 +34,8 @@ import pyarrow as pa
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from disco.errors import DiscoError
-from disco.io import atomic_path, write_json, write_parquet
+from core.errors import DiscoError
+from core.io import atomic_path, write_json, write_parquet
 from models.distill_config import DistillConfig
 from models.examples import DocStore, Example, Source, build_examples, epoch_batches
 from models.losses import DistillLoss

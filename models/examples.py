@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from disco.errors import DataError
+from core.errors import DataError
 
 if TYPE_CHECKING:
     from models.distill_config import DistillConfig

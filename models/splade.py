@@ -20,7 +20,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from disco.io import atomic_path
+from core.io import atomic_path
 from models.weights import resolve
 
 SparseVec = tuple[np.ndarray, np.ndarray]  # (term_ids int32 sorted ascending, weights float32 > 0)

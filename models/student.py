@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from disco.io import write_json
+from core.io import write_json
 from models.conversation import StudentInput, format_conversation
 
 CARD = "disco_student.json"

@@ -13,7 +13,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from disco.errors import DiscoError
+from core.errors import DiscoError
 
 SPLADE_TINY = "splade-tiny"
 SMOLLM2 = "smollm2-135m-instruct"

@@ -1,1 +1,1 @@
-"""Prefect tasks: each wraps one stage's work (in ``disco`` / ``models``) with caching and artifacts."""
+"""Prefect on top of the Prefect-free stages: one generic wrapper turns a stage declaration into a cached task."""

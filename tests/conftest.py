@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
+DEMO_DATA = ROOT / "data" / "demo"
+CONVERSATIONS = ["a01", "a02", "a09", "a10", "b03", "b04", "b15", "b16"]
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -31,3 +35,20 @@ def prefect_api(tmp_path_factory):
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def demo_slice(tmp_path_factory) -> Path:
+    """8 conversations (4 confusable pairs), their judged passages and 30 other passages as distractors."""
+    out = tmp_path_factory.mktemp("demo-slice")
+    convs = [json.loads(x) for x in (DEMO_DATA / "conversations.jsonl").read_text().splitlines()]
+    convs = [c for c in convs if c["conversation_id"] in CONVERSATIONS]
+    qrels = pl.read_csv(DEMO_DATA / "qrels.tsv", separator="\t")
+    qrels = qrels.filter(pl.col("turn_id").str.split("_").list.first().is_in(CONVERSATIONS))
+    passages = [json.loads(x) for x in (DEMO_DATA / "passages.jsonl").read_text().splitlines()]
+    judged = set(qrels["doc_id"])
+    keep = [p for p in passages if p["id"] in judged] + [p for p in passages if p["id"] not in judged][::9]
+    (out / "conversations.jsonl").write_text("".join(json.dumps(c) + "\n" for c in convs))
+    (out / "passages.jsonl").write_text("".join(json.dumps(p) + "\n" for p in keep))
+    qrels.write_csv(out / "qrels.tsv", separator="\t")
+    return out

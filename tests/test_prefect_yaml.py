@@ -1,4 +1,4 @@
-"""prefect.yaml declares the pipeline (scheduled) and one deployment per stage, each pointing at a real flow."""
+"""prefect.yaml declares the pipeline (scheduled) and one deployment per declared stage, each a real flow."""
 
 from __future__ import annotations
 
@@ -8,15 +8,23 @@ from pathlib import Path
 import yaml
 from prefect import Flow
 
+from stages.graph import NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_deployments_point_at_flows():
+def test_deployments_are_the_declared_stages_and_point_at_flows():
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in spec["deployments"]}
-    assert set(deployments) == {"pipeline", "ingest", "rewrite", "index", "teacher", "distill", "evaluate"}
+    assert set(deployments) == {"pipeline", *NAMES}
     assert deployments["pipeline"]["schedules"][0]["cron"]
+    assert deployments["pipeline"]["entrypoint"] == "flows/pipeline.py:pipeline"
+    for name in NAMES:
+        assert deployments[name]["entrypoint"] == f"flows/stages.py:{name}_flow"
     for d in deployments.values():
         path, name = d["entrypoint"].split(":")
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-        assert isinstance(getattr(module, name), Flow), d["entrypoint"]
+        flow = getattr(module, name)
+        assert isinstance(flow, Flow), d["entrypoint"]
+        if d["name"] != "pipeline":
+            assert flow.name == d["name"]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from disco.errors import DiscoError
-from disco.io import atomic_path, write_json, write_text
+from core.errors import DiscoError
+from core.io import atomic_path, write_json, write_text
 from disco.serving.search import run_paths
 from models.student import CARD, StudentCard
 

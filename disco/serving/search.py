@@ -6,7 +6,7 @@ formatted by the student's own card (:class:`models.student.StudentCard`, the co
 query is quantised like the documents (``round(w * quant_scale)``), exactly as the evaluate stage does, so
 :meth:`Searcher.search` reproduces the evaluate stage's ``disco`` run for the same turn.
 
-No Prefect here: this module imports ``models/`` and ``disco.index`` / ``disco.io`` / ``disco.errors`` only.
+No Prefect here: this module imports ``core/``, ``models/`` and ``retrieval.index`` only.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any, Literal, Sequence
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from disco.errors import DiscoError
-from disco.index.search import ImpactSearcher
-from disco.io import Manifest
+from core.errors import DiscoError
+from retrieval.index.search import ImpactSearcher
+from core.io import Manifest
 from models.splade import SpladeEncoder, impact_vector, vocab_tokens
 from models.student import StudentCard
 

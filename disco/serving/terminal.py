@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from disco.errors import DataError, DiscoError
+from core.errors import DataError, DiscoError
 from disco.serving.search import Result, Searcher, Turn, check_conversation
 
 SNIPPET = 100

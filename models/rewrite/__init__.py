@@ -2,7 +2,7 @@
 
     from models.rewrite import RewriteConfig, rewrite_turns, rewrites_table
     results = rewrite_turns(turns, RewriteConfig(), parts_dir)   # [{turn_id, rewrite, attempts}]
-    table = rewrites_table(results, cfg)                          # disco.schema.REWRITES
+    table = rewrites_table(results, cfg)                          # core.schema.REWRITES
 
 Turns are processed in chunks of ``8 * batch_size``; each finished chunk is written atomically to
 ``parts_dir/part-<n>.parquet`` (turn_id, rewrite, attempts, input_hash). A restarted run reads the parts,
@@ -65,7 +65,7 @@ def _part_number(path: Path) -> int:
 
 def _check_meta(parts_dir: Path, cfg: RewriteConfig) -> None:
     """Delete parts made with another prompt hash; record this one."""
-    from disco.io import write_json
+    from core.io import write_json
 
     phash = prompt_hash(cfg)
     meta_path = parts_dir / META
@@ -120,7 +120,7 @@ class _PartWriter:
     def _write(self, rows: list[dict]) -> None:
         import pyarrow as pa
 
-        from disco.io import write_parquet
+        from core.io import write_parquet
 
         table = pa.Table.from_pylist(rows, schema=_part_schema())
         write_parquet(self.parts_dir / f"part-{self.next_part:05d}.parquet", table)
@@ -163,7 +163,7 @@ def rewrite_turns(
     (default ``8 * batch_size``). ``stats``, when given, is filled with ``total``,
     ``skipped`` (taken from parts), ``generated``, ``retried``, ``parts_written``, ``generate_calls``, ``fallback`` and ``fallback_reasons``.
     """
-    from disco.errors import DiscoError
+    from core.errors import DiscoError
 
     parts_dir = Path(parts_dir)
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -271,7 +271,7 @@ def rewrites_table(results: list[dict], cfg: RewriteConfig):
     """The REWRITES table (turn_id, teacher, rewrite, prompt_hash) of :func:`rewrite_turns`' results."""
     import pyarrow as pa
 
-    from disco.schema import REWRITES
+    from core.schema import REWRITES
 
     phash = prompt_hash(cfg)
     return pa.Table.from_pylist(

@@ -12,7 +12,7 @@ Which python: ``cfg.vllm_python``, else env ``DISCO_VLLM_PYTHON``, else ``.venv-
 repository. The parent writes the requests JSONL, starts ``<python> -m models.rewrite.vllm_worker`` with
 ``PYTHONPATH`` = the repository root, and while it runs reads the worker's output journal and hands finished
 rows to ``on_rows`` (which writes the resumable parts). The worker's stdout and stderr go to ``worker.log``;
-a failure raises :class:`~disco.errors.DiscoError` with the log's tail. Whatever way the worker ends, what is
+a failure raises :class:`~core.errors.DiscoError` with the log's tail. Whatever way the worker ends, what is
 left of its process group (vLLM's engine processes) is killed, so no process outlives the stage.
 """
 
@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from disco.errors import DiscoError
-from disco.io import atomic_path, write_text
+from core.errors import DiscoError
+from core.io import atomic_path, write_text
 from models.rewrite.prompt import RewriteConfig
 from models.rewrite.vllm_worker import EXIT_NO_VLLM, read_new_rows
 from models.weights import resolve

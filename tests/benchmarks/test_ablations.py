@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from disco.config import load
+from stages.config import load
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "ablations.py"
 _spec = importlib.util.spec_from_file_location("ablations", _PATH)

@@ -8,13 +8,13 @@ import pytest
 from typer.testing import CliRunner
 
 from disco.cli import app
-from disco.config import apply_overrides, load, preset
-from disco.errors import DiscoError
+from stages.config import apply_overrides, load, preset
+from core.errors import DiscoError
 
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["config"], ["presets"], ["ui"], ["evaluate"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["config"], ["presets"], ["stages"], ["ui"], ["evaluate"]])
 def test_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -64,8 +64,8 @@ def test_paper_preset_has_the_papers_training_values_and_demo_the_small_machine_
 
 
 def test_pooled_training_data_and_presets_carry_the_dev_choices(tmp_path):
-    from disco.config import data_spec, load
-    from disco.paths import DEMO_DATA
+    from stages.config import data_spec, load
+    from core.paths import DEMO_DATA
 
     cfg = load("demo", ["data/demo", f"mtrag-un:{tmp_path}"])
     assert [(d.format, d.path) for d in cfg.training_data()] == [("disco", str(DEMO_DATA.resolve())),

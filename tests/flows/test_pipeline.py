@@ -13,31 +13,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from disco.config import apply_overrides, preset
-from disco.paths import DEMO_DATA
-from flows.pipeline import STAGES
+from stages.config import apply_overrides, preset
+from stages.graph import NAMES as STAGES
+from stages.runner import run_pipeline
 
 pytestmark = pytest.mark.slow
-
-CONVERSATIONS = ["a01", "a02", "a09", "a10", "b03", "b04", "b15", "b16"]
-
-
-@pytest.fixture(scope="module")
-def demo_slice(tmp_path_factory) -> Path:
-    """8 conversations (4 confusable pairs), their judged passages and 30 other passages as distractors."""
-    out = tmp_path_factory.mktemp("demo-slice")
-    convs = [json.loads(x) for x in (DEMO_DATA / "conversations.jsonl").read_text().splitlines()]
-    convs = [c for c in convs if c["conversation_id"] in CONVERSATIONS]
-    qrels = pl.read_csv(DEMO_DATA / "qrels.tsv", separator="\t")
-    qrels = qrels.filter(pl.col("turn_id").str.split("_").list.first().is_in(CONVERSATIONS))
-    passages = [json.loads(x) for x in (DEMO_DATA / "passages.jsonl").read_text().splitlines()]
-    judged = set(qrels["doc_id"])
-    keep = [p for p in passages if p["id"] in judged] + [p for p in passages if p["id"] not in judged][::9]
-    (out / "conversations.jsonl").write_text("".join(json.dumps(c) + "\n" for c in convs))
-    (out / "passages.jsonl").write_text("".join(json.dumps(p) + "\n" for p in keep))
-    qrels.write_csv(out / "qrels.tsv", separator="\t")
-    return out
-
 
 def _config(data: Path, *extra: str):
     return apply_overrides(preset("demo"), [
@@ -104,6 +84,12 @@ def test_pipeline_runs_caches_and_reruns_one_stage(prefect_api, demo_slice, tmp_
     # Unchanged rerun: every stage is served from cache.
     pipeline(cfg, out)
     assert _task_states(12) == dict.fromkeys(STAGES, "Cached")
+    # The Prefect cache key is the output folder's key, and the same plan run without Prefect finds every
+    # stage's folder finished: the same manifests, nothing recomputed.
+    for m in done.values():
+        assert (Path(out) / "cache" / f"{m.stage}-{m.key}").exists() and Path(m.dir).name == f"{m.stage}-{m.key}"
+    plain = run_pipeline(cfg, out)
+    assert {k: v.model_dump() for k, v in plain.items()} == {k: v.model_dump() for k, v in done.items()}
 
     # Changing the distillation config reruns distill and evaluate only.
     pipeline(_config(demo_slice, "distill.epochs=1"), out)

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from disco import schema
-from disco.errors import DiscoError
-from disco.io import sha256_path
+from core import schema
+from core.errors import DiscoError
+from core.io import sha256_path
 from models.distill import DistillConfig, train_student
 from models.conversation import format_conversation
 from models.examples import Source, build_examples, epoch_batches, sampling, window_for

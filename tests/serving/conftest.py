@@ -13,8 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from disco.config import apply_overrides, preset
-from disco.paths import DEMO_DATA
+from stages.config import apply_overrides, preset
+from core.paths import DEMO_DATA
 
 CONVERSATIONS = ["a01", "a02", "a09", "a10", "b03", "b04", "b15", "b16"]
 

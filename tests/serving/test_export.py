@@ -75,7 +75,7 @@ def test_sentence_transformers_sparse_encoder_ranks_the_same(exported, searcher,
 
 
 def test_pyserini_impact_searcher_ranks_the_same(exported, searcher, demo_turn, output):
-    from disco.index.java import setup_java
+    from retrieval.index.java import setup_java
 
     setup_java()
     from pyserini.search.lucene import LuceneImpactSearcher

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import pytest
 
-from disco.errors import DiscoError
+from core.errors import DiscoError
 from disco.serving.search import Searcher, check_conversation
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from disco.errors import DiscoError
-from disco.schema import REWRITES
+from core.errors import DiscoError
+from core.schema import REWRITES
 from models.rewrite import RewriteConfig, prompt_hash, rewrite_turns, rewrites_table
 
 CFG = RewriteConfig(max_new_tokens=6, batch_size=2, retry_min_words=1)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from disco.errors import DiscoError
+from core.errors import DiscoError
 from models.rewrite import RewriteConfig, rewrite_turns
 from models.rewrite.vllm_backend import ENV_PYTHON, run_vllm, vllm_python
 from models.rewrite.vllm_worker import (
@@ -144,8 +144,8 @@ def _vllm_python_or_skip() -> str:
 
 
 def _demo_turns(n: int) -> list[dict]:
-    from disco.datasets import get_reader
-    from disco.paths import DEMO_DATA
+    from retrieval.datasets import get_reader
+    from core.paths import DEMO_DATA
 
     out = []
     for t in get_reader("disco", DEMO_DATA).turns():
@@ -194,8 +194,8 @@ def test_vllm_end_to_end_survives_a_killed_worker(tmp_path):
 
     import pyarrow.parquet as pq
 
-    from disco.config import preset
-    from disco.schema import REWRITES
+    from stages.config import preset
+    from core.schema import REWRITES
     from models.rewrite import rewrites_table
 
     _vllm_python_or_skip()

@@ -1,0 +1,15 @@
+"""The environment a `disco` process runs Prefect in."""
+
+from __future__ import annotations
+
+import os
+
+from core.paths import PREFECT_HOME
+
+
+def prefect_env() -> None:
+    """Use the project's Prefect home, so runs and artifacts of earlier runs show in `disco ui`."""
+    os.environ.setdefault("PREFECT_HOME", str(PREFECT_HOME))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "0"))

@@ -1,0 +1,145 @@
+"""Results people look at: the metrics table (terminal and markdown) and plots (PNG, embeddable)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from retrieval.evaluation import MEASURES
+
+EFFICIENCY = (("query_terms", "q terms"), ("flops", "FLOPS"), ("latency_ms", "ms/query"))
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def results_rows(metrics: dict) -> list[dict]:
+    eff = metrics.get("efficiency", {})
+    return [{"system": name, **{m: vals.get(m) for m in MEASURES},
+             **{label: eff.get(name, {}).get(k) for k, label in EFFICIENCY}}
+            for name, vals in metrics["systems"].items()]
+
+
+def results_table(metrics: dict) -> str:
+    """A plain-text table for the terminal."""
+    rows = results_rows(metrics)
+    cols = list(rows[0])
+    cells = [[_fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
+    line = lambda xs: "  ".join(x.ljust(w) if i == 0 else x.rjust(w) for i, (x, w) in enumerate(zip(xs, widths)))  # noqa: E731
+    head = f"{metrics.get('dataset', '')}: {metrics.get('turns', '?')} held-out turns " \
+           f"(relevant: grade >= {metrics.get('rel_threshold', 1)})"
+    return "\n".join([head, line(cols), line(["-" * w for w in widths]), *(line(c) for c in cells)])
+
+
+def markdown_table(rows: list[dict]) -> str:
+    cols = list(rows[0])
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def depth_rows(metrics: dict, measure: str) -> list[dict]:
+    rows = []
+    for name, depths in metrics.get("by_depth", {}).items():
+        rows.append({"system": name, **{f"turn {d} (n={v['turns']})": v[measure] for d, v in depths.items()}})
+    return rows
+
+
+def significance_rows(metrics: dict) -> list[dict]:
+    """disco against each system (``metrics["significance"]``); p < 0.05 marked ``*``. Empty for older runs."""
+    rows = []
+    for name, tests in metrics.get("significance", {}).items():
+        for measure, t in tests.items():
+            (lo, hi), mark = t["ci"], " *" if t["p"] < 0.05 else ""
+            rows.append({"system": name, "measure": measure, "diff": f"{t['diff']:+.3f}",
+                         "95% CI": f"[{lo:+.3f}, {hi:+.3f}]", "p": f"{t['p']:.4f}{mark}",
+                         "wins/ties/losses": f"{t['wins']}/{t['ties']}/{t['losses']}"})
+    return rows
+
+
+def significance_markdown(metrics: dict) -> str:
+    """The significance section of the report ("" when the metrics have none)."""
+    rows = significance_rows(metrics)
+    if not rows:
+        return ""
+    trials = {t.get("trials", 10_000) for tests in metrics["significance"].values() for t in tests.values()}
+    return "\n\n".join([
+        f"## disco vs each system (paired randomization test, {max(trials):,} trials)",
+        "diff = disco minus the system (mean over turns); 95% CI: paired bootstrap of the difference; "
+        "wins/ties/losses: turns where disco scores higher/equal/lower; * p < 0.05 (two-sided, not corrected "
+        "for multiple comparisons).",
+        markdown_table(rows)])
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def metrics_plot(metrics: dict, path: Path) -> bytes:
+    """Grouped bars: each measure per system, and RR@10 by turn depth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    systems = list(metrics["systems"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    width = 0.8 / max(len(systems), 1)
+    for i, s in enumerate(systems):
+        axes[0].bar(np.arange(len(MEASURES)) + i * width, [metrics["systems"][s][m] for m in MEASURES], width,
+                    label=s)
+    axes[0].set_xticks(np.arange(len(MEASURES)) + 0.4 - width / 2, MEASURES)
+    axes[0].set_title("effectiveness on held-out turns")
+    axes[0].legend(fontsize=8)
+    for s, depths in metrics.get("by_depth", {}).items():
+        axes[1].plot(list(depths), [v["RR@10"] for v in depths.values()], marker="o", label=s)
+    axes[1].set_title("RR@10 by turn depth")
+    axes[1].set_xlabel("turn")
+    png = _png(fig)
+    plt.close(fig)
+    path.write_bytes(png)
+    return png
+
+
+def line_plot_markdown(df, x: str, ys: list[str], title: str) -> str:
+    """A small line plot (polars frame) as a markdown image with a data URI (for Prefect artifacts)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    for y in ys:
+        ax.plot(df[x].to_list(), df[y].to_list(), label=y)
+    ax.set_title(title)
+    ax.set_xlabel(x)
+    ax.legend(fontsize=8)
+    png = _png(fig)
+    plt.close(fig)
+    return image_markdown(png, title)
+
+
+def image_markdown(png: bytes, alt: str) -> str:
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def markdown_report(metrics: dict, plot_name: str) -> str:
+    parts = [
+        f"# DiSCo results: {metrics.get('dataset', '')}",
+        f"{metrics.get('turns')} held-out turns ({metrics.get('split')} split), relevant = grade >= "
+        f"{metrics.get('rel_threshold')}. Efficiency: mean non-zero query terms, FLOPS (expected shared terms "
+        f"per query-document pair), median encode+search latency per query on this machine; "
+        f"mean non-zero terms per passage: {metrics.get('doc_terms_mean', 0):.1f}.",
+        markdown_table(results_rows(metrics)),
+        "## RR@10 by turn depth",
+        markdown_table(depth_rows(metrics, "RR@10")) if metrics.get("by_depth") else "",
+        significance_markdown(metrics),
+        f"![metrics]({plot_name})",
+    ]
+    return "\n\n".join(p for p in parts if p) + "\n"

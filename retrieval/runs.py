@@ -1,0 +1,58 @@
+"""Runs (ranked lists per turn): TREC files and teacher fusion.
+
+A run is a table of (turn_id, doc_id, system, score, rank) rows, ``core.schema.RUNS``.
+Fusion (DiSCo multi-teacher, Lupart et al. SIGIR 2025, sec. 3.3): each (turn, passage) gets the mean of the raw
+scores of the teachers that retrieved it (``mean_score``, the authors' choice), or the mean of the per-teacher
+softmax distributions over each turn's retrieved passages (``mean_softmax``; a passage a teacher missed counts 0).
+
+``mean_softmax`` stores the *log* of the fused probability as the score: the distillation loss takes a softmax
+over the scores of a turn's sampled passages, and softmax(log p) over any subset is p renormalised on it, i.e. the
+fused distribution itself. (Storing p as a score, as a first version did, made the teacher distribution nearly
+uniform, as every p is in [0, 1]; students distilled from it collapsed to ~6-9 query terms, see docs/results.md.)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+from core import schema
+from core.io import atomic_path
+
+Fusion = Literal["mean_score", "mean_softmax"]
+
+
+def rank(df: pl.DataFrame, system: str | None = None) -> pl.DataFrame:
+    """Sort by score within each turn (ties by doc id) and number ranks from 1."""
+    df = df.sort(["turn_id", "score", "doc_id"], descending=[False, True, False])
+    df = df.with_columns(pl.int_range(1, pl.len() + 1).over("turn_id").cast(pl.Int32).alias("rank"))
+    if system is not None:
+        df = df.with_columns(pl.lit(system).alias("system"))
+    return df.select([f.name for f in schema.RUNS])
+
+
+def fuse(runs: pl.DataFrame, method: Fusion = "mean_score", name: str = "fused") -> pl.DataFrame:
+    """Fuse all systems in ``runs`` into one run called ``name``."""
+    if method == "mean_score":
+        fused = runs.group_by(["turn_id", "doc_id"]).agg(pl.col("score").mean())
+    else:  # in log space throughout (log-sum-exp), so no probability underflows to log(0)
+        n_systems = runs["system"].n_unique()
+        shifted = pl.col("score") - pl.col("score").max().over(["turn_id", "system"])
+        log_p = runs.with_columns(
+            (shifted - shifted.exp().sum().over(["turn_id", "system"]).log()).alias("lp"))
+        top = pl.col("lp").max()
+        fused = log_p.group_by(["turn_id", "doc_id"]).agg(
+            (top + (pl.col("lp") - top).exp().sum().log() - math.log(n_systems)).alias("score"))
+    return rank(fused, name)
+
+
+def write_trec(df: pl.DataFrame, path: Path, tag: str) -> Path:
+    """Write a TREC run file: ``qid Q0 docid rank score tag``."""
+    df = df.sort(["turn_id", "rank"])
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for t, d, r, s in df.select(["turn_id", "doc_id", "rank", "score"]).iter_rows():
+            f.write(f"{t} Q0 {d} {r} {s:.6f} {tag}\n")
+    return path

@@ -1,0 +1,90 @@
+"""Stage 5, distill: train the student query encoder on conversations to reproduce the teacher's scores
+(Lupart et al., SIGIR 2025, sec. 3; the loop is :func:`models.distill.train_student`).
+
+Pooled training data: the train turns of every training dataset (``data``, then ``extra_data``), each with its
+own ingest, index and teacher instance; the first dataset's dev turns, if any, choose the best epoch.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from core.errors import DiscoError
+from core.io import Manifest, write_parquet
+from models.distill import train_student
+from models.distill_config import DistillConfig
+from models.examples import Source
+from models.splade import SpladeConfig
+from retrieval.report import line_plot_markdown
+from stages.base import Artifact, Stage
+
+if TYPE_CHECKING:  # a type only: the teacher stage's code is not the distillation's
+    from stages.teacher import TeacherConfig
+
+
+def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: DistillConfig, teachers: TeacherConfig,
+        ingest: list[Manifest], index: list[Manifest], teacher: list[Manifest], rewrite: list[Manifest]) -> dict:
+    """``student/`` (safetensors + tokenizer + card), ``loss.parquet`` and ``dev.parquet``; checkpoints in
+    ``work`` make it resumable. ``ingest[i]``, ``index[i]``, ``teacher[i]`` and ``rewrite[i]`` belong to
+    training dataset i."""
+    work.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for i, (d, x, t, rw) in enumerate(zip(ingest, index, teacher, rewrite)):
+        runs = pl.read_parquet(t["runs"])
+        teacher_run = runs.filter(pl.col("system") == distill.teacher)
+        if teacher_run.is_empty():
+            raise DiscoError(f"distill: no teacher run named {distill.teacher!r} for {d.stats.get('format')} "
+                             f"data; runs: {sorted(set(runs['system']))}")
+        write_parquet(work / f"teacher_run-{i}.parquet", teacher_run.to_arrow())
+        name = "" if len(ingest) == 1 else f"{i}-{d.stats.get('format')}"
+        sources.append(Source(d["turns"], d["qrels"], work / f"teacher_run-{i}.parquet", x["doc_vectors"], name,
+                              rewrites=rw["rewrites"], teachers=tuple(teachers.teachers)))
+    bar = progress("distill-progress", f"distilling from {distill.teacher}", 1)
+    summary = train_student(distill, encoder.model, sources, work, max_length=encoder.query_max_length,
+                            quant_scale=encoder.quant_scale, k=teachers.k, dev=sources[0], progress=bar)
+    bar.close()
+    shutil.copytree(work / "student", out / "student")
+    for name in ("loss.parquet", "dev.parquet"):
+        shutil.copy2(work / name, out / name)
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    shutil.rmtree(work / "best", ignore_errors=True)
+    return {**summary, "teacher": distill.teacher}
+
+
+def artifacts(m: Manifest) -> list[Artifact]:
+    """Loss per epoch as a table and the curve; the dev curve (epoch 0: the untrained student) and best epoch."""
+    loss = pl.read_parquet(m["loss"])
+    parts = [c for c in loss.columns if c not in ("step", "epoch", "lr")]
+    per_epoch = loss.group_by("epoch").agg([pl.col(c).mean().round(5) for c in parts]).sort("epoch")
+    out = [Artifact("table", "distill-loss", per_epoch.to_dicts(),
+                    f"training loss per epoch ({m.stats.get('steps')} steps)"),
+           Artifact("markdown", "distill-loss-curve", line_plot_markdown(loss, "step", parts, "distillation loss"),
+                    "loss curve")]
+    dev = pl.read_parquet(m["dev"])
+    if not dev.is_empty() and "RR@10" in dev.columns:
+        s = m.stats
+        out += [Artifact("table", "distill-dev-curve", dev.with_columns(pl.col(pl.Float64).round(4)).to_dicts(),
+                         f"dev measures per epoch ({s.get('dev_turns')} dev turns, ranked in the "
+                         f"{s.get('dev_ranked')}); best epoch {s.get('best_epoch')}"),
+                Artifact("markdown", "distill-dev-plot",
+                         line_plot_markdown(dev, "epoch", ["RR@10", "nDCG@3", "R@10"], "dev measures per epoch"),
+                         "dev curve")]
+    return out
+
+
+STAGE = Stage(
+    name="distill",
+    summary="trains the student query encoder on `q_n [SEP] a_{n-1} [SEP] q_{n-1} ...` (KL + in-batch "
+            "contrastive + sparsity) over the train turns of every training dataset; dev turns pick the epoch",
+    upstream=("ingest", "index", "teacher", "rewrite"),
+    reads=("encoder", "distill", "teacher as teachers"),
+    outputs={"student": "student", "loss": "loss.parquet", "dev": "dev.parquet"},
+    run=run,
+    per_dataset=False,
+    pooled=True,
+    artifacts=artifacts,
+)

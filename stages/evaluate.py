@@ -1,0 +1,77 @@
+"""Stage 6, evaluate: the student and the baselines on held-out turns: RR@10, nDCG@3, R@10, R@100, efficiency
+(the systems and measures are :mod:`retrieval.systems`)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from core.io import Manifest, atomic_path, write_json, write_text
+from models.splade import SpladeConfig
+from retrieval.report import image_markdown, markdown_report, markdown_table, metrics_plot, results_rows
+from retrieval.runs import write_trec
+from retrieval.systems import held_out, metrics, run_systems
+from stages.base import Artifact, Stage
+
+
+class EvalConfig(BaseModel):
+    k: int = 1000
+    rel_threshold: int = Field(1, description="grade at or above which a passage counts as relevant")
+    split: str = "test"
+    latency_queries: int = 50
+
+
+def run(out: Path, work: Path, progress, encoder: SpladeConfig, evaluate: EvalConfig, ingest: Manifest,
+        index: Manifest, teacher: Manifest, distill: Manifest) -> dict:
+    """``metrics.json``, ``report.md``, ``metrics.png`` and each system's TREC run under ``runs/``."""
+    turns, qrels = held_out(ingest["turns"], ingest["qrels"], evaluate.split)
+    runs, efficiency = run_systems(turns, encoder, distill["student"], index["lucene"], index["doc_vectors"],
+                                   teacher["runs"], evaluate.k, evaluate.latency_queries)
+    measured = metrics(runs, turns, qrels, evaluate.rel_threshold)
+    result = {
+        "dataset": ingest.stats.get("format"), "split": evaluate.split, "turns": len(turns),
+        "rel_threshold": evaluate.rel_threshold, "doc_terms_mean": index.stats.get("doc_terms_mean", 0.0),
+        "systems": measured["systems"], "by_depth": measured["by_depth"], "efficiency": efficiency,
+        "significance": measured["significance"],
+    }
+    (out / "runs").mkdir()
+    for name, r in runs.items():
+        write_trec(r, out / "runs" / f"{name.replace(':', '-')}.trec", name)
+    write_json(out / "metrics.json", result)
+    metrics_plot(result, out / "metrics.png")
+    write_text(out / "report.md", markdown_report(result, "metrics.png"))
+    return {"systems": result["systems"], "runs": len(runs)}
+
+
+def artifacts(m: Manifest) -> list[Artifact]:
+    import json
+
+    result = json.loads(m["metrics"].read_text())
+    rows = results_rows(result)
+    return [Artifact("table", "evaluate-metrics", rows, f"{result['turns']} held-out turns"),
+            Artifact("markdown", "evaluate-report",
+                     markdown_table(rows) + "\n\n" + image_markdown(m["plot"].read_bytes(), "metrics"),
+                     "metrics table and plot")]
+
+
+def publish(report: Manifest, out: str | Path) -> None:
+    """Copy the report files to the run folder's top level (atomically), also after a cache hit."""
+    for name, target in (("metrics", "metrics.json"), ("report", "report.md"), ("plot", "metrics.png")):
+        with atomic_path(Path(out) / target) as tmp:
+            shutil.copy2(report[name], tmp)
+
+
+STAGE = Stage(
+    name="evaluate",
+    summary="student vs. last turn, full conversation and each rewrite teacher: RR@10, nDCG@3, R@10, R@100, "
+            "efficiency",
+    upstream=("ingest", "index", "teacher", "distill"),
+    reads=("encoder", "evaluate"),
+    outputs={"metrics": "metrics.json", "report": "report.md", "plot": "metrics.png", "runs": "runs"},
+    rows={"runs": "runs"},
+    run=run,
+    per_dataset=False,
+    artifacts=artifacts,
+)

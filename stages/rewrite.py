@@ -1,0 +1,46 @@
+"""Stage 2, rewrite: every teacher's query text for every turn (LLM rewrites beside the dataset's human ones)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from core import schema
+from core.io import Manifest, write_parquet
+from models.rewrite.prompt import RewriteConfig
+from retrieval.rewrites import rewrite_quality, rewrite_samples, teacher_rewrites
+from stages.base import Artifact, Stage
+
+
+def run(out: Path, work: Path, progress, rewrite: RewriteConfig, teachers: list[str], ingest: Manifest) -> dict:
+    """``rewrites.parquet``; LLM parts are resumable and shared between keys under ``work``'s parent."""
+    turns = pl.read_parquet(ingest["turns"])
+    fallbacks: dict[str, dict] = {}  # LLM teacher -> rewrites replaced by the utterance (output checks), by reason
+    table = teacher_rewrites(turns, teachers, rewrite, work.parent, progress, fallbacks)
+    write_parquet(out / "rewrites.parquet", table.to_arrow().cast(schema.REWRITES))
+    return {"teachers": table.group_by("teacher").len().sort("teacher").to_dicts(), "fallbacks": fallbacks,
+            "quality": rewrite_quality(turns, table), "rows": len(table), "samples": rewrite_samples(turns, table)}
+
+
+def artifacts(m: Manifest) -> list[Artifact]:
+    out = []
+    if m.stats["quality"]:
+        out.append(Artifact("table", "rewrite-quality", m.stats["quality"],
+                            "each teacher's rewrites against the dataset's human rewrites"))
+    out.append(Artifact("table", "rewrite-samples", m.stats["samples"],
+                        "sample rewrites per teacher (turns after the first)"))
+    return out
+
+
+STAGE = Stage(
+    name="rewrite",
+    summary="LLM rewrites of every turn (transformers on CPU, vLLM on GPU; resumable), plus the dataset's human "
+            "rewrites",
+    upstream=("ingest",),
+    reads=("rewrite", "teacher.teachers"),
+    outputs={"rewrites": "rewrites.parquet"},
+    rows={"rewrites": "rows"},
+    run=run,
+    artifacts=artifacts,
+)

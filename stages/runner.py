@@ -1,0 +1,43 @@
+"""Run the pipeline (or up to one stage) without Prefect: the plan of :mod:`stages.graph`, each step through
+:func:`stages.base.run_stage`. The Prefect flows run the same plan with a cached Prefect task per step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Mapping
+
+from core.io import Manifest, write_json
+from stages.base import run_stage
+from stages.config import PipelineConfig
+from stages.evaluate import publish
+from stages.graph import Step, plan
+
+# runner(step, upstream manifests by stage name, out, refresh) -> the step's manifest
+Runner = Callable[[Step, dict, str, bool], Manifest]
+
+
+def plain(step: Step, upstream: dict, out: str, refresh: bool) -> Manifest:
+    return run_stage(step.stage, step.fields, upstream, out, refresh=refresh)
+
+
+def run_pipeline(config: PipelineConfig, out: str | Path, stop: str | None = None, refresh: bool = False,
+                 given: Mapping[str, Manifest] | None = None, runner: Runner = plain) -> dict[str, Manifest]:
+    """Every step of the plan, in order; ``refresh`` recomputes each step run, or only ``stop``'s when named.
+
+    Returns the manifests by instance name (``ingest``, ``eval-ingest``, ...); with ``evaluate`` done, its
+    report is copied to ``<out>/metrics.json``, ``report.md`` and ``metrics.png``.
+    """
+    out = str(Path(out).resolve())
+    done: dict[str, Manifest] = dict(given or {})
+    for step in plan(config, stop, tuple(done)):
+        upstream = {u: done[n] if isinstance(n, str) else [done[x] for x in n] for u, n in step.upstream.items()}
+        done[step.name] = runner(step, upstream, out, refresh and (stop is None or step.stage.name == stop))
+    if "evaluate" in done:
+        publish(done["evaluate"], out)
+    return done
+
+
+def record(config: PipelineConfig, out: str | Path, done: Mapping[str, Manifest]) -> None:
+    """``<out>/run.json``: the configuration and every stage's manifest (what `disco evaluate` reads back)."""
+    write_json(Path(out) / "run.json", {"config": config.model_dump(mode="json"),
+                                        "stages": {k: v.model_dump(mode="json") for k, v in done.items()}})

@@ -1,0 +1,97 @@
+"""Stage keys: derived from the declaration (config fields, upstream fingerprints, code version), and the code
+version follows every module a stage runs, with no list kept by hand."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core.io import Manifest, Output
+from stages.base import read_fields, stage_key
+from stages.code import PACKAGES, closure, code_version, project_modules
+from stages.config import apply_overrides, preset
+from stages.graph import BY_NAME, STAGES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    """A copy of the project's packages, to edit."""
+    root = tmp_path_factory.mktemp("tree")
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def _edit(path: Path):
+    original = path.read_text()
+    path.write_text(original + "\n# edited\n")
+    return original
+
+
+@pytest.mark.parametrize("stage", [s.name for s in STAGES])
+def test_editing_any_module_a_stage_imports_changes_its_key(tree, stage):
+    decl = BY_NAME[stage]
+    before = code_version(decl.module, tree)
+    assert before == decl.code_version()  # the copy hashes like the installed tree
+    fields = read_fields(decl, preset("demo"))
+    key = stage_key(decl, fields, {}, root=tree)
+    inside = closure(decl.module, tree)
+    # what the issue found missing from the hand-kept lists is now followed
+    expected = {"rewrite": ["retrieval.evaluation", "models.weights", "core.schema"],
+                "index": ["core.schema", "models.weights"], "teacher": ["models.weights"],
+                "distill": ["models.weights", "models.examples", "models.losses"],
+                "evaluate": ["models.weights", "retrieval.evaluation", "retrieval.report"]}.get(stage, [])
+    assert set(expected) <= set(inside), set(expected) - set(inside)
+    for module in inside:
+        path = tree.joinpath(*module.split("."))
+        path = path.with_suffix(".py") if path.with_suffix(".py").exists() else path / "__init__.py"
+        original = _edit(path)
+        try:
+            assert code_version(decl.module, tree) != before, f"editing {module} left {stage}'s code version"
+            assert stage_key(decl, fields, {}, root=tree) != key
+        finally:
+            path.write_text(original)
+    assert code_version(decl.module, tree) == before
+    outside = [m for m in project_modules(tree) if m not in inside and m.split(".")[0] in ("flows", "tasks")]
+    assert outside  # Prefect code is never part of a stage's code version
+    for module in outside[:3]:
+        path = tree.joinpath(*module.split("."))
+        path = path.with_suffix(".py") if path.with_suffix(".py").exists() else path / "__init__.py"
+        original = _edit(path)
+        try:
+            assert code_version(decl.module, tree) == before, f"editing {module} changed {stage}'s code version"
+        finally:
+            path.write_text(original)
+
+
+def test_stage_code_versions_are_independent():
+    """Editing the distillation loop does not invalidate the index; each stage hashes only what it runs."""
+    assert "models.distill" not in closure(BY_NAME["index"].module)
+    assert "stages.distill" not in closure(BY_NAME["evaluate"].module)
+    assert "stages.config" not in closure(BY_NAME["ingest"].module)  # presets are not code a stage runs
+    assert "stages.teacher" not in closure(BY_NAME["distill"].module)  # a TYPE_CHECKING import: never runs
+
+
+def _manifest(sha: str) -> Manifest:
+    return Manifest(stage="ingest", key="k", dir="/x", outputs={"turns": Output(name="turns", path="/x/t", sha256=sha)})
+
+
+def test_key_follows_the_fields_read_and_the_upstream_content_only():
+    decl = BY_NAME["teacher"]
+    cfg = preset("demo")
+    fields = read_fields(decl, cfg)
+    key = stage_key(decl, fields, {"rewrite": _manifest("a"), "index": _manifest("b")})
+    assert key == stage_key(decl, read_fields(decl, apply_overrides(cfg, ["distill.lr=0.5", "rewrite.batch_size=3"])),
+                            {"rewrite": _manifest("a"), "index": _manifest("b")})
+    assert key != stage_key(decl, read_fields(decl, apply_overrides(cfg, ["teacher.k=10"])),
+                            {"rewrite": _manifest("a"), "index": _manifest("b")})
+    assert key != stage_key(decl, fields, {"rewrite": _manifest("c"), "index": _manifest("b")})
+    # the rewrite stage reads teacher.teachers, not the whole teacher section
+    rw = BY_NAME["rewrite"]
+    assert read_fields(rw, cfg).keys() == {"rewrite", "teachers"}
+    assert stage_key(rw, read_fields(rw, cfg), {}) == stage_key(
+        rw, read_fields(rw, apply_overrides(cfg, ["teacher.k=10"])), {})
