@@ -1,0 +1,67 @@
+"""Train a student directly on a finished run's cached stage outputs and print its dev curve (never test).
+
+For quick exploration of distillation settings without the pipeline: reads ``RUN_DIR/run.json`` (the ingest,
+rewrite, index and teacher manifests), applies ``--set`` overrides to the run's configuration, and calls
+:func:`models.distill.train_student` with the run's dev turns choosing the best epoch. A second ``--run`` pools
+another run's train turns (its own corpus and teacher runs). Settings found here are confirmed through
+``benchmarks/ablations.py`` and the presets; results go to ``docs/results.md``.
+
+    python benchmarks/distill_probe.py --run runs/demo --out runs/probe-a --set distill.steps=260 \\
+        --set distill.input.answers=false --set distill.contrastive_weight=0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", action="append", required=True, help="a finished run folder; repeat to pool")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+
+    import polars as pl
+    import torch
+
+    from models.distill import train_student
+    from models.examples import Source
+    from stages.config import PipelineConfig, apply_overrides
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg, sources = None, []
+    for i, run_dir in enumerate(args.run):
+        record = json.loads((Path(run_dir) / "run.json").read_text())
+        if cfg is None:
+            cfg = apply_overrides(PipelineConfig.model_validate(record["config"]), args.overrides)
+        st = record["stages"]
+        path = lambda stage, name: st[stage]["outputs"][name]["path"]  # noqa: E731
+        runs = pl.read_parquet(path("teacher", "runs"))
+        teacher_run = runs.filter(pl.col("system") == cfg.distill.teacher)
+        if teacher_run.is_empty():
+            raise SystemExit(f"{run_dir}: no teacher run {cfg.distill.teacher!r}; runs: {sorted(set(runs['system']))}")
+        teacher_run.write_parquet(out / f"teacher_run-{i}.parquet")
+        sources.append(Source(path("ingest", "turns"), path("ingest", "qrels"), out / f"teacher_run-{i}.parquet",
+                              path("index", "doc_vectors"), name="" if len(args.run) == 1 else f"s{i}",
+                              rewrites=path("rewrite", "rewrites"), teachers=tuple(cfg.teacher.teachers)))
+    t0 = time.time()
+    summary = train_student(
+        cfg.distill, cfg.encoder.model, sources, out / "train", max_length=cfg.encoder.query_max_length,
+        quant_scale=cfg.encoder.quant_scale, k=cfg.teacher.k, dev=sources[0],
+        on_epoch=lambda row: print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                                               for k, v in row.items()}), flush=True))
+    print(json.dumps({"sets": args.overrides, "examples": summary["examples"], "steps": summary["steps"],
+                      "best_epoch": summary["best_epoch"], "best_dev": summary["best_dev"],
+                      "sampling": summary["sampling"], "seconds": round(time.time() - t0)}))
+
+
+if __name__ == "__main__":
+    main()
