@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 def _config(data: Path, *extra: str):
     return apply_overrides(preset("demo"), [
         f"data.path={data}", "data.split.test_fraction=0.25", "rewrite.max_new_tokens=12", "rewrite.batch_size=16",
-        "distill.epochs=2", "distill.n_negatives=4", "distill.negative_window=[2, 100]", "evaluate.latency_queries=3",
+        "distill.epochs=2", "distill.steps=null", 'teacher.teachers=["human", "llm"]', "distill.n_negatives=4",
+        "distill.negative_window=[2, 100]", "evaluate.latency_queries=3",
         *extra,
     ])
 
@@ -59,7 +60,9 @@ def test_pipeline_runs_caches_and_reruns_one_stage(prefect_api, demo_slice, tmp_
 
     metrics = json.loads((Path(out) / "metrics.json").read_text())
     systems = metrics["systems"]
-    assert set(systems) == {"last_turn", "conversation", "rewrite:human", "rewrite:llm", "disco"}
+    # the demo preset's student reads the user's turns only: the untrained encoder on that text is a baseline too
+    assert set(systems) == {"last_turn", "conversation", "conversation:student-input", "rewrite:human",
+                            "rewrite:llm", "disco"}
     for name, values in systems.items():
         assert set(values) >= {"RR@10", "nDCG@3", "R@10", "R@100"}
         assert all(0.0 <= v <= 1.0 for v in values.values()), name
@@ -76,6 +79,9 @@ def test_pipeline_runs_caches_and_reruns_one_stage(prefect_api, demo_slice, tmp_
     assert set(runs["doc_id"]) <= corpus_ids
     student = Path(done["distill"]["student"])
     assert (student / "model.safetensors").exists() and (student / "tokenizer.json").exists()
+    assert json.loads((student / "disco_student.json").read_text())["input"]["answers"] is False
+    dev = pl.read_parquet(done["distill"]["dev"])  # the dev split chose the epoch: 0 (untrained), 1, 2
+    assert dev["epoch"].to_list() == [0, 1, 2] and done["distill"].stats["best_epoch"] in (0, 1, 2)
     trec = Path(done["evaluate"]["runs"]) / "disco.trec"
     assert trec.read_text().split("\n", 1)[0].split()[1] == "Q0"
     n_test = turns.filter(pl.col("split") == "test").height

@@ -69,7 +69,7 @@ def test_pooled_training_datasets_each_get_their_instances_and_feed_one_distill(
 def _slice_config(data: Path, *extra: str):
     return apply_overrides(preset("demo"), [
         f"data.path={data}", "data.split.test_fraction=0.25", 'teacher.teachers=["human"]', "distill.epochs=1",
-        "distill.n_negatives=4", "distill.negative_window=[2, 100]", "evaluate.latency_queries=2", *extra])
+        "distill.steps=null", "distill.n_negatives=4", "distill.negative_window=[2, 100]", "evaluate.latency_queries=2", *extra])
 
 
 @pytest.mark.slow
@@ -80,7 +80,8 @@ def test_whole_pipeline_as_plain_functions(demo_slice, tmp_path):
     done = run_pipeline(cfg, out)
     assert set(done) == set(NAMES)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["systems"]) == {"last_turn", "conversation", "rewrite:human", "disco"}
+    assert set(metrics["systems"]) == {"last_turn", "conversation", "conversation:student-input", "rewrite:human",
+                                       "disco"}
     for name, m in done.items():
         assert Path(m.dir) == out.resolve() / "stages" / f"{name}-{m.key}"
         assert read_manifest(m.dir) == m
