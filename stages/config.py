@@ -160,7 +160,8 @@ def apply_overrides(cfg: PipelineConfig, overrides: list[str]) -> PipelineConfig
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as e:
-        raise DiscoError(f"invalid --set override: {e}") from None
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
+        raise DiscoError(f"invalid --set override: {problems}") from None
 
 
 def load(name: str, data: str | Sequence[str] | None = None, overrides: list[str] = (),
