@@ -21,6 +21,9 @@ import polars as pl
 import scipy.sparse as sp
 import torch
 
+from models.examples import corpus_size
+from models.splade import quantise_sparse
+
 PathLike = str | Path
 FULL_CORPUS_LIMIT = 200_000  # passages ranked in full up to this size; above it, the teacher's candidates
 
@@ -52,9 +55,8 @@ class DevSet:
         if turns.is_empty():
             return None
         vectors = pl.scan_parquet(vectors_path)
-        n_docs = vectors.select(pl.len()).collect().item()
         ranked = "corpus"
-        if n_docs > FULL_CORPUS_LIMIT:
+        if corpus_size(vectors_path) > FULL_CORPUS_LIMIT:
             if run_path is None:
                 return None
             run = pl.read_parquet(run_path, columns=["turn_id", "doc_id", "rank"])
@@ -64,13 +66,12 @@ class DevSet:
         table = vectors.collect().sort("doc_id")
         doc_ids = table["doc_id"].to_list()
         col = {d: i for i, d in enumerate(doc_ids)}
-        terms = table["term_ids"].to_list()
-        impacts = [np.rint(np.asarray(w, dtype=np.float64) * scale).astype(np.int32) for w in table["weights"]]
-        indptr = np.cumsum([0, *map(len, terms)])
-        docs = sp.csr_matrix((np.concatenate(impacts) if impacts else np.zeros(0, np.int32),
-                              np.concatenate(terms).astype(np.int64) if terms else np.zeros(0, np.int64), indptr),
-                             shape=(len(doc_ids), vocab))
-        docs.eliminate_zeros()
+        quantised = [quantise_sparse(np.asarray(t), np.asarray(w), scale)  # as in the impact index
+                     for t, w in zip(table["term_ids"].to_list(), table["weights"].to_list())]
+        indptr = np.cumsum([0, *(len(t) for t, _ in quantised)])
+        docs = sp.csr_matrix((np.concatenate([q for _, q in quantised]) if quantised else np.zeros(0, np.int32),
+                              np.concatenate([t for t, _ in quantised]).astype(np.int64) if quantised else
+                              np.zeros(0, np.int64), indptr), shape=(len(doc_ids), vocab))
         grades: dict[str, dict[int, int]] = {}
         for t, d, r in qrels.iter_rows():
             if d in col:
