@@ -23,15 +23,24 @@ def results_rows(metrics: dict) -> list[dict]:
 
 
 def results_table(metrics: dict) -> str:
-    """A plain-text table for the terminal."""
+    """A plain-text table for the terminal, with the paired test of RR@10 (disco minus each system, its p-value)
+    beside each row when the metrics hold one."""
     rows = results_rows(metrics)
+    sig = metrics.get("significance", {})
+    if sig:
+        for r in rows:
+            t = sig.get(r["system"], {}).get("RR@10")
+            r["disco-sys RR@10"] = None if t is None else f"{t['diff']:+.3f}"
+            r["p"] = None if t is None else f"{t['p']:.4f}" + (" *" if t["p"] < 0.05 else "")
     cols = list(rows[0])
     cells = [[_fmt(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
     line = lambda xs: "  ".join(x.ljust(w) if i == 0 else x.rjust(w) for i, (x, w) in enumerate(zip(xs, widths)))  # noqa: E731
     head = f"{metrics.get('dataset', '')}: {metrics.get('turns', '?')} held-out turns " \
            f"(relevant: grade >= {metrics.get('rel_threshold', 1)})"
-    return "\n".join([head, line(cols), line(["-" * w for w in widths]), *(line(c) for c in cells)])
+    foot = ["", "disco-sys RR@10, p: disco minus that system, paired randomization test on the same turns "
+                "(* p < 0.05)"] if sig else []
+    return "\n".join([head, line(cols), line(["-" * w for w in widths]), *(line(c) for c in cells), *foot])
 
 
 def markdown_table(rows: list[dict]) -> str:
