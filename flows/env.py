@@ -12,4 +12,7 @@ def prefect_env() -> None:
     os.environ.setdefault("PREFECT_HOME", str(PREFECT_HOME))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Prefect waits 20 s for its temporary server by default; a busy machine (a training run beside it) can need
+    # more, and a timeout there fails the whole command before any work starts.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "0"))
