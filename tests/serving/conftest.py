@@ -1,4 +1,4 @@
-"""One trained run shared by the serving tests: the demo slice of tests/flows through the real pipeline
+"""One trained run shared by the serving tests: the demo slice (tests/conftest.py) through the real pipeline
 (human-rewrite teacher only: the search side does not depend on which teacher trained the student).
 
 Set ``DISCO_TEST_RUN`` to the folder of a finished ``disco run demo`` to reuse it instead (faster locally).
@@ -10,32 +10,13 @@ import json
 import os
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from stages.config import apply_overrides, preset
-from core.paths import DEMO_DATA
-
-CONVERSATIONS = ["a01", "a02", "a09", "a10", "b03", "b04", "b15", "b16"]
-
-
-def _demo_slice(out: Path) -> Path:
-    convs = [json.loads(x) for x in (DEMO_DATA / "conversations.jsonl").read_text().splitlines()]
-    convs = [c for c in convs if c["conversation_id"] in CONVERSATIONS]
-    qrels = pl.read_csv(DEMO_DATA / "qrels.tsv", separator="\t")
-    qrels = qrels.filter(pl.col("turn_id").str.split("_").list.first().is_in(CONVERSATIONS))
-    passages = [json.loads(x) for x in (DEMO_DATA / "passages.jsonl").read_text().splitlines()]
-    judged = set(qrels["doc_id"])
-    keep = [p for p in passages if p["id"] in judged] + [p for p in passages if p["id"] not in judged][::9]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "conversations.jsonl").write_text("".join(json.dumps(c) + "\n" for c in convs))
-    (out / "passages.jsonl").write_text("".join(json.dumps(p) + "\n" for p in keep))
-    qrels.write_csv(out / "qrels.tsv", separator="\t")
-    return out
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, request) -> Path:
+def trained_run(tmp_path_factory, request, demo_slice) -> Path:
     """A finished run folder (run.json, student, Lucene index, corpus, evaluate runs)."""
     given = os.environ.get("DISCO_TEST_RUN")
     if given and (Path(given) / "run.json").exists():
@@ -45,7 +26,7 @@ def trained_run(tmp_path_factory, request) -> Path:
 
     root = tmp_path_factory.mktemp("serving-run")
     cfg = apply_overrides(preset("demo"), [
-        f"data.path={_demo_slice(root / 'data')}", "data.split.test_fraction=0.25", 'teacher.teachers=["human"]',
+        f"data.path={demo_slice}", "data.split.test_fraction=0.25", 'teacher.teachers=["human"]',
         "distill.epochs=1", "distill.steps=null", "distill.n_negatives=4", "distill.negative_window=[2, 100]",
         "evaluate.latency_queries=1"])
     pipeline(cfg, str(root / "run"))
