@@ -90,8 +90,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run_temporaries(out: str | Path) -> list[Path]:
+    """Temporary folders a killed process may have left in the run folder ``out``: at its top, in ``stages/`` and
+    in ``work/`` (3 levels); not in other folders below ``out`` (another run's, e.g. ``disco evaluate``'s)."""
+    out = Path(out)
+    return stale_temporaries(out, 1) + stale_temporaries(out / "stages", 1) + stale_temporaries(out / "work", 3)
+
+
 def stale_temporaries(folder: str | Path, depth: int = 2) -> list[Path]:
-    """Temporary folders of :func:`atomic_path` left under ``folder`` by a killed process (``depth`` levels)."""
+    """Temporary folders of :func:`atomic_path` under ``folder`` (``depth`` levels)."""
     found, level = [], [Path(folder)]
     for _ in range(depth):
         nxt = []

@@ -90,10 +90,20 @@ def describe(e: BaseException) -> tuple[str, int]:
     return f"unexpected error: {name}: {text}{where}\n  {_HINT}", 1
 
 
+_BY_TEXT = {"No space left on device": errno.ENOSPC, "File too large": errno.EFBIG, "Disk quota exceeded":
+            errno.EDQUOT, "Permission denied": errno.EACCES}  # OSErrors raised without an errno (pyarrow's)
+
+
 def _os_error(e: OSError, where: str) -> str:
+    if e.errno is None:
+        found = next((n for text, n in _BY_TEXT.items() if text in str(e)), None)
+        if found is not None:
+            e = OSError(found, os.strerror(found), getattr(e, "filename", None))
     path = f" {e.filename}" if e.filename else ""
-    if e.errno == errno.ENOSPC:
-        return (f"disk full while writing{path}{where}\n  Free space (`disco gc RUN_DIR` removes unused stage "
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        what = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded",
+                errno.EFBIG: "file too large for this process's file-size limit (ulimit -f)"}[e.errno]
+        return (f"{what} while writing{path}{where}\n  Free space (`disco gc RUN_DIR` removes unused stage "
                 "folders) and rerun: finished stages are kept, nothing half-written is.")
     if e.errno in (errno.EACCES, errno.EPERM):
         return f"permission denied:{path}{where}\n  Choose a folder you can write (--out) or fix its permissions."

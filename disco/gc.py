@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import DataError, DiscoError
-from core.io import size_of, stale_temporaries
+from core.io import run_temporaries, size_of
 from core.lock import run_lock
 
 
@@ -69,7 +69,7 @@ def plan(run_dir: Path, only_last_run: bool = False) -> tuple[list[Item], list[I
             remove.append(Item(folder, size, "not used by the last run" if only_last_run else "no cache entry"))
             if folder.name in entries:
                 remove.append(Item(entries[folder.name], entries[folder.name].stat().st_size, "its cache entry"))
-    for tmp in stale_temporaries(run_dir, depth=3):
+    for tmp in run_temporaries(run_dir):
         remove.append(Item(tmp, size_of(tmp)[1], "temporary folder of a killed process"))
     return remove, keep
 

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Mapping
 
-from core.io import Manifest, stale_temporaries, write_json
+from core.io import Manifest, run_temporaries, write_json
 from core.lock import run_lock
 from stages.base import run_stage
 from stages.config import PipelineConfig
@@ -35,7 +35,7 @@ def run_pipeline(config: PipelineConfig, out: str | Path, stop: str | None = Non
     out = str(Path(out).resolve())
     done: dict[str, Manifest] = dict(given or {})
     with run_lock(out):
-        for tmp in stale_temporaries(out, depth=3):
+        for tmp in run_temporaries(out):
             shutil.rmtree(tmp, ignore_errors=True)
         for step in plan(config, stop, tuple(done)):
             upstream = {u: done[n] if isinstance(n, str) else [done[x] for x in n] for u, n in step.upstream.items()}

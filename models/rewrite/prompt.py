@@ -178,7 +178,7 @@ def _user_message(question: str, history: Sequence[Any] | None, max_chars: int, 
     instruction = INSTRUCTION_REWRITE_ANSWER if mode == "rewrite+answer" else INSTRUCTION_REWRITE
     lines = format_history(history, max_chars)
     conversation = "\n".join(lines) if lines else NO_HISTORY
-    question = " ".join(str(question).split())
+    question = " ".join(str(question).split())[: max(max_chars, 1000)]  # no overflow of the context
     return f"{instruction}\n\n{CONVERSATION_HEADER}\n{conversation}\n\n{QUESTION_LABEL} {question}\n\n{MARKER}"
 
 
