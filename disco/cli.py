@@ -11,16 +11,29 @@ from typing import Optional
 
 import typer
 
-from core.errors import DiscoError
-from flows.env import prefect_env
+from core.errors import DataError, DiscoError
+from disco.boundary import DEBUG_ENV, Boundary, quiet_console_tracebacks, report
+from flows.env import prefect_env as _prefect_env
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=Boundary,
                   help="DiSCo: distil LLM query rewriting into a conversational SPLADE encoder, as a Prefect DAG.")
 
 
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", envvar=DEBUG_ENV,
+                                        help="show full tracebacks (Prefect's and the CLI's) on failure")) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+def prefect_env() -> None:
+    """The project's Prefect environment, with tracebacks kept off the terminal (disco/boundary.py)."""
+    _prefect_env()
+    quiet_console_tracebacks()
+
+
 def _fail(e: Exception) -> None:
-    typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(report(e))
 
 
 @app.command()
@@ -46,9 +59,12 @@ def run(
         from flows.pipeline import pipeline
         from stages.graph import NAMES
 
+        from core.lock import run_lock
+
         if stage is not None and stage not in NAMES:
             raise DiscoError(f"unknown stage {stage!r}; stages: {', '.join(NAMES)}")
-        pipeline(cfg, out_dir, stage=stage, refresh=refresh)
+        with run_lock(out_dir):  # before Prefect starts: a second run on this folder stops at once
+            pipeline(cfg, out_dir, stage=stage, refresh=refresh)
     except DiscoError as e:
         _fail(e)
     if stage in (None, "evaluate"):
@@ -83,7 +99,12 @@ def evaluate(
         record = run_dir / "run.json"
         if not record.exists():
             raise DiscoError(f"{record} not found: pass the folder of a finished `disco run`")
-        saved = json.loads(record.read_text())
+        try:
+            saved = json.loads(record.read_text(encoding="utf-8"))
+            saved["stages"], saved["config"]
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
+            raise DataError(record, f"not a run record ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else e}"
+                            "); it is written by `disco run`: rerun that run to rewrite it") from None
         if "distill" not in saved["stages"]:
             raise DiscoError(f"{record}: that run has no trained student (it stopped before distill)")
         cfg = apply_overrides(PipelineConfig.model_validate(saved["config"]), set_)
@@ -209,6 +230,18 @@ def export(
         terminal.export(run_dir, out_dir)
     except DiscoError as e:
         _fail(e)
+
+
+@app.command("gc")
+def gc_(
+    run_dir: Path = typer.Argument(..., help="folder of a `disco run` (its --out)"),
+    yes: bool = typer.Option(False, "--yes", help="remove (without it: only show what would go and its size)"),
+    only_last_run: bool = typer.Option(False, help="also remove cached stages the last run did not use"),
+) -> None:
+    """Remove stage folders no cache entry uses and temporary folders of killed runs (dry run by default)."""
+    from disco.gc import gc
+
+    gc(run_dir, yes, only_last_run, typer.echo)
 
 
 @app.command()

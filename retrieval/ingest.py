@@ -1,7 +1,8 @@
 """Ingest: any reader's records -> validated Parquet tables (turns, corpus, qrels), written atomically.
 
 Checks that hold for every format live here, so every reader gets them: duplicate turn or passage ids, empty
-texts, qrels naming unknown turns or passages. ``strict`` makes each problem an error naming the file and line;
+texts, qrels naming unknown turns or passages, and what later stages would trip on (types, turn numbers, ids
+that break TREC files, sizes: :mod:`retrieval.validate`). ``strict`` makes each problem an error naming the file and line;
 otherwise the record is skipped and counted, and the counts are returned for the stage's artifact.
 The corpus streams into Parquet in row groups (a 25M-passage collection never sits in memory; only its ids do).
 """
@@ -22,6 +23,7 @@ from retrieval.datasets import DatasetReader
 from retrieval.datasets.base import Where
 from core.errors import DataError
 from core.io import atomic_path, write_parquet
+from retrieval.validate import Problem, passage_problem, qrel_problem, turn_problem
 
 _ROW_GROUP = 50_000
 
@@ -66,6 +68,13 @@ class Problems:
         seen.add(record_id)
         return True
 
+    def check(self, found: Problem, where: Where, record: object = None) -> bool:
+        """True when a :mod:`retrieval.validate` check found nothing; else report the problem."""
+        if found is None:
+            return True
+        self.report(found[0], where, found[1], record if isinstance(record, str) else None)
+        return False
+
     def report(self, kind: str, where: Where, problem: str, record: str | None = None) -> None:
         if self.strict:
             raise DataError(where[0], problem, line=where[1], record=record)
@@ -89,8 +98,10 @@ def ingest(reader: DatasetReader, out_dir: Path, split: SplitConfig, strict: boo
     out_dir.mkdir(parents=True, exist_ok=True)
 
     seen_turns: set[str] = set()
+    dataset_splits = split.method == "dataset"
     turns = [t for t in reader.turns()
-             if problems.admit(seen_turns, t.turn_id, t.question, t.where, "turn", "question")]
+             if problems.check(turn_problem(t, dataset_splits), t.where, t.turn_id)
+             and problems.admit(seen_turns, t.turn_id, t.question, t.where, "turn", "question")]
     if not turns:
         raise DataError(reader.root, f"no conversation turns found for format {reader.name!r}")
 
@@ -120,6 +131,8 @@ def ingest(reader: DatasetReader, out_dir: Path, split: SplitConfig, strict: boo
 
     qrels, seen_pairs = [], set()
     for q in reader.qrels():
+        if not problems.check(qrel_problem(q), q.where, q.turn_id):
+            continue
         if q.turn_id not in seen_turns:
             problems.report("qrel_unknown_turn", q.where, f"qrel names unknown turn {q.turn_id!r}", q.turn_id)
             continue
@@ -154,7 +167,8 @@ def _write_corpus(reader: DatasetReader, path: Path, problems: Problems) -> set[
     batch: list[dict] = []
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema.CORPUS, compression="zstd") as writer:
         for p in reader.passages():
-            if not problems.admit(ids, p.doc_id, p.text, p.where, "passage", "passage text"):
+            if not problems.check(passage_problem(p), p.where, p.doc_id) or \
+                    not problems.admit(ids, p.doc_id, p.text, p.where, "passage", "passage text"):
                 continue
             batch.append({"doc_id": p.doc_id, "title": p.title or "", "text": p.text.strip()})
             if len(batch) >= _ROW_GROUP:

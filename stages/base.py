@@ -23,8 +23,8 @@ from typing import Any, Callable, Literal, Protocol, Sequence
 
 from pydantic import BaseModel
 
-from core.errors import StageInputError
-from core.io import Manifest, Output, atomic_path, sha256_path, write_json
+from core.errors import DiscoError, StageInputError
+from core.io import Manifest, Output, atomic_path, write_json
 from core.paths import ROOT
 from stages.code import code_version
 
@@ -158,13 +158,17 @@ def stage_dir(out: str | Path, stage: Stage, key: str) -> Path:
 
 
 def read_manifest(folder: str | Path) -> Manifest:
-    """The manifest of a finished stage folder (``<folder>/manifest.json``), after checking its outputs exist."""
+    """The manifest of a finished stage folder (``<folder>/manifest.json``), after checking its outputs are whole
+    (:meth:`core.io.Output.verify`: present, with the file count and size they were written with)."""
     path = Path(folder) / MANIFEST
     if not path.exists():
         raise StageInputError(f"{folder}: not a finished stage folder (no {MANIFEST})")
-    m = Manifest.model_validate_json(path.read_text(encoding="utf-8"))
+    try:
+        m = Manifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise StageInputError(f"{path}: unreadable manifest ({str(e).splitlines()[0]})") from None
     for o in m.outputs.values():
-        o.check()
+        o.verify()
     return m
 
 
@@ -183,12 +187,18 @@ def run_stage(stage: Stage, fields: dict[str, Any], upstream: Upstream, out: str
     t0 = time.perf_counter()
     with atomic_path(final) as tmp:
         tmp.mkdir()
-        stats = stage.run(tmp, work, progress, **fields, **upstream)
+        try:
+            stats = stage.run(tmp, work, progress, **fields, **upstream)
+        except DiscoError:
+            raise
+        except Exception as e:  # say where it happened; the CLI's boundary shows the note (disco/boundary.py)
+            e.add_note(f"in stage {stage.name} (folder {final}; nothing of it was kept)")
+            raise
         missing = [rel for rel in stage.outputs.values() if not (tmp / rel).exists()]
         if missing:
             raise RuntimeError(f"stage {stage.name}: run() did not write {missing}")
-        outputs = {name: Output(name=name, path=str(final / rel), sha256=sha256_path(tmp / rel),
-                                rows=stats.get(stage.rows[name]) if name in stage.rows else None)
+        outputs = {name: Output.of(name, final / rel, stats.get(stage.rows[name]) if name in stage.rows else None,
+                                   at=tmp / rel)
                    for name, rel in stage.outputs.items()}
         m = Manifest(stage=stage.name, key=key, dir=str(final), outputs=outputs,
                      stats={**stats, "stage_seconds": round(time.perf_counter() - t0, 2)})

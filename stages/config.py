@@ -23,7 +23,7 @@ from retrieval.ingest import SplitConfig
 from stages.evaluate import EvalConfig
 from stages.index import IndexConfig
 from stages.ingest import DataConfig
-from stages.teacher import TeacherConfig
+from stages.teacher import TeacherConfig, teacher_name
 
 
 class PipelineConfig(BaseModel):
@@ -42,6 +42,7 @@ class PipelineConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_teacher(self) -> "PipelineConfig":
+        teacher_name(self.rewrite.teacher)
         if self.distill.teacher not in (*self.teacher.teachers, "fused"):
             raise ValueError(f"distill.teacher {self.distill.teacher!r} is neither 'fused' nor one of "
                              f"teacher.teachers {self.teacher.teachers}")

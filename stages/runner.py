@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable, Mapping
 
-from core.io import Manifest, write_json
+from core.io import Manifest, run_temporaries, write_json
+from core.lock import run_lock
 from stages.base import run_stage
 from stages.config import PipelineConfig
 from stages.evaluate import publish
@@ -26,14 +28,20 @@ def run_pipeline(config: PipelineConfig, out: str | Path, stop: str | None = Non
 
     Returns the manifests by instance name (``ingest``, ``eval-ingest``, ...); with ``evaluate`` done, its
     report is copied to ``<out>/metrics.json``, ``report.md`` and ``metrics.png``.
+
+    Holds ``<out>``'s run lock (:func:`core.lock.run_lock`: a second run on the same folder stops with a clear
+    error) and first removes the temporary folders a killed run left there (no other process can own them).
     """
     out = str(Path(out).resolve())
     done: dict[str, Manifest] = dict(given or {})
-    for step in plan(config, stop, tuple(done)):
-        upstream = {u: done[n] if isinstance(n, str) else [done[x] for x in n] for u, n in step.upstream.items()}
-        done[step.name] = runner(step, upstream, out, refresh and (stop is None or step.stage.name == stop))
-    if "evaluate" in done:
-        publish(done["evaluate"], out)
+    with run_lock(out):
+        for tmp in run_temporaries(out):
+            shutil.rmtree(tmp, ignore_errors=True)
+        for step in plan(config, stop, tuple(done)):
+            upstream = {u: done[n] if isinstance(n, str) else [done[x] for x in n] for u, n in step.upstream.items()}
+            done[step.name] = runner(step, upstream, out, refresh and (stop is None or step.stage.name == stop))
+        if "evaluate" in done:
+            publish(done["evaluate"], out)
     return done
 
 

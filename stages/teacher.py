@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
+
 import polars as pl
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, field_validator
 
 from core.io import Manifest, write_parquet
 from models.splade import SpladeConfig
@@ -17,9 +19,28 @@ from stages.base import Artifact, Stage
 class TeacherConfig(BaseModel):
     """Which teacher runs are computed (whom the student learns from is ``distill.teacher``)."""
 
-    teachers: list[str] = ["human", "llm"]  # "human" = the dataset's rewrites; others name rewrite teachers
-    k: int = 1000
+    teachers: list[str] = Field(["human", "llm"], min_length=1)  # "human" = the dataset's rewrites; others name
+    k: int = Field(1000, ge=1, le=100_000)                          # rewrite teachers
     fusion: Fusion = "mean_score"
+
+    @field_validator("teachers")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        for n in names:
+            teacher_name(n)
+        if len(set(names)) != len(names):
+            raise ValueError(f"teacher names repeat: {names}")
+        return names
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+
+def teacher_name(name: str) -> str:
+    """A teacher's name names files (``runs/rewrite-<name>.trec``) and artifacts: letters, digits, ``_.+-``."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"teacher name {name!r}: use letters, digits and _ . + - (at most 64, no '/' or spaces)")
+    return name
 
 
 def run(out: Path, work: Path, progress, encoder: SpladeConfig, teacher: TeacherConfig, rewrite: Manifest,

@@ -3,7 +3,7 @@
 The cache key is the stage's key (:func:`stages.base.stage_key`), computed once by :func:`run_step` and
 passed to the task, which writes into the folder of that same key: the Prefect cache and the output folders
 cannot disagree. Results (the small JSON manifests) are stored in ``<out>/cache``, so deleting ``out`` forgets
-them; a cache hit whose folder has gone missing is recomputed.
+them; a cache hit whose outputs are missing or not whole (:meth:`core.io.Output.verify`) is recomputed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from prefect import Task, task
 from prefect.cache_policies import CachePolicy
 
+from core.errors import StageInputError
 from core.io import Manifest
 from stages.base import run_stage, stage_key
 from stages.graph import BY_NAME, Step
@@ -52,6 +53,15 @@ def run_step(step: Step, upstream: dict, out: str, refresh: bool) -> Manifest:
     t = stage_task(step.stage.name).with_options(result_storage=Path(out).resolve() / "cache",
                                                  refresh_cache=refresh or None)
     m = t(step.stage.name, key, step.fields, upstream, out, refresh)
-    if not Path(m.dir).exists():  # a cached result whose folder was deleted since: recompute
+    if not _whole(m):  # a cached result whose folder was deleted or damaged since: recompute
         m = t.with_options(refresh_cache=True)(step.stage.name, key, step.fields, upstream, out, True)
     return m
+
+
+def _whole(m: Manifest) -> bool:
+    try:
+        for o in m.outputs.values():
+            o.verify()
+    except StageInputError:
+        return False
+    return Path(m.dir).exists()

@@ -121,8 +121,9 @@ class RewriteConfig(BaseModel):
     seed: int = 0
     dtype: str = "float32"  # torch dtype name; for vLLM on GPU prefer "auto" or "bfloat16"
     torch_threads: int | None = None  # transformers: torch threads while generating (None: leave as is)
-    vllm_python: str | None = None  # python of a venv with vllm; None -> env DISCO_VLLM_PYTHON, else `python`
-    vllm_options: dict[str, Any] = Field(default_factory=dict)  # extra vllm.LLM(...) arguments
+    # Which python runs vLLM and extra vllm.LLM(...) arguments are not config fields (a Prefect deployment's
+    # parameters must not name an executable or pass trust_remote_code): env DISCO_VLLM_PYTHON and
+    # DISCO_VLLM_OPTIONS on the machine that runs the stage (models/rewrite/vllm_backend.py).
     vllm_batch_size: int = Field(256, ge=1)  # requests per vLLM call; a killed worker loses at most one
     # The expansion teacher ``<teacher>+answer`` (see :meth:`with_answer`) generates up to this many tokens.
     answer_max_new_tokens: int = Field(96, ge=1)
@@ -136,8 +137,7 @@ class RewriteConfig(BaseModel):
 
 # Fields that do not change what is generated (excluded from the hash).
 # ``answer_max_new_tokens`` acts only through the ``max_new_tokens`` of :meth:`RewriteConfig.with_answer`.
-_NOT_HASHED = {"teacher", "output_checks", "batch_size", "torch_threads", "vllm_python", "vllm_options", "vllm_batch_size",
-               "answer_max_new_tokens"}
+_NOT_HASHED = {"teacher", "output_checks", "batch_size", "torch_threads", "vllm_batch_size", "answer_max_new_tokens"}
 
 
 def _role_text(item: Any) -> tuple[str, str]:
@@ -178,7 +178,7 @@ def _user_message(question: str, history: Sequence[Any] | None, max_chars: int, 
     instruction = INSTRUCTION_REWRITE_ANSWER if mode == "rewrite+answer" else INSTRUCTION_REWRITE
     lines = format_history(history, max_chars)
     conversation = "\n".join(lines) if lines else NO_HISTORY
-    question = " ".join(str(question).split())
+    question = " ".join(str(question).split())[: max(max_chars, 1000)]  # no overflow of the context
     return f"{instruction}\n\n{CONVERSATION_HEADER}\n{conversation}\n\n{QUESTION_LABEL} {question}\n\n{MARKER}"
 
 

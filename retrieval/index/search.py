@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retrieval.index.java import setup_java
+from retrieval.index.java import lucene_impact_searcher
 
 
 class _Precomputed:
@@ -24,9 +24,7 @@ class ImpactSearcher:
     """
 
     def __init__(self, index_dir: str | Path, threads: int = 1):
-        setup_java()
-        from pyserini.search.lucene import LuceneImpactSearcher
-
+        LuceneImpactSearcher = lucene_impact_searcher()
         self._searcher = LuceneImpactSearcher(str(index_dir), query_encoder=_Precomputed({}))
         self.threads = threads
 

@@ -41,3 +41,56 @@ def test_output_check_names_missing_file(tmp_path):
     (tmp_path / "t.parquet").unlink()
     with pytest.raises(StageInputError, match="turns: .*t.parquet recorded by an earlier run is missing"):
         o.check()
+
+
+def test_replacing_a_folder_never_leaves_a_moment_without_it(tmp_path):
+    import threading
+
+    target = tmp_path / "stage"
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "x").write_text("0")
+    missing, stop = [], threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            if not (target / "x").exists():
+                missing.append(1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(1, 200):
+            with atomic_path(target) as tmp:
+                tmp.mkdir()
+                (tmp / "x").write_text(str(i))
+    finally:
+        stop.set()
+        watcher.join()
+    assert missing == [] and (target / "x").read_text() == "199"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage"]
+
+
+def test_verify_finds_a_truncated_or_missing_output(tmp_path):
+    folder = tmp_path / "index"
+    folder.mkdir()
+    (folder / "a").write_bytes(b"x" * 100)
+    (folder / "b").write_bytes(b"y" * 10)
+    o = Output.of("lucene", folder)
+    assert (o.files, o.bytes) == (2, 110) and o.verify() == folder
+    (folder / "a").write_bytes(b"x" * 50)  # cut short
+    with pytest.raises(StageInputError, match="changed since it was written"):
+        o.verify()
+    (folder / "a").write_bytes(b"x" * 100)
+    (folder / "b").unlink()
+    with pytest.raises(StageInputError, match="1 files, 100 bytes; recorded 2 files, 110 bytes"):
+        o.verify()
+
+
+def test_stale_temporaries_are_found(tmp_path):
+    from core.io import stale_temporaries
+
+    (tmp_path / "stages" / ".index-1.abc.tmp").mkdir(parents=True)
+    (tmp_path / "stages" / "index-1").mkdir()
+    (tmp_path / ".run.json.x.tmp").mkdir()
+    assert [p.name for p in stale_temporaries(tmp_path)] == [".run.json.x.tmp", ".index-1.abc.tmp"]

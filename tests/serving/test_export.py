@@ -75,10 +75,9 @@ def test_sentence_transformers_sparse_encoder_ranks_the_same(exported, searcher,
 
 
 def test_pyserini_impact_searcher_ranks_the_same(exported, searcher, demo_turn, output):
-    from retrieval.index.java import setup_java
+    from retrieval.index.java import lucene_impact_searcher
 
-    setup_java()
-    from pyserini.search.lucene import LuceneImpactSearcher
+    LuceneImpactSearcher = lucene_impact_searcher()
 
     text, expected = demo_turn
     py = LuceneImpactSearcher(str(output("index", "lucene")), str(exported))

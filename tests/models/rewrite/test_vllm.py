@@ -78,15 +78,15 @@ def test_request_seed_is_stable_and_distinct():
 
 
 def test_missing_python_is_a_clear_error(monkeypatch):
-    monkeypatch.delenv(ENV_PYTHON, raising=False)
+    monkeypatch.setenv(ENV_PYTHON, "/nonexistent/bin/python")
     with pytest.raises(DiscoError, match="not found.*venv"):
-        vllm_python(RewriteConfig(backend="vllm", vllm_python="/nonexistent/bin/python"))
+        vllm_python(RewriteConfig(backend="vllm"))
     monkeypatch.setenv(ENV_PYTHON, "no-such-python-3.11")
     with pytest.raises(DiscoError, match=ENV_PYTHON):
         vllm_python(RewriteConfig(backend="vllm"))
 
 
-def test_worker_without_vllm_fails_with_its_log_tail(tmp_path):
+def test_worker_without_vllm_fails_with_its_log_tail(tmp_path, monkeypatch):
     """The worker run by a python that lacks vllm (this venv's): exit 3, and the error shows why."""
     try:
         import vllm  # noqa: F401
@@ -94,15 +94,17 @@ def test_worker_without_vllm_fails_with_its_log_tail(tmp_path):
         pytest.skip("this interpreter has vllm")
     except ImportError:
         pass
-    cfg = RewriteConfig(backend="vllm", vllm_python=sys.executable, model=str(tmp_path / "no-model"))
+    monkeypatch.setenv(ENV_PYTHON, sys.executable)
+    cfg = RewriteConfig(backend="vllm", model="example/no-model")  # a hub id: never loaded here
     requests = [{"id": "t0", "messages": [{"role": "user", "content": "hi"}], "input_hash": "h"}]
     with pytest.raises(DiscoError, match=r"exit code 3(.|\n)*cannot import vllm"):
         run_vllm(requests, cfg, tmp_path / "vllm", on_rows=lambda rows: None, poll_s=0.1)
 
 
-def test_journalled_rows_are_handed_over_without_a_worker(tmp_path):
+def test_journalled_rows_are_handed_over_without_a_worker(tmp_path, monkeypatch):
     """Rows journalled by an interrupted run are taken as they are (stale input hashes are not)."""
-    cfg = RewriteConfig(backend="vllm", vllm_python=sys.executable, model=str(tmp_path / "no-model"))
+    monkeypatch.setenv(ENV_PYTHON, sys.executable)
+    cfg = RewriteConfig(backend="vllm", model="example/no-model")  # a hub id: never loaded here
     work = tmp_path / "vllm"
     work.mkdir()
     with open(work / "output.jsonl", "w", encoding="utf-8") as f:
