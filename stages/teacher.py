@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from core.io import Manifest, write_parquet
 from models.splade import SpladeConfig
@@ -20,13 +20,14 @@ class TeacherConfig(BaseModel):
     teachers: list[str] = ["human", "llm"]  # "human" = the dataset's rewrites; others name rewrite teachers
     k: int = 1000
     fusion: Fusion = "mean_score"
+    shard_turns: int = Field(100_000, description="turns per retrieval shard (a task each on a cluster)")
 
 
 def run(out: Path, work: Path, progress, encoder: SpladeConfig, teacher: TeacherConfig, rewrite: Manifest,
         index: Manifest) -> dict:
     """``runs.parquet``: every teacher's top-k run and the fused one (column ``system``)."""
     runs, summary = teacher_runs(pl.read_parquet(rewrite["rewrites"]), teacher.teachers, encoder, index["lucene"],
-                                 teacher.k, teacher.fusion, progress)
+                                 teacher.k, teacher.fusion, progress, teacher.shard_turns)
     write_parquet(out / "runs.parquet", runs.to_arrow())
     return {"teachers": summary, "rows": len(runs)}
 
