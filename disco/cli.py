@@ -48,15 +48,19 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set distill.lr=1e-4"),
     eval_data: Optional[Path] = typer.Option(None, help="zero-shot: train on all of --data, evaluate on this"),
     eval_format: Optional[str] = typer.Option(None, help="format of --eval-data (default: the same as --data)"),
+    runner: Optional[str] = typer.Option(None, help="local or ray: shards of encoding, rewriting and teacher "
+                                                    "retrieval as tasks on a Ray cluster (runner.address; default "
+                                                    "a local one); = --set runner.kind=..."),
 ) -> None:
     """Run the whole pipeline (or one stage with --stage), then print the results table."""
     prefect_env()
     try:
         from stages import config as configs
 
-        cfg = configs.load(preset, data or None, set_, str(eval_data) if eval_data else None, eval_format)
+        overrides = [*([f"runner.kind={runner}"] if runner else []), *set_]
+        cfg = configs.load(preset, data or None, overrides, str(eval_data) if eval_data else None, eval_format)
         out_dir = str((out or Path("runs") / cfg.name).resolve())
-        from flows.pipeline import pipeline
+        from flows.pipeline import run as run_flow
         from stages.graph import NAMES
 
         from core.lock import run_lock
@@ -64,7 +68,7 @@ def run(
         if stage is not None and stage not in NAMES:
             raise DiscoError(f"unknown stage {stage!r}; stages: {', '.join(NAMES)}")
         with run_lock(out_dir):  # before Prefect starts: a second run on this folder stops at once
-            pipeline(cfg, out_dir, stage=stage, refresh=refresh)
+            run_flow(cfg, out_dir, stage=stage, refresh=refresh)
     except DiscoError as e:
         _fail(e)
     if stage in (None, "evaluate"):
@@ -251,6 +255,21 @@ def ui(port: int = typer.Option(4200, help="port on 127.0.0.1")) -> None:
     typer.echo(f"Prefect UI: http://127.0.0.1:{port}  (PREFECT_HOME={os.environ['PREFECT_HOME']})")
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command()
+def deploy(
+    limit: int = typer.Option(1, min=1, help="flow runs at a time (1: stages share one GPU)"),
+    prefect_yaml: Path = typer.Option(Path(__file__).resolve().parents[1] / "prefect.yaml", help="deployments"),
+) -> None:
+    """Register prefect.yaml's deployments (pipeline, one per stage) on the server and serve them (disco/deploy.py)."""
+    prefect_env()
+    from disco import deploy as deployments
+
+    try:
+        deployments.serve(prefect_yaml, limit)
+    except DiscoError as e:
+        _fail(e)
 
 
 def main() -> None:  # pragma: no cover

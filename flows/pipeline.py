@@ -18,7 +18,8 @@ from core.io import Manifest
 from stages.config import PipelineConfig
 from stages.graph import NAMES
 from stages.runner import record, run_pipeline
-from tasks.stage import run_step
+from tasks.parallel import task_runner
+from tasks.stage import labelled_runner
 
 Stage = Literal["ingest", "rewrite", "index", "teacher", "distill", "evaluate"]  # stages.graph.NAMES
 STAGES: tuple[str, ...] = NAMES
@@ -34,9 +35,17 @@ def pipeline(config: PipelineConfig = PipelineConfig(), out: str = "runs/demo", 
     ``stage`` stops after that stage (upstream stages come from cache when unchanged); ``refresh`` recomputes
     every stage that runs, or only ``stage`` when one is named.
     """
-    done = run_pipeline(config, out, stop=stage, refresh=refresh, runner=run_step)
+    done = run_pipeline(config, out, stop=stage, refresh=refresh, runner=labelled_runner(config))
     record(config, out, done)
     return done
+
+
+def run(config: PipelineConfig, out: str, stage: Stage | None = None, refresh: bool = False
+        ) -> dict[str, Manifest]:
+    """:func:`pipeline` on the task runner ``config.runner`` names (a Ray cluster runs the stages' shards)."""
+    runner = task_runner(config.runner)
+    flow_ = pipeline.with_options(task_runner=runner) if runner is not None else pipeline
+    return flow_(config, out, stage=stage, refresh=refresh)
 
 
 @flow(name="evaluate-student", log_prints=True)
@@ -47,4 +56,4 @@ def evaluate_student(config: PipelineConfig, out: str, student: Manifest, refres
     The evaluation dataset gets its own ingest, rewrite, index and teacher instances (the rewrite baselines).
     """
     return run_pipeline(config, out, stop="evaluate", refresh=refresh, given={"distill": student},
-                        runner=run_step)
+                        runner=labelled_runner(config))

@@ -17,11 +17,13 @@ import polars as pl
 from core import schema
 from core.errors import DiscoError
 from core.io import sha256_text
-from models.rewrite import rewrite_turns
+from core.parallel import bounds, distributed, pmap
+from models.rewrite import CHUNK_BATCHES, rewrite_turns
 from models.rewrite.prompt import RewriteConfig, prompt_hash
 from retrieval.evaluation import token_f1
 
 DATASET_TEACHERS = ("human", "answer")
+SHARD_PARTS = 4  # parts of rewrite_turns per shard when shards run on a cluster
 
 
 def teacher_rewrites(turns: pl.DataFrame, teachers: list[str], rewrite: RewriteConfig, parts_root: Path,
@@ -66,13 +68,40 @@ def _llm_rewrites(cfg: RewriteConfig, turns: pl.DataFrame, parts_root: Path, pro
     parts = parts_root / f"rewrite-llm-{ph}" / "parts"
     parts.parent.mkdir(parents=True, exist_ok=True)
     stats: dict = {}
-    done = rewrite_turns(requests, cfg, parts, progress=bar, stats=stats)
+    if distributed():  # shards of whole parts (the same batches as here), each resumable in its own folder
+        size = SHARD_PARTS * CHUNK_BATCHES * cfg.batch_size
+        shards = [(requests[a:b], cfg, str(parts.parent / f"shard-{a:07d}-{b:07d}"))
+                  for a, b in bounds(len(requests), size)]
+        done = []
+        for rows, st in pmap(rewrite_shard, shards, "rewrite-llm"):
+            done += rows
+            for k, v in st.items():
+                stats[k] = _merge(stats.get(k), v)
+        if bar:
+            bar(len(requests))
+    else:
+        done = rewrite_turns(requests, cfg, parts, progress=bar, stats=stats)
     if bar:
         bar.close()
     if cfg.output_checks:
         fallbacks[cfg.teacher] = {"turns": len(done), "fallback": stats["fallback"], **stats["fallback_reasons"]}
     return [{"turn_id": r["turn_id"], "teacher": cfg.teacher, "rewrite": r["rewrite"], "prompt_hash": ph}
             for r in done]
+
+
+def rewrite_shard(turns: list[dict], cfg: RewriteConfig, parts_dir: str) -> tuple[list[dict], dict]:
+    """One shard of LLM rewriting (whole parts of :func:`models.rewrite.rewrite_turns`): rows and stats."""
+    stats: dict = {}
+    return rewrite_turns(turns, cfg, Path(parts_dir), stats=stats), stats
+
+
+def _merge(a, b):
+    """Shard stats summed (numbers, and dicts of numbers key by key)."""
+    if a is None:
+        return b
+    if isinstance(b, dict):
+        return {k: _merge(a.get(k), v) for k, v in {**dict.fromkeys(a, 0), **b}.items()}
+    return a + b
 
 
 def rewrite_quality(turns: pl.DataFrame, table: pl.DataFrame) -> list[dict]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
@@ -26,6 +26,16 @@ from stages.ingest import DataConfig
 from stages.teacher import TeacherConfig, teacher_name
 
 
+class RunnerConfig(BaseModel):
+    """Where the shards of corpus encoding, teacher retrieval and LLM rewriting run. Read by no stage, so it
+    changes no stage key: the same configuration gives the same outputs on either runner."""
+
+    kind: Literal["local", "ray"] = Field("local", description="local: here, one shard after the other; ray: each "
+                                                               "shard a Prefect task on a Ray cluster")
+    address: str | None = Field(None, description="Ray cluster (e.g. ray://head:10001); none: a local cluster")
+    workers: int = Field(2, ge=1, description="CPUs of the local cluster")
+
+
 class PipelineConfig(BaseModel):
     name: str = "demo"
     data: DataConfig = DataConfig()
@@ -37,6 +47,7 @@ class PipelineConfig(BaseModel):
     evaluate: EvalConfig = EvalConfig()
     eval_data: DataConfig | None = Field(None, description="zero-shot: evaluate on this dataset instead of "
                                                            "the held-out split of `data`")
+    runner: RunnerConfig = RunnerConfig()
     extra_data: list[DataConfig] = Field([], description="more training datasets, pooled with the train turns of "
                                                          "`data` (each with its own corpus, index and teacher runs)")
 

@@ -22,6 +22,7 @@ class TeacherConfig(BaseModel):
     teachers: list[str] = Field(["human", "llm"], min_length=1)  # "human" = the dataset's rewrites; others name
     k: int = Field(1000, ge=1, le=100_000)                          # rewrite teachers
     fusion: Fusion = "mean_score"
+    shard_turns: int = Field(100_000, description="turns per retrieval shard (a task each on a cluster)")
 
     @field_validator("teachers")
     @classmethod
@@ -47,7 +48,7 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, teacher: Teacher
         index: Manifest) -> dict:
     """``runs.parquet``: every teacher's top-k run and the fused one (column ``system``)."""
     runs, summary = teacher_runs(pl.read_parquet(rewrite["rewrites"]), teacher.teachers, encoder, index["lucene"],
-                                 teacher.k, teacher.fusion, progress)
+                                 teacher.k, teacher.fusion, progress, teacher.shard_turns)
     write_parquet(out / "runs.parquet", runs.to_arrow())
     return {"teachers": summary, "rows": len(runs)}
 

@@ -18,9 +18,9 @@ def test_deployments_are_the_declared_stages_and_point_at_flows():
     deployments = {d["name"]: d for d in spec["deployments"]}
     assert set(deployments) == {"pipeline", *NAMES}
     assert deployments["pipeline"]["schedules"][0]["cron"]
-    assert deployments["pipeline"]["entrypoint"] == "flows/pipeline.py:pipeline"
+    assert deployments["pipeline"]["entrypoint"] == "flows/stage_flows.py:pipeline_flow"
     for name in NAMES:
-        assert deployments[name]["entrypoint"] == f"flows/stages.py:{name}_flow"
+        assert deployments[name]["entrypoint"] == f"flows/stage_flows.py:{name}_flow"
     for d in deployments.values():
         path, name = d["entrypoint"].split(":")
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))

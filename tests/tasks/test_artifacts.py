@@ -1,0 +1,60 @@
+"""Artifacts as the Prefect UI shows them: a key holds one kind only, every description names its run, and the
+table of a stage's outputs shows names, files and row counts (never "None rows")."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.io import Manifest, Output
+from stages.base import Artifact
+from tasks.artifacts import check_key, outputs_markdown, publish_artifacts, run_label
+
+
+@pytest.mark.parametrize("key, kind, ok", [
+    ("evaluate-metrics", "table", True), ("distill-loss-curve", "markdown", True),
+    ("teacher-llm-progress", "progress", True), ("evaluate-outputs", "outputs", True),
+    ("evaluate-outputs", "table", False), ("index-progress", "markdown", False), ("index", "progress", False),
+    ("Evaluate_Metrics", "table", False), ("a--b", "table", False),
+])
+def test_keys_cannot_collide_between_kinds(key, kind, ok):
+    if ok:
+        assert check_key(key, kind) == key
+    else:
+        with pytest.raises(ValueError):
+            check_key(key, kind)
+
+
+def _manifest(tmp_path) -> Manifest:
+    d = tmp_path / "stages" / "evaluate-0123456789abcdef"
+    return Manifest(stage="evaluate", key="0123456789abcdef", dir=str(d), outputs={
+        "metrics": Output(name="metrics", path=str(d / "metrics.json"), sha256="ab" * 32),
+        "runs": Output(name="runs", path=str(d / "runs"), sha256="cd" * 32, rows=7)})
+
+
+def test_outputs_table_names_files_and_rows(tmp_path):
+    md = outputs_markdown(_manifest(tmp_path))
+    assert "| metrics | `metrics.json` | - | `abababababab` |" in md
+    assert "| runs | `runs` | 7 |" in md and "None" not in md
+
+
+def test_published_artifacts_have_one_kind_per_key_and_name_their_run(prefect_api, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from prefect import flow
+
+    label = run_label("demo", f"disco:{tmp_path / 'data'}", str(tmp_path / "run"))
+    flow(name="publish")(lambda: publish_artifacts("evaluate", _manifest(tmp_path), [
+        Artifact("table", "evaluate-metrics", [{"system": "disco", "RR@10": 0.5}], "held-out turns"),
+        Artifact("markdown", "evaluate-report", "# report", "metrics table and plot")], label))()
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+            any_=["evaluate-metrics", "evaluate-report", "evaluate-outputs"])))
+    newest = {}
+    for a in sorted(found, key=lambda a: a.created):
+        newest[a.key] = a
+    assert {k: a.type for k, a in newest.items()} == {"evaluate-metrics": "table", "evaluate-report": "markdown",
+                                                      "evaluate-outputs": "markdown"}
+    for a in newest.values():
+        assert "preset demo" in a.description and str(tmp_path / "run") in a.description, a.description
+    assert "metrics.json" in newest["evaluate-outputs"].data and "None" not in newest["evaluate-outputs"].data
