@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from stages.config import apply_overrides, preset
