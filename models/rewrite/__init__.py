@@ -253,7 +253,11 @@ def rewrite_turns(
     results = []
     reasons: dict[str, int] = {}
     for r, t in zip(requests, turns):
+        # Cached parts hold the text as post-processed by the code that wrote them: clean it again with
+        # today's rules (idempotent on clean text), so a fixed rule applies without generating again.
         text = done[r["id"]]["rewrite"]
+        if cfg.mode == "rewrite":
+            text = postprocess(text) or text
         why = check_rewrite(text, str(t["question"])) if cfg.output_checks and cfg.mode == "rewrite" else None
         if why:
             reasons[why] = reasons.get(why, 0) + 1

@@ -96,7 +96,10 @@ _LABEL_ONLY_RE = re.compile(
     re.IGNORECASE,
 )
 # Conversation role prefixes a small model copies from the prompt ("system: ...").
-_ROLE_RE = re.compile(r"^\s*(?:user|system|assistant)\s*:\s*", re.IGNORECASE)
+# A speaker label the model echoes from the prompt: "User:", "The user:", "The user's last question is:".
+_ROLE_RE = re.compile(r"^\s*(?:the\s+)?(?:user|system|assistant)"
+                      r"(?:'s(?:\s+(?:last|current|latest|final|new))?\s+(?:question|query)(?:\s+is)?)?\s*:\s*",
+                      re.IGNORECASE)
 _ANSWER_RE = re.compile(r"^\s*(?:\*\*|__)?\s*answer\s*(?:\*\*|__)?\s*:\s*", re.IGNORECASE)
 _BULLET_RE = re.compile(r"^\s*(?:[-*•>]|\d+[.)])\s+")
 _QUOTES = "\"'`“”‘’«»"

@@ -81,6 +81,11 @@ def test_char_cap_cuts_a_single_overlong_newest_turn():
         ("Query-based retrieval in Lucene", "Query-based retrieval in Lucene"),
         ("system: Zappa broke up the band in 1969.", "Zappa broke up the band in 1969."),
         ("System: I don't know.", "I don't know."),
+        # speaker labels SmolLM2 echoes on CANARD dev (docs/results.md, "Rewrite quality")
+        ("The user: Did he do anything else in texas?", "Did he do anything else in texas?"),
+        ("The user's last question is: where did Dali grow up?", "where did Dali grow up?"),
+        ("The user's question: Who was Ada Lovelace?", "Who was Ada Lovelace?"),
+        ("The user's account was closed.", "The user's account was closed."),
         ("What is the   Eiffel\tTower?", "What is the Eiffel Tower?"),
         ("", ""),
         ("   \n  \n", ""),
