@@ -96,9 +96,11 @@ _LABEL_ONLY_RE = re.compile(
     re.IGNORECASE,
 )
 # Conversation role prefixes a small model copies from the prompt ("system: ...").
-# A speaker label the model echoes from the prompt: "User:", "The user:", "The user's last question is:".
+# A speaker label the model echoes from the prompt: "User:", "The user:", "The user's last question is:",
+# "The user's last question was re-written to:".
 _ROLE_RE = re.compile(r"^\s*(?:the\s+)?(?:user|system|assistant)"
-                      r"(?:'s(?:\s+(?:last|current|latest|final|new))?\s+(?:question|query)(?:\s+is)?)?\s*:\s*",
+                      r"(?:'s(?:\s+(?:last|current|latest|final|new))?\s+(?:question|query)(?:\s+(?:is|was))?"
+                      r"(?:\s+re-?written(?:\s+(?:to|as))?)?)?\s*:\s*",
                       re.IGNORECASE)
 _ANSWER_RE = re.compile(r"^\s*(?:\*\*|__)?\s*answer\s*(?:\*\*|__)?\s*:\s*", re.IGNORECASE)
 _BULLET_RE = re.compile(r"^\s*(?:[-*•>]|\d+[.)])\s+")

@@ -85,6 +85,7 @@ def test_char_cap_cuts_a_single_overlong_newest_turn():
         ("The user: Did he do anything else in texas?", "Did he do anything else in texas?"),
         ("The user's last question is: where did Dali grow up?", "where did Dali grow up?"),
         ("The user's question: Who was Ada Lovelace?", "Who was Ada Lovelace?"),
+        ("The user's last question was re-written to: What enabled it?", "What enabled it?"),
         ("The user's account was closed.", "The user's account was closed."),
         ("What is the   Eiffel\tTower?", "What is the Eiffel Tower?"),
         ("", ""),
