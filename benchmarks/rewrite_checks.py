@@ -19,7 +19,7 @@ import polars as pl
 
 from retrieval import rewrite_eval as rq
 from core.io import write_text
-from models.rewrite.prompt import CHECKS, check_rewrite
+from models.rewrite.prompt import CHECKS, check_rewrite, postprocess
 
 
 def variants():
@@ -51,6 +51,7 @@ def main() -> None:
             texts = []
             for t, r in pt.select("turn_id", "rewrite").iter_rows():
                 q = question[t]
+                r = postprocess(r) or r  # today's post-processing, as the rewrite stage applies it to cached text
                 texts.append((t, q if check_rewrite(r, q, **kw) else r))
             df = pl.DataFrame(texts, schema={"turn_id": pl.String, "rewrite": pl.String}, orient="row")
             _, summary = rq.evaluate(turns, df.with_columns(pl.lit("x").alias("source")).select(
