@@ -86,6 +86,8 @@ def test_char_cap_cuts_a_single_overlong_newest_turn():
         ("The user's last question is: where did Dali grow up?", "where did Dali grow up?"),
         ("The user's question: Who was Ada Lovelace?", "Who was Ada Lovelace?"),
         ("The user's last question was re-written to: What enabled it?", "What enabled it?"),
+        ("The question was re-written to: What did Dempsey study?", "What did Dempsey study?"),
+        ("The question is what matters", "The question is what matters"),
         ("The user's account was closed.", "The user's account was closed."),
         ("What is the   Eiffel\tTower?", "What is the Eiffel Tower?"),
         ("", ""),
@@ -210,6 +212,9 @@ def test_few_shot_prompt_puts_examples_first_as_chat_turns():
     ("The band broke up in 1969.", "When did they disband?", "not-a-query"),
     ("What is the capital of France?", "When did they disband?", "drops-words"),
     ("When did they disband " + "and " * 20 + "why?", "When did they disband?", "too-long"),
+    ("When did Pamela Harriman and Churchill get married?", "where did they get married", "changes-question"),
+    ("Where did Pamela Harriman and Churchill get married?", "where did they get married", None),
+    ("Did Churchill marry Pamela Harriman?", "Did they marry?", None),
 ])
 def test_output_checks(rewrite, question, reason):
     from models.rewrite.prompt import check_rewrite
