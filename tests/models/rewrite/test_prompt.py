@@ -212,7 +212,8 @@ def test_few_shot_prompt_puts_examples_first_as_chat_turns():
     ("The band broke up in 1969.", "When did they disband?", "not-a-query"),
     ("What is the capital of France?", "When did they disband?", "drops-words"),
     ("When did they disband " + "and " * 20 + "why?", "When did they disband?", "too-long"),
-    ("When did Pamela Harriman and Churchill get married?", "where did they get married", "changes-question"),
+    ("When did Pamela Harriman and Churchill get married in 1946?", "where did they get married in 1946",
+     "changes-question"),
     ("Where did Pamela Harriman and Churchill get married?", "where did they get married", None),
     ("Did Churchill marry Pamela Harriman?", "Did they marry?", None),
 ])
