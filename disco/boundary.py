@@ -53,7 +53,7 @@ def quiet_console_tracebacks() -> None:
     """Strip tracebacks from Prefect's console log handlers (not from its API handler), unless debugging."""
     if debug_enabled():
         return
-    import prefect  # noqa: F401  (configures Prefect's logging)
+    import prefect.main  # noqa: F401  (configures Prefect's logging: `import prefect` alone is lazy)
     from prefect.logging.handlers import PrefectConsoleHandler
 
     loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()

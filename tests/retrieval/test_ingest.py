@@ -121,3 +121,28 @@ def test_misspelled_field_gets_a_hint(tmp_path):
     data = _write(tmp_path / "d", [{"conversation_id": "c1", "turns": [{"Question": "Who?"}]}], PASSAGES, [])
     with pytest.raises(DataError, match=r"line 1: missing field 'question' \(found 'Question': check the spelling\)"):
         ingest(get_reader("disco", data), tmp_path / "o", SplitConfig())
+
+
+def test_lenient_mode_skips_what_later_stages_would_trip_on(tmp_path):
+    convs = CONVS + [{"conversation_id": "c 3", "turns": [{"question": "Spaced id?"}]},
+                     {"conversation_id": "c4", "turns": [{"question": "Typed?", "answer": 7}]}]
+    passages = PASSAGES + [{"id": "p 3", "text": "three"}, {"id": "p4", "text": "x" * 1_000_001}]
+    stats = ingest(get_reader("disco", _write(tmp_path / "d", convs, passages, QRELS)), tmp_path / "o",
+                   SplitConfig(), strict=False)
+    assert stats["skipped"] == {"bad_id": 2, "wrong_type": 1, "too_long": 1}
+    assert stats["turns"] == 3 and stats["passages"] == 2
+    assert "line 3, record 'c 3_1': conversation id 'c 3' contains whitespace" in stats["skipped_examples"]["bad_id"]
+    turns = pl.read_parquet(tmp_path / "o" / "turns.parquet")
+    assert turns["turn_id"].to_list() == ["c1_1", "c1_2", "c2_1"]
+
+
+def test_turn_numbers_start_at_one():
+    from retrieval.datasets.base import Turn
+    from retrieval.validate import turn_problem
+
+    assert turn_problem(Turn("c", 0, "q?"), False) == ("bad_turn", "turn number 0 should be at least 1 "
+                                                                   "(turns are numbered from 1)")
+    assert turn_problem(Turn("c", True, "q?", turn_id="c_1"), False)[0] == "wrong_type"  # a bool is no number
+    assert turn_problem(Turn("c", 2, "q?", split="valid"), True)[1].startswith("split 'valid' should be one of")
+    assert turn_problem(Turn("c", 2, "q?", history=[("bot", "x")]), False)[0] == "wrong_type"
+    assert turn_problem(Turn("c", 2, "q?"), True) is None
