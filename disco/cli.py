@@ -254,7 +254,9 @@ def ui(port: int = typer.Option(4200, help="port on 127.0.0.1")) -> None:
     prefect_env()
     typer.echo(f"Prefect UI: http://127.0.0.1:{port}  (PREFECT_HOME={os.environ['PREFECT_HOME']})")
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    raise typer.Exit(subprocess.call(cmd))
+    # the UI's pages call this API (Prefect's default would be port 4200 whatever --port says)
+    env = {**os.environ, "PREFECT_UI_API_URL": os.environ.get("PREFECT_UI_API_URL", f"http://127.0.0.1:{port}/api")}
+    raise typer.Exit(subprocess.call(cmd, env=env))
 
 
 @app.command()
