@@ -106,7 +106,7 @@ def ops_server(tmp_path_factory):
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=url, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=url, PREFECT_UI_API_URL=url, PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_LOCAL_STORAGE_PATH=str(home / "storage"), PYTHONPATH=str(ROOT),
                TOKENIZERS_PARALLELISM="false", PREFECT_LOGGING_LEVEL="INFO", PWD=str(ROOT))
     if db_url:
