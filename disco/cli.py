@@ -220,6 +220,11 @@ def ui(port: int = typer.Option(4200, help="port on 127.0.0.1")) -> None:
     raise typer.Exit(subprocess.call(cmd))
 
 
+from disco.encode_cli import encode as _encode  # noqa: E402  (`disco encode`: its code lives there)
+
+app.command("encode")(_encode)
+
+
 def main() -> None:  # pragma: no cover
     app()
 
