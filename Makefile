@@ -14,7 +14,7 @@ VLLM_FLAVOR ?= $(if $(shell command -v nvidia-smi),cuda,cpu)
 VLLM_REQS   := envs/vllm-$(VLLM_FLAVOR).txt
 VLLM_CONS   := envs/vllm-$(VLLM_FLAVOR)-constraints.txt
 
-.PHONY: demo test test-fast ui serve setup vllm-env browser postgres clean
+.PHONY: demo test test-fast ui serve setup vllm-env browser postgres clean bench
 
 setup: $(STAMP)
 
@@ -66,6 +66,13 @@ postgres:
 # The development loop: everything but the end-to-end runs marked `slow`.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Performance benchmarks of issue 12 (docs/benchmarks.md): each checks equal outputs first, then times against a
+# baseline measured in the same run. Results under runs/bench-*/. Minutes on 2 cores (the 100k corpus dominates).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/encode.py --out runs/bench-encode
+	$(BIN)/python benchmarks/query_path.py --out runs/bench-query
+	$(BIN)/python benchmarks/retrieval_backends.py --out runs/bench-retrieval
 
 ui: $(STAMP)
 	$(BIN)/disco ui

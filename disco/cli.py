@@ -274,6 +274,11 @@ def deploy(
         _fail(e)
 
 
+from disco.encode_cli import encode as _encode  # noqa: E402  (`disco encode`: its code lives there)
+
+app.command("encode")(_encode)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -2,8 +2,10 @@
 
 Formal et al., "SPLADE v2" (arXiv 2109.10086), as used by DiSCo (Lupart et al., SIGIR 2025, arXiv
 2410.14609): one vector over the 30,522-term BERT vocabulary per text, score = dot product.
-log1p(relu(.)) is monotonic, so the max is taken over the raw logits first (one [B, V] tensor instead of a
-second [B, L, V] one); padded positions are set to -inf before the max, which equals masking the rep by 0.
+log1p(relu(.)) is monotonic, so the max is taken over the raw logits first; padded positions are left out of the
+max, which equals masking the rep by 0. For inference (no gradient) the vocabulary projection runs in chunks over
+the unpadded tokens only (:mod:`models.projection`), so the [B, L, V] logits never exist; training keeps the
+plain differentiable path. Both give the same vectors (tests/models/test_projection.py).
 
 The same class serves the frozen document / teacher encoder (:meth:`SpladeEncoder.frozen`) and the trained
 student (a fresh copy). Impact indexes (Pyserini ``JsonVectorCollection --impact --pretokenized``) need
@@ -12,6 +14,7 @@ positive integers: :func:`quantise`, :func:`quantise_sparse` and :func:`impact_v
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -21,7 +24,12 @@ from pydantic import BaseModel, ConfigDict
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from core.io import atomic_path
+from models.projection import max_logits
 from models.weights import resolve
+
+# A fast tokenizer keeps its truncation side and length as state (set per call, in Python and in Rust), so calls
+# with different settings from several threads (the HTTP service shares one encoder) must not interleave.
+_TOKENIZE = threading.Lock()
 
 SparseVec = tuple[np.ndarray, np.ndarray]  # (term_ids int32 sorted ascending, weights float32 > 0)
 
@@ -71,16 +79,25 @@ class SpladeEncoder(torch.nn.Module):
                  ) -> dict[str, torch.Tensor]:
         """Pad to the longest text; beyond ``max_length`` cut the END (``"right"``: with the paper's
         newest-first conversation format the oldest turns drop first) or the start (``"left"``)."""
-        self.tokenizer.truncation_side = truncation_side
-        return self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-        )
+        with _TOKENIZE:
+            previous = self.tokenizer.truncation_side
+            self.tokenizer.truncation_side = truncation_side
+            try:
+                return self.tokenizer(
+                    list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+                )
+            finally:
+                self.tokenizer.truncation_side = previous
 
     def forward(self, texts: Sequence[str], max_length: int, truncation_side: str = "right") -> torch.Tensor:
         """Differentiable SPLADE reps, shape [B, V] (float32 unless under autocast)."""
         batch = self.tokenize(texts, max_length, truncation_side)
         device = next(self.mlm.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
+        if not torch.is_grad_enabled():
+            pooled = max_logits(self.mlm, batch)  # chunked, unpadded tokens only; None for an unknown head
+            if pooled is not None:
+                return torch.log1p(torch.relu(pooled))
         logits = self.mlm(**batch).logits  # [B, L, V]
         pad = ~batch["attention_mask"].unsqueeze(-1).bool()
         # in place when no graph is recorded: saves one [B, L, V] tensor while encoding a corpus

@@ -3,12 +3,11 @@ document vectors the distillation reads (Lupart et al., SIGIR 2025: documents ar
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +17,8 @@ from core import schema
 from core.errors import DiscoError
 from core.io import write_parquet
 from core.parallel import bounds, distributed, pmap
-from models.splade import SpladeConfig, SpladeEncoder, impact_vector, vocab_tokens
+from models.splade import SparseVec, SpladeConfig, SpladeEncoder, vocab_tokens
+from retrieval.index.shards import encode_shards, shard_name, write_shard
 
 
 def passage_input(title: str, text: str) -> str:
@@ -26,21 +26,22 @@ def passage_input(title: str, text: str) -> str:
     return f"{title}. {text}" if title else text
 
 
-def encode_shard(corpus_path: str, start: int, stop: int, encoder: SpladeConfig, out_file: str,
-                 progress: Callable | None = None) -> str:
-    """Passages ``[start, stop)`` of the corpus through the frozen encoder -> ``out_file`` (:data:`schema.DOC_VECTORS`).
+def corpus_passages(corpus: pq.ParquetFile) -> Iterator[tuple[str, str]]:
+    """(doc_id, encoder input) of each passage of an ingested ``corpus.parquet``, in order."""
+    for batch in corpus.iter_batches(batch_size=10_000, columns=["doc_id", "title", "text"]):
+        ids, titles, texts = (batch.column(c).to_pylist() for c in ("doc_id", "title", "text"))
+        yield from zip(ids, (passage_input(a, b) for a, b in zip(titles, texts)))
 
-    The unit of work that runs anywhere (:func:`core.parallel.pmap`): the same shard gives the same vectors
-    whether it runs here or on a cluster worker. ``progress(done, total)`` follows the batches.
-    """
-    table = pq.read_table(corpus_path, columns=["doc_id", "title", "text"]).slice(start, stop - start)
-    ids, titles, texts = (table.column(c).to_pylist() for c in ("doc_id", "title", "text"))
-    reps = frozen_encoder(encoder.model).encode([passage_input(a, b) for a, b in zip(titles, texts)],
-                                         encoder.doc_max_length, encoder.batch_size, progress)
-    write_parquet(out_file, pa.Table.from_pydict(
-        {"doc_id": ids, "term_ids": [t.tolist() for t, _ in reps], "weights": [w.tolist() for _, w in reps]},
-        schema=schema.DOC_VECTORS))
-    return out_file
+
+def vectors_table(ids: list[str], reps: list[SparseVec]) -> pa.Table:
+    """:data:`schema.DOC_VECTORS` rows built from the numpy arrays directly (no Python float per weight)."""
+    offsets = np.zeros(len(reps) + 1, dtype=np.int32)
+    np.cumsum([len(t) for t, _ in reps], out=offsets[1:])
+    terms = np.concatenate([t for t, _ in reps]) if reps else np.zeros(0, np.int32)
+    weights = np.concatenate([w for _, w in reps]) if reps else np.zeros(0, np.float32)
+    return pa.Table.from_arrays(
+        [pa.array(ids, pa.string()), pa.ListArray.from_arrays(pa.array(offsets), pa.array(terms, pa.int32())),
+         pa.ListArray.from_arrays(pa.array(offsets), pa.array(weights, pa.float32()))], schema=schema.DOC_VECTORS)
 
 
 @lru_cache(maxsize=1)
@@ -49,10 +50,44 @@ def frozen_encoder(model: str) -> SpladeEncoder:
     return SpladeEncoder(model, frozen=True)
 
 
+def encode_shard(corpus_path: str, start: int, stop: int, encoder: SpladeConfig, out_file: str) -> str:
+    """Passages ``[start, stop)`` of the corpus -> ``out_file`` (:data:`schema.DOC_VECTORS`): the unit of work
+    that runs on a cluster worker (:func:`core.parallel.pmap`); the same shard gives the same vectors anywhere."""
+    table = pq.read_table(corpus_path, columns=["doc_id", "title", "text"]).slice(start, stop - start)
+    ids, titles, texts = (table.column(c).to_pylist() for c in ("doc_id", "title", "text"))
+    reps = frozen_encoder(encoder.model).encode([passage_input(a, b) for a, b in zip(titles, texts)],
+                                                encoder.doc_max_length, encoder.batch_size)
+    write_parquet(out_file, vectors_table(ids, reps))
+    return out_file
+
+
+def _encode_distributed(corpus_path: str | Path, encoder: SpladeConfig, out: Path, total: int,
+                        shard_size: int) -> dict:
+    """Shards encoded as cluster tasks, then written here into the same collection files as the local path."""
+    parts = out / "parts"  # one vector file per shard, inside the stage's temporary folder
+    shards = [(str(corpus_path), a, b, encoder, str(parts / f"part-{i:05d}.parquet"))
+              for i, (a, b) in enumerate(bounds(total, shard_size))]
+    files = pmap(encode_shard, shards, "index-encode")
+    tokens = vocab_tokens(frozen_encoder(encoder.model).tokenizer)
+    (out / "collection").mkdir(parents=True, exist_ok=True)
+    n_terms: list[int] = []
+    with pq.ParquetWriter(out / "doc_vectors.parquet", schema.DOC_VECTORS, compression="zstd") as vectors:
+        for i, file in enumerate(files):
+            part = pq.read_table(file)
+            ids = part.column("doc_id").to_pylist()
+            reps = [(np.asarray(t, dtype=np.int32), np.asarray(w, dtype=np.float32))
+                    for t, w in zip(part.column("term_ids").to_pylist(), part.column("weights").to_pylist())]
+            n_terms += write_shard(out / "collection" / shard_name(i), ids, reps, tokens, encoder.quant_scale)
+            vectors.write_table(part)
+    shutil.rmtree(parts)
+    return {"doc_terms_mean": sum(n_terms) / len(n_terms) if n_terms else 0.0, "doc_terms_max": max(n_terms, default=0)}
+
+
 def encode_corpus(corpus_path: str | Path, encoder: SpladeConfig, out: Path, shard_size: int,
                   progress: Callable | None = None) -> dict:
-    """Write ``out/collection/docs-*.jsonl`` (JsonVectorCollection, weights x ``quant_scale``) and
-    ``out/doc_vectors.parquet`` (:data:`schema.DOC_VECTORS`); return counts and timings.
+    """Write ``out/collection/docs-*.jsonl`` (JsonVectorCollection, weights x ``quant_scale``, by
+    :func:`retrieval.index.shards.encode_shards`, as ``disco encode`` does; on a cluster, shard by shard as tasks)
+    and ``out/doc_vectors.parquet`` (:data:`schema.DOC_VECTORS`); return counts and timings.
 
     ``progress(key, description, total)`` makes a progress bar.
     """
@@ -61,37 +96,28 @@ def encode_corpus(corpus_path: str | Path, encoder: SpladeConfig, out: Path, sha
     if total == 0:
         raise DiscoError("index: the dataset has no passages, so retrieval stages cannot run; its turns and "
                          "rewrites are ready: use --stage rewrite")
-    tokens = vocab_tokens(frozen_encoder(encoder.model).tokenizer)
-    bar = progress("index-progress", f"encoding {total} passages", total) if progress else None
-    n_docs, n_sum, n_max, t0 = 0, 0, 0, time.perf_counter()  # running sums: no per-passage list in memory
-    (out / "collection").mkdir(parents=True)
-    parts = out / "parts"  # one vector file per shard, inside the stage's temporary folder
-    shards = [(str(corpus_path), a, b, encoder, str(parts / f"part-{i:05d}.parquet"))
-              for i, (a, b) in enumerate(bounds(total, shard_size))]
     if distributed():
-        files = pmap(encode_shard, shards, "index-encode")
-    else:  # here: progress within each shard
-        files = [encode_shard(*args, progress=(lambda d, _t, a=args[1]: bar(a + d)) if bar else None)
-                 for args in shards]
-    with pq.ParquetWriter(out / "doc_vectors.parquet", schema.DOC_VECTORS, compression="zstd") as vectors:
-        for shard, file in enumerate(files):
-            part = pq.read_table(file)
-            with open(out / "collection" / f"docs-{shard:05d}.jsonl", "w", encoding="utf-8") as f:
-                for doc_id, t, w in zip(*(part.column(c).to_pylist() for c in ("doc_id", "term_ids", "weights"))):
-                    vec = impact_vector(np.asarray(t, dtype=np.int32), np.asarray(w, dtype=np.float32), tokens,
-                                        encoder.quant_scale)
-                    f.write(json.dumps({"id": doc_id, "contents": "", "vector": vec}) + "\n")
-                    n_docs, n_sum, n_max = n_docs + 1, n_sum + len(vec), max(n_max, len(vec))
-            vectors.write_table(part)
-    shutil.rmtree(parts)
-    if bar:
-        bar.close()
-    encode_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        stats = _encode_distributed(corpus_path, encoder, out, total, shard_size)
+        stats["encode_s"] = round(time.perf_counter() - t0, 2)
+    else:
+        enc = frozen_encoder(encoder.model)
+        bar = progress("index-progress", f"encoding {total} passages", total) if progress else None
+        with pq.ParquetWriter(out / "doc_vectors.parquet", schema.DOC_VECTORS, compression="zstd") as vectors:
+            def write_vectors(ids: list[str], reps: list) -> None:
+                vectors.write_table(vectors_table(ids, reps))
+
+            stats = encode_shards(corpus_passages(corpus), enc, out / "collection",
+                                  max_length=encoder.doc_max_length, batch_size=encoder.batch_size,
+                                  scale=encoder.quant_scale, shard_size=shard_size, on_shard=write_vectors,
+                                  progress=bar)
+        if bar:
+            bar.close()
     return {
         "passages": total,
-        "doc_terms_mean": n_sum / n_docs if n_docs else 0.0,
-        "doc_terms_max": n_max,
-        "encode_s": round(encode_s, 2),
-        "passages_per_s": round(total / max(encode_s, 1e-9), 1),
+        "doc_terms_mean": stats["doc_terms_mean"],
+        "doc_terms_max": stats["doc_terms_max"],
+        "encode_s": stats["encode_s"],
+        "passages_per_s": round(total / max(stats["encode_s"], 1e-9), 1),
         "encoder": encoder.model,
     }

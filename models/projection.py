@@ -1,0 +1,89 @@
+"""SPLADE pooling without the [batch, length, vocabulary] logits: the vocabulary projection in chunks, with a
+running max over the real (unpadded) tokens only.
+
+SPLADE-max is ``rep[v] = log1p(relu(max_t logits[t, v]))`` over the text's tokens (log1p(relu(.)) is monotonic,
+so the max can be taken first). With a 30,522-term vocabulary the projection ``logits = h W^T + b`` is almost all
+of the arithmetic (SPLADE-tiny: 128 x 30,522 multiply-adds per token against about 16k for its two layers) and the
+plain ``[B, L, V]`` tensor is about 1 GB for 32 passages of 256 tokens. Here the head's transform runs on the
+padded batch as usual, then the unpadded tokens are packed (``h[mask]``) and projected one block of tokens x one
+chunk of the vocabulary at a time (``F.linear`` on slices of the same weight and bias, the same operation as the
+model's decoder), each block reduced by its max at once. Every logit of a real token is computed exactly as
+``F.linear`` computes it on the whole matrix and the max is exact, so the result is the same as the plain path
+(``tests/models/test_projection.py`` checks bit equality on SPLADE-tiny); padded positions cost nothing.
+
+Works on BERT-style masked LMs (``cls.predictions.transform`` + ``decoder``) and DistilBERT-style ones
+(``vocab_transform`` / ``vocab_layer_norm`` + ``vocab_projector``); :func:`head_parts` returns ``None`` for
+anything else, and the caller falls back to the plain path.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+# Vocabulary columns per chunk and tokens per block: a [block, chunk] float32 tile of 2 MiB stays in the
+# core's L2 cache while its max is taken (measured on 2-core Xeon: see docs/benchmarks.md, issue 12).
+CHUNK = 4096
+BLOCK = 128
+# BLAS picks another kernel (another summation order) for matrices of very few rows (5 or fewer on the machines
+# measured), so a block of fewer rows is padded with zero rows to give exactly what the whole-batch product gives,
+# and a whole batch of fewer rows (a query of a few tokens) is projected as the plain path does.
+MIN_ROWS = 16
+
+
+def head_parts(mlm: torch.nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.nn.Linear] | None:
+    """(transform, decoder): the MLM head split just before its vocabulary projection, or ``None``."""
+    pred = getattr(getattr(mlm, "cls", None), "predictions", None)
+    if pred is not None and isinstance(getattr(pred, "decoder", None), torch.nn.Linear) \
+            and hasattr(pred, "transform"):
+        return pred.transform, pred.decoder
+    if isinstance(getattr(mlm, "vocab_projector", None), torch.nn.Linear) and hasattr(mlm, "vocab_transform"):
+        def transform(h: torch.Tensor) -> torch.Tensor:
+            return mlm.vocab_layer_norm(mlm.activation(mlm.vocab_transform(h)))
+        return transform, mlm.vocab_projector
+    return None
+
+
+def max_logits(mlm: torch.nn.Module, batch: dict[str, torch.Tensor], chunk: int = CHUNK,
+               block: int = BLOCK) -> torch.Tensor | None:
+    """``max`` over the unpadded positions of the MLM logits, shape [B, V]; ``None`` if the head is unknown.
+
+    Inference only (call under ``torch.inference_mode`` / ``no_grad``); the training path keeps the plain
+    differentiable computation.
+    """
+    parts = head_parts(mlm)
+    if parts is None:
+        return None
+    transform, decoder = parts
+    mask = batch["attention_mask"].bool()
+    hidden = mlm.base_model(**batch).last_hidden_state  # [B, L, H]
+    states = transform(hidden)
+    weight, bias = decoder.weight, decoder.bias
+    if mask.numel() < MIN_ROWS:  # tiny: the plain computation, on the same few rows
+        return F.linear(states, weight, bias).masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+    packed = states[mask]  # [N, H]: the real tokens, text after text
+    lengths = mask.sum(dim=1).tolist()
+    vocab = weight.shape[0]
+    out = torch.empty((len(lengths), vocab), dtype=packed.dtype, device=packed.device)
+    # tokens in blocks of about `block`, whole texts per block (a text longer than `block` is a block of its own),
+    # so each [tokens, chunk] tile reduces to its texts' maxima with one segment reduction
+    lens = torch.tensor(lengths, device=packed.device)
+    a = t = 0
+    while a < len(lengths):
+        b, n = a + 1, lengths[a]
+        while b < len(lengths) and n + lengths[b] <= block:
+            n, b = n + lengths[b], b + 1
+        tokens, seg = packed[t:t + n], lens[a:b]
+        if n < MIN_ROWS:
+            tokens = torch.cat([tokens, tokens.new_zeros(MIN_ROWS - n, tokens.shape[1])])
+        for c0 in range(0, vocab, chunk):
+            c1 = min(c0 + chunk, vocab)
+            tile = F.linear(tokens, weight[c0:c1], None if bias is None else bias[c0:c1])[:n]
+            if b - a == 1:  # one text (a query, a long passage): a plain column max
+                out[a, c0:c1] = tile.amax(dim=0)
+            else:
+                out[a:b, c0:c1] = torch.segment_reduce(tile, "max", lengths=seg, axis=0)
+        a, t = b, t + n
+    return out

@@ -1,0 +1,79 @@
+"""The sparse-matrix searcher returns what Pyserini's Lucene impact searcher returns: the same hits in the same
+order (ties included) with the same integer scores, on hand-made ties and on the demo corpus through SPLADE-tiny."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from core import schema
+from models.splade import SpladeConfig, SpladeEncoder, impact_vector, vocab_tokens
+from retrieval.index.build import build_index
+from retrieval.index.encode import encode_corpus
+from retrieval.index.search import ImpactSearcher
+from retrieval.index.sparse import SparseSearcher, open_searcher
+
+DEMO = Path(__file__).resolve().parents[3] / "data" / "demo"
+TOKENS = ["[PAD]", "mercury", "planet", "##s", "element", "bridge"]
+
+
+def write_collection(root: Path, docs: list[tuple[str, dict[str, int]]]) -> Path:
+    """A JsonVectorCollection and the doc_vectors.parquet of the same impacts (weights = impact / 100)."""
+    (root / "collection").mkdir(parents=True)
+    (root / "collection" / "docs-00000.jsonl").write_text(
+        "".join(json.dumps({"id": d, "contents": "", "vector": v}) + "\n" for d, v in docs))
+    rows = {"doc_id": [d for d, _ in docs], "term_ids": [[TOKENS.index(t) for t in v] for _, v in docs],
+            "weights": [[np.float32(x / 100) for x in v.values()] for _, v in docs]}
+    pq.write_table(pa.Table.from_pydict(rows, schema=schema.DOC_VECTORS), root / "doc_vectors.parquet")
+    build_index(root / "collection", root / "lucene", threads=1)
+    return root / "lucene"
+
+
+def test_ties_and_scores_as_lucene(tmp_path):
+    # equal scores inserted out of id order, ids whose string order differs from their number order
+    docs = [("d3", {"mercury": 100}), ("d10", {"mercury": 100}), ("d1", {"mercury": 100, "bridge": 7}),
+            ("d2", {"mercury": 50, "planet": 100}), ("x", {"bridge": 30}), ("d0", {"##s": 100}), ("a", {"mercury": 100})]
+    lucene = write_collection(tmp_path, docs)
+    queries = {"q1": {"mercury": 3}, "q2": {"mercury": 2, "planet": 1}, "q3": {"bridge": 5, "mercury": 1},
+               "q4": {"element": 4}, "q5": {"unknown": 2}}
+    want = ImpactSearcher(lucene).search(queries, k=10)
+    fast = SparseSearcher(tmp_path / "doc_vectors.parquet", 100, TOKENS)
+    for k in (1, 2, 3, 10):
+        got = fast.search(queries, k)
+        assert got == {q: hits[:k] for q, hits in want.items()}, k
+    assert want["q1"][0] == ("a", 300.0) and want["q4"] == [] and want["q5"] == []
+
+
+@pytest.fixture(scope="module")
+def demo_index(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo-index")
+    rows = [json.loads(x) for x in (DEMO / "passages.jsonl").read_text().splitlines()]
+    pq.write_table(pa.Table.from_pylist([{"doc_id": r["id"], "title": r["title"], "text": r["text"]}
+                                         for r in rows], schema=schema.CORPUS), root / "corpus.parquet")
+    encode_corpus(root / "corpus.parquet", SpladeConfig(doc_max_length=128), root, shard_size=100_000)
+    build_index(root / "collection", root / "lucene", threads=2)
+    return root / "lucene"
+
+
+@pytest.mark.xfail(strict=True, reason="2 of 63 demo queries differ from Lucene below their top 6 (k=10 or 1000, "
+                   "not yet diagnosed); until this passes the stages keep Lucene")
+def test_demo_top_k_equal_to_lucene(demo_index):
+    enc = SpladeEncoder("splade-tiny", frozen=True)
+    tokens = vocab_tokens(enc.tokenizer)
+    convs = [json.loads(x) for x in (DEMO / "conversations.jsonl").read_text().splitlines()]
+    texts = [t["question"] for c in convs for t in c["turns"]][:60] + ["mercury", "the", "?"]
+    queries = {f"q{i}": impact_vector(ids, w, tokens) for i, (ids, w) in enumerate(enc.encode(texts, 64))}
+    lucene = ImpactSearcher(demo_index, threads=2)
+    fast = open_searcher(demo_index, 100, tokens)
+    assert isinstance(fast, SparseSearcher) and fast.passages == 278
+    for k in (10, 1000):
+        want, got = lucene.search(queries, k), fast.search(queries, k)
+        assert got == want
+    lucene.close()
+    assert sum(len(v) for v in want.values()) > 5000  # long lists: ties among low scores are exercised
+    assert isinstance(open_searcher(demo_index, 100, tokens, max_passages=100), ImpactSearcher)
