@@ -60,8 +60,6 @@ def demo_index(tmp_path_factory) -> Path:
     return root / "lucene"
 
 
-@pytest.mark.xfail(strict=True, reason="2 of 63 demo queries differ from Lucene below their top 6 (k=10 or 1000, "
-                   "not yet diagnosed); until this passes the stages keep Lucene")
 def test_demo_top_k_equal_to_lucene(demo_index):
     enc = SpladeEncoder("splade-tiny", frozen=True)
     tokens = vocab_tokens(enc.tokenizer)
@@ -73,7 +71,9 @@ def test_demo_top_k_equal_to_lucene(demo_index):
     assert isinstance(fast, SparseSearcher) and fast.passages == 278
     for k in (10, 1000):
         want, got = lucene.search(queries, k), fast.search(queries, k)
-        assert got == want
+        # same ids in the same order; Lucene's float32 sums sometimes give 22.999998 for the exact 23
+        assert {q: [(d, round(s)) for d, s in h] for q, h in want.items()} == got
+        assert all(abs(s - g) < 1e-5 * max(1.0, g) for q in want for (_, s), (_, g) in zip(want[q], got[q]))
     lucene.close()
     assert sum(len(v) for v in want.values()) > 5000  # long lists: ties among low scores are exercised
     assert isinstance(open_searcher(demo_index, 100, tokens, max_passages=100), ImpactSearcher)
