@@ -18,7 +18,15 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-pytestmark = pytest.mark.slow
+import os
+
+# Not in the default suite: on 2 shared cores the run takes tens of minutes, and run in-process under pytest with a
+# Ray driver, the JVM searcher died with a segmentation fault in `batch_search` (2026-12-02; the same steps as a
+# plain script gave identical outputs). Run it on demand: DISCO_TEST_RAY=1 pytest tests/ops/test_ray.py
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(os.environ.get("DISCO_TEST_RAY") != "1",
+                                 reason="on demand only: DISCO_TEST_RAY=1 (tens of minutes on 2 cores; see the module "
+                                        "docstring)")]
 
 
 def _stages(out: Path) -> dict:
