@@ -10,6 +10,7 @@ On a machine with a hub, presets name the paper's models (``naver/splade-coconde
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,4 +58,9 @@ def _local_or_hub(name: str) -> str:
     if not path.is_dir() or not (path / "config.json").is_file():
         raise DiscoError(f"model folder {name}: no config.json there (is it the right folder? a Hugging Face "
                          "model folder holds config.json, the weights and the tokenizer)")
+    try:
+        json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DiscoError(f"model folder {name}: config.json is not valid JSON ({e}); copy the model folder "
+                         "again") from None
     return str(path)

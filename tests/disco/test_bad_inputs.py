@@ -195,7 +195,8 @@ CASES = [
     Case("model-folder-missing", lambda tmp, cli: _run(_native(tmp, cli), tmp, "--set", f"encoder.model={tmp}/nomodel",
                                                        stage="index"), r"model folder .*nomodel does not exist", stage="index"),
     Case("model-folder-empty", _bad_model(None), r"model folder .*model: no config\.json", stage="index"),
-    Case("model-config-corrupt", _bad_model("{not json"), r"config", code=4, stage="index"),
+    Case("model-config-corrupt", _bad_model("{not json"), r"model folder .*model: config\.json is not valid JSON \(",
+         stage="index"),
 ]
 
 
