@@ -6,7 +6,8 @@ then once more in another folder, killed at each point below in turn and rerun a
 
 - index: while the Lucene indexing JVM runs (its child process), killing only the `disco` process: the JVM must
   die with it (core/proc.py), not finish into a deleted folder;
-- distill: mid-training (3 s after its temporary folder appears), killing the whole process group;
+- distill: mid-training (1 s after its temporary folder appears; 60 steps, so that even an idle machine is still
+  training then: with 6 steps CI's idle run finished distill within 3 s), killing the whole process group;
 - evaluate: while its temporary folder exists, killing the whole process group.
 
 The teacher stage is not killed here: its kill point and outcome are evaluate's (a stage without resumable work
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-SETTINGS = ["--set", 'teacher.teachers=["human"]', "--set", "distill.steps=6", "--set", "distill.batch_size=4",
+SETTINGS = ["--set", 'teacher.teachers=["human"]', "--set", "distill.steps=60", "--set", "distill.batch_size=4",
             "--set", "evaluate.latency_queries=3"]
 
 
@@ -124,7 +125,7 @@ def test_sigkill_inside_stages_then_rerun_equals_an_uninterrupted_run(tmp_path, 
         return ready
 
     outcomes = {}
-    for stage, ready, whole in (("index", indexing, False), ("distill", inside("distill", 3.0), True),
+    for stage, ready, whole in (("index", indexing, False), ("distill", inside("distill", 1.0), True),
                                 ("evaluate", inside("evaluate"), True)):
         before = {p.name: p.stat().st_ino for p in stages.glob("*-*") if not p.name.startswith(".")} \
             if stages.exists() else {}
