@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -61,12 +59,9 @@ def start_server(run_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    from core.proc import stop_group
+
+    stop_group(proc, 20)
 
 
 def load_level(url: str, convs: list, clients: int, requests: int, max_s: float, on_request) -> dict:

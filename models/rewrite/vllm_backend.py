@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from core.errors import DiscoError
+from core.proc import stop_group
 from core.io import atomic_path, write_text
 from models.rewrite.prompt import RewriteConfig
 from models.rewrite.vllm_worker import EXIT_NO_VLLM, local_options, read_new_rows
@@ -91,20 +92,6 @@ def log_tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
     except OSError:
         return "(no log)"
     return data[-chars:].decode("utf-8", errors="replace")
-
-
-def _stop_group(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
-    """SIGTERM the worker's process group (worker + vLLM engine processes), SIGKILL after ``grace_s``."""
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _reap_group(pgid: int) -> None:
@@ -184,7 +171,7 @@ def run_vllm(
                     break
                 time.sleep(poll_s)
         except BaseException:
-            _stop_group(proc)
+            stop_group(proc)
             raise
         finally:
             _reap_group(proc.pid)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from core.proc import stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 # the demo preset, short: the human teacher only (no LLM), one short epoch, one latency query; small shards
@@ -60,12 +61,7 @@ class Processes:
         p = self.procs.pop(name, None)
         if p is None or p.poll() is not None:
             return
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+        stop_group(p, 20)
 
     def stop_all(self) -> None:
         for name in list(self.procs)[::-1]:

@@ -13,6 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from core.proc import stop_group
+
 from stages.config import apply_overrides, preset
 
 
@@ -75,7 +77,6 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def server(trained_run, tmp_path_factory):
     """A real `disco serve` process (uvicorn on loopback) over the trained run; yields its base URL."""
-    import signal
     import subprocess
     import sys
     import time
@@ -104,9 +105,4 @@ def server(trained_run, tmp_path_factory):
             time.sleep(0.5)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, 20)
