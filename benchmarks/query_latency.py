@@ -4,10 +4,11 @@ DiSCo's efficiency claim (Lupart et al., SIGIR 2025, arXiv 2410.14609): the stud
 searches directly, where the rewrite pipeline first asks an LLM for a self-contained query. Over the test turns of
 a finished run, each measured in the same process on the same index:
 
-- student: format the conversation (the student card) + encode with the student + quantise + Lucene search
+- student: format the conversation (the student card) + encode with the student + quantise + search (the
+  searcher's backend: ``--backend``, auto by default: the in-memory sparse matrix on the demo)
   (:meth:`disco.serving.search.Searcher.search`, exactly what ``disco serve`` runs);
 - rewrite: LLM rewrite (the run's rewrite model, greedy, its ``max_new_tokens``) + encode the rewrite with the
-  frozen encoder of the same size + quantise + the same Lucene search.
+  frozen encoder of the same size + quantise + the same search.
 
 Reported: p50 / p95 / mean ms per path and the p50 / p95 ratios. The rewrite path is slow, so it runs on the first
 ``--rewrite-turns`` turns only (the student on all of them).
@@ -47,7 +48,8 @@ def markdown(rows: list[dict], ratios: dict, meta: dict) -> str:
     lines += [f"| {r['path']} | {r['n']} | {r['p50']:.1f} | {r['p95']:.1f} | {r['mean']:.1f} |" for r in rows]
     lines.append(f"\nrewrite / student: p50 {ratios['p50']:.0f}x, p95 {ratios['p95']:.0f}x")
     lines.append(f"\nrun `{meta['run']}`, {meta['turns']} test turns, rewrite model `{meta['llm']}` "
-                 f"(max_new_tokens {meta['max_new_tokens']}), torch threads {meta['threads']}")
+                 f"(max_new_tokens {meta['max_new_tokens']}), torch threads {meta['threads']}, "
+                 f"search backend {meta.get('backend', 'lucene')}")
     return "\n".join(lines) + "\n"
 
 
@@ -57,6 +59,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-latency"))
     parser.add_argument("--rewrite-turns", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--backend", choices=["auto", "lucene", "sparse"], default="auto",
+                        help="the searcher of both paths (disco serve's --backend)")
     args = parser.parse_args()
 
     import polars as pl
@@ -74,7 +78,7 @@ def main() -> None:
         pl.col("split") == cfg.get("evaluate", {}).get("split", "test")).to_dicts()
     convs = [[{"speaker": h["role"], "text": h["text"]} for h in t["history"] or []]
              + [{"speaker": "user", "text": t["question"]}] for t in turns]
-    searcher = Searcher.open(args.run_dir)
+    searcher = Searcher.open(args.run_dir, backend=args.backend)
     for c in convs[: args.warmup]:
         searcher.search(c, k=10)
     student = []
@@ -105,7 +109,8 @@ def main() -> None:
     searcher.close()
     rows, ratios = summarise(student, rewrite)
     meta = {"run": str(args.run_dir), "turns": len(turns), "llm": rcfg.model, "max_new_tokens": rcfg.max_new_tokens,
-            "threads": torch.get_num_threads(), "student_median_check": statistics.median(student)}
+            "threads": torch.get_num_threads(), "backend": searcher.backend,
+            "student_median_check": statistics.median(student)}
     md = markdown(rows, ratios, meta)
     print(md)
     write_text(args.out / "query_latency.md", md)

@@ -190,6 +190,16 @@ def show_stages() -> None:
     typer.echo(stage_table())
 
 
+BACKEND_HELP = ("auto (the in-memory sparse matrix up to 200,000 passages, else Lucene), lucene or sparse: "
+                "the same hits either way")
+
+
+def _backend(name: str) -> str:
+    if name not in ("auto", "lucene", "sparse"):
+        raise typer.BadParameter(f"{name!r}: use auto, lucene or sparse", param_hint="--backend")
+    return name
+
+
 @app.command()
 def search(
     run_dir: Path = typer.Argument(..., help="folder of a finished `disco run`"),
@@ -197,12 +207,13 @@ def search(
                                                              '...}, ...], oldest first (default: interactive)'),
     k: int = typer.Option(10, min=1, help="passages to show"),
     json_: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
     """Search a trained run for a conversation's last turn, or interactively turn by turn."""
     from disco.serving import terminal
 
     try:
-        terminal.search(run_dir, conversation, k, json_)
+        terminal.search(run_dir, conversation, k, json_, _backend(backend))
     except DiscoError as e:
         _fail(e)
 
@@ -212,12 +223,13 @@ def serve(
     run_dir: Path = typer.Argument(..., help="folder of a finished `disco run`"),
     host: str = typer.Option("127.0.0.1", help="address to bind (loopback by default)"),
     port: int = typer.Option(8000, help="port"),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
     """Serve the run's student over HTTP: POST /search, POST /search/batch, GET /health, a page at GET /."""
     from disco.serving import terminal
 
     try:
-        terminal.serve(run_dir, host, port)
+        terminal.serve(run_dir, host, port, _backend(backend))
     except DiscoError as e:
         _fail(e)
 

@@ -83,7 +83,8 @@ def create_app(searcher: Searcher, limits: Limits | None = None) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "passages": len(searcher.passages), "max_length": searcher.card.max_length,
+        return {"status": "ok", "passages": len(searcher.passages), "backend": searcher.backend,
+                "max_length": searcher.card.max_length,
                 "quant_scale": searcher.card.quant_scale, "limits": lim.model_dump()}
 
     @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True)

@@ -17,12 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+import numpy as np
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import DiscoError
-from retrieval.index.search import ImpactSearcher
 from core.io import Manifest
+from retrieval.index.search import ImpactSearcher
+from retrieval.index.sparse import SPARSE_MAX_PASSAGES, SparseSearcher
 from models.splade import SpladeEncoder, impact_vector, vocab_tokens
 from models.student import StudentCard
 
@@ -80,6 +82,52 @@ def run_paths(run_dir: str | Path) -> dict[str, Path]:
             "corpus": get("ingest", "corpus")}
 
 
+Backend = Literal["auto", "lucene", "sparse"]
+
+
+def open_index(index: str | Path, scale: int, tokens: list[str], backend: Backend = "auto", threads: int = 1):
+    """The searcher for an index stage's ``lucene/`` folder: Lucene, or the in-memory sparse matrix of the same
+    impacts (``doc_vectors.parquet`` beside it, quantised with ``scale``) when ``backend`` asks for it or, with
+    ``"auto"``, when the corpus has at most ``SPARSE_MAX_PASSAGES`` passages and the impacts match the collection's."""
+    vectors = Path(index).parent / "doc_vectors.parquet"
+    if backend == "lucene" or (backend == "auto" and not _small(vectors)):
+        return ImpactSearcher(index, threads=threads)
+    if not vectors.exists():
+        raise DiscoError(f"{vectors} not found: the sparse backend needs the index stage's document vectors "
+                         "beside lucene/ (use --backend lucene)")
+    sparse = SparseSearcher(vectors, scale, tokens)
+    mismatch = _impact_mismatch(sparse, tokens, Path(index).parent / "collection")
+    if mismatch is None:
+        return sparse
+    if backend == "sparse":
+        raise DiscoError(f"{vectors}: {mismatch}; the sparse backend would not reproduce the index (use --backend "
+                         "lucene)")
+    return ImpactSearcher(index, threads=threads)
+
+
+def _small(vectors: Path) -> bool:
+    return vectors.exists() and pq.ParquetFile(vectors).metadata.num_rows <= SPARSE_MAX_PASSAGES
+
+
+def _impact_mismatch(sparse: SparseSearcher, tokens: list[str], collection: Path) -> str | None:
+    """Why the sparse matrix's impacts differ from the first passage of the Lucene collection, or ``None``."""
+    shards = sorted(collection.glob("*.jsonl"))
+    if not shards:
+        return f"no collection shards in {collection} to check the quantisation against"
+    with open(shards[0], encoding="utf-8") as f:
+        doc = json.loads(f.readline())
+    found = np.flatnonzero(sparse.doc_ids == doc["id"])
+    if not len(found):
+        return f"passage {doc['id']!r} of {shards[0].name} is not in the document vectors"
+    column = sparse.matrix[:, int(found[0])].tocoo()
+    mine = {tokens[i]: int(v) for i, v in zip(column.row, column.data)}
+    theirs = {t: int(v) for t, v in doc["vector"].items() if int(v) > 0}
+    if mine != theirs:
+        return (f"passage {doc['id']!r}: impacts differ from {shards[0].name} ({len(mine)} vs {len(theirs)} terms;"
+                " another quant_scale?)")
+    return None
+
+
 class Searcher:
     """A loaded student, its index and the passage texts; safe to share between threads.
 
@@ -91,11 +139,12 @@ class Searcher:
     """
 
     def __init__(self, student: str | Path, index: str | Path, corpus: str | Path | None = None,
-                 threads: int = 1):
+                 threads: int = 1, backend: Backend = "auto"):
         self.card = StudentCard.load(student)
         self.encoder = SpladeEncoder(str(student), frozen=True)
         self.tokens = vocab_tokens(self.encoder.tokenizer)
-        self.index = ImpactSearcher(index, threads=threads)
+        self.index = open_index(index, self.card.quant_scale, self.tokens, backend, threads)
+        self.backend = "sparse" if isinstance(self.index, SparseSearcher) else "lucene"
         self.passages: dict[str, tuple[str, str]] = {}
         if corpus is not None:
             table = pq.read_table(corpus, columns=["doc_id", "title", "text"]).to_pydict()
@@ -104,10 +153,10 @@ class Searcher:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disco-search")
 
     @classmethod
-    def open(cls, run_dir: str | Path, threads: int = 1) -> "Searcher":
+    def open(cls, run_dir: str | Path, threads: int = 1, backend: Backend = "auto") -> "Searcher":
         """The searcher of a finished ``disco run`` folder."""
         p = run_paths(run_dir)
-        return cls(p["student"], p["lucene"], p["corpus"], threads=threads)
+        return cls(p["student"], p["lucene"], p["corpus"], threads=threads, backend=backend)
 
     def text(self, conversation: Sequence[Any]) -> str:
         """The student's input for a conversation (oldest first, the last turn the current question)."""

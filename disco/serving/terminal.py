@@ -53,14 +53,16 @@ def table(result: Result) -> str:
     return "\n".join(lines)
 
 
-def _open(run_dir: Path) -> Searcher:
+def _open(run_dir: Path, backend: str = "auto") -> Searcher:
     print(f"loading {run_dir} ...", file=sys.stderr)
-    return Searcher.open(run_dir)
+    searcher = Searcher.open(run_dir, backend=backend)
+    print(f"searching with the {searcher.backend} backend", file=sys.stderr)
+    return searcher
 
 
-def search(run_dir: Path, conversation: Path | None, k: int, as_json: bool) -> None:
+def search(run_dir: Path, conversation: Path | None, k: int, as_json: bool, backend: str = "auto") -> None:
     turns = read_conversation(conversation) if conversation is not None else None
-    searcher = _open(run_dir)
+    searcher = _open(run_dir, backend)
     try:
         if turns is not None:
             got = searcher.search(turns, k)
@@ -97,7 +99,7 @@ def _ask(prompt: str) -> str:
     return line.strip()
 
 
-def serve(run_dir: Path, host: str, port: int) -> None:
+def serve(run_dir: Path, host: str, port: int, backend: str = "auto") -> None:
     import uvicorn
 
     from disco.serving.app import create_app
@@ -105,7 +107,7 @@ def serve(run_dir: Path, host: str, port: int) -> None:
     if not _loopback(host):
         print(f"warning: binding {host}: the service is reachable from other machines and has no "
               "authentication; use --host 127.0.0.1 unless that is what you want", file=sys.stderr)
-    searcher = _open(run_dir)
+    searcher = _open(run_dir, backend)
     try:
         print(f"disco search: http://{host}:{port}/  (API docs: /docs)", file=sys.stderr)
         uvicorn.run(create_app(searcher), host=host, port=port, log_level="warning")

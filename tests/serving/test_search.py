@@ -3,6 +3,7 @@ is safe to share between threads."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import defaultdict
 
@@ -22,7 +23,20 @@ def _trec(path) -> dict[str, dict[str, float]]:
     return run
 
 
-def test_api_reproduces_the_evaluate_stage_run(output, searcher, test_turns):
+@pytest.fixture(scope="module")
+def lucene_searcher(trained_run):
+    s = Searcher.open(trained_run, backend="lucene")
+    yield s
+    s.close()
+
+
+def test_auto_backend_is_the_sparse_matrix_on_the_demo(searcher, lucene_searcher):
+    assert searcher.backend == "sparse" and lucene_searcher.backend == "lucene"
+
+
+@pytest.mark.parametrize("backend", ["sparse", "lucene"])
+def test_api_reproduces_the_evaluate_stage_run(output, searcher, lucene_searcher, test_turns, backend):
+    searcher = searcher if backend == "sparse" else lucene_searcher
     evaluated = _trec(output("evaluate", "runs") / "disco.trec")
     assert test_turns and set(evaluated) <= {t["turn_id"] for t in test_turns}
     checked = 0
@@ -106,3 +120,26 @@ def test_concurrent_threads_get_the_same_answers(searcher, test_turns):
     assert len(got) == 24
     for (w, rep), ids in got.items():
         assert ids == expected[(w + rep) % len(convs)]
+
+
+def test_sparse_backend_refuses_impacts_that_differ_from_the_index(trained_run, output, tmp_path):
+    """A copy of the index whose collection was quantised differently: auto falls back to Lucene, sparse says why."""
+    import shutil
+
+    from disco.serving.search import run_paths
+
+    paths = run_paths(trained_run)
+    index = tmp_path / "index"
+    shutil.copytree(paths["lucene"].parent, index)
+    shard = sorted((index / "collection").glob("*.jsonl"))[0]
+    lines = shard.read_text().splitlines()
+    doc = json.loads(lines[0])
+    doc["vector"] = {t: v * 2 for t, v in doc["vector"].items()}  # as if quant_scale were 200
+    shard.write_text("\n".join([json.dumps(doc), *lines[1:]]) + "\n")
+    auto = Searcher(paths["student"], index / "lucene", backend="auto")
+    try:
+        assert auto.backend == "lucene"
+    finally:
+        auto.close()
+    with pytest.raises(DiscoError, match="impacts differ"):
+        Searcher(paths["student"], index / "lucene", backend="sparse")
