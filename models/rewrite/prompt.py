@@ -334,14 +334,27 @@ MIN_KEPT = 0.8
 MAX_GROWTH = 12  # words a rewrite may add to the utterance
 
 
+# "The Avengers: Who are The Avengers?": a heading (a topic and a colon) before the text is a title, not a query
+_HEADING_RE = re.compile(r"\s*([^:?]{1,80}):\s+\S")
+
+
+def _first_word(text: str) -> str:
+    words = text.lower().split()
+    return words[0].strip("\"'“*:,") if words else ""
+
+
 def looks_like_query(text: str) -> bool:
-    """True when ``text`` ends with ``?`` or starts with a question word or request verb."""
+    """True when ``text`` ends with ``?`` or starts with a question word or request verb, and does not open with a
+    heading (``"Topic: ..."``, unless the heading itself starts like a query)."""
     t = (text or "").strip()
     if not t:
         return False
+    heading = _HEADING_RE.match(t)
+    if heading and _first_word(heading.group(1)) not in QUERY_STARTS:
+        return False
     if t.rstrip("\"'” ").endswith("?"):
         return True
-    return t.lower().split()[0].strip("\"'“*:,") in QUERY_STARTS
+    return _first_word(t) in QUERY_STARTS
 
 
 CHECKS = ("not-a-query", "drops-words", "too-long", "changes-question")

@@ -216,6 +216,10 @@ def test_few_shot_prompt_puts_examples_first_as_chat_turns():
      "changes-question"),
     ("Where did Pamela Harriman and Churchill get married?", "where did they get married", None),
     ("Did Churchill marry Pamela Harriman?", "Did they marry?", None),
+    # a heading before the question is a title, not a query; a colon inside a query is fine
+    ("The Avengers: Who are The Avengers?", "Who are The Avengers?", "not-a-query"),
+    ("Who played in Star Wars: A New Hope?", "Who played in it?", None),
+    ("What is 3:45 in minutes?", "What is 3:45 in minutes?", None),
 ])
 def test_output_checks(rewrite, question, reason):
     from models.rewrite.prompt import check_rewrite
