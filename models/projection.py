@@ -31,6 +31,12 @@ BLOCK = 128
 # measured), so a block of fewer rows is padded with zero rows to give exactly what the whole-batch product gives,
 # and a whole batch of fewer rows (a query of a few tokens) is projected as the plain path does.
 MIN_ROWS = 16
+# A batch of at most this many real tokens (one query, a few short ones) is projected onto the whole vocabulary
+# at once: one [tokens, 30,522] product (at most 31 MiB) instead of eight chunks. The chunks pay off for corpus
+# batches; for a single query their eight BLAS calls (and thread wake-ups) cost more than the cache they save
+# (benchmarks/query_path.py, docs/benchmarks.md). The result is the same bit for bit (chunk = vocabulary size is
+# one of the sizes tests/models/test_projection.py checks).
+WHOLE_VOCAB_TOKENS = 256
 
 
 def head_parts(mlm: torch.nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.nn.Linear] | None:
@@ -66,6 +72,8 @@ def max_logits(mlm: torch.nn.Module, batch: dict[str, torch.Tensor], chunk: int 
     packed = states[mask]  # [N, H]: the real tokens, text after text
     lengths = mask.sum(dim=1).tolist()
     vocab = weight.shape[0]
+    if len(packed) <= WHOLE_VOCAB_TOKENS:
+        chunk, block = vocab, max(block, len(packed))
     out = torch.empty((len(lengths), vocab), dtype=packed.dtype, device=packed.device)
     # tokens in blocks of about `block`, whole texts per block (a text longer than `block` is a block of its own),
     # so each [tokens, chunk] tile reduces to its texts' maxima with one segment reduction

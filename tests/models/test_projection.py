@@ -48,9 +48,11 @@ def test_fast_path_bit_identical_to_plain(encoder, reference, chunk, block):
     assert torch.equal(fast, ref)  # bit for bit, every term of every text
 
 
-@pytest.mark.parametrize("texts", [["?"], ["", "a"], ["mercury"], ["who wrote 1984?"], [TEXTS[9], "", "?", "a"]])
+@pytest.mark.parametrize("texts", [["?"], ["", "a"], ["mercury"], ["who wrote 1984?"], [TEXTS[9], "", "?", "a"],
+                                   [" ".join(WORDS[:30])], [TEXTS[12]]])
 def test_few_token_batches_bit_identical(encoder, texts):
-    """BLAS sums differently for matrices of very few rows: tiny batches and tiny blocks must still match."""
+    """BLAS sums differently for matrices of very few rows: tiny batches and tiny blocks must still match; a
+    query-sized batch (up to WHOLE_VOCAB_TOKENS real tokens) is projected onto the whole vocabulary at once."""
     batch = encoder.tokenize(texts, 256)
     with torch.inference_mode():
         ref = plain(encoder.mlm, batch)
