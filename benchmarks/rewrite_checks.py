@@ -26,7 +26,7 @@ def variants():
     yield "none", {"checks": ()}
     for n in range(1, len(CHECKS) + 1):
         for combo in itertools.combinations(CHECKS, n):
-            kept = (0.34, 0.5, 0.67, 0.8) if "drops-words" in combo else (0.5,)
+            kept = (0.34, 0.5, 0.67, 0.8, 0.9, 1.0) if "drops-words" in combo else (0.5,)
             growth = (6, 12) if "too-long" in combo else (12,)
             for k, g in itertools.product(kept, growth):
                 yield f"{'+'.join(combo)} kept>={k} growth<={g}", {"checks": combo, "min_kept": k, "max_growth": g}

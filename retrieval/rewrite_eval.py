@@ -213,7 +213,9 @@ def known_datasets() -> dict[str, tuple[str, Path, dict]]:
     shared = (ROOT / ".." / "shared" / "data").resolve()
     return {"demo": ("disco", DEMO_DATA, {}),
             "canard-dev": ("canard", shared / "canard", {}),
-            "cast2019": ("trec-cast", shared / "trec_cast", {"year": "2019"})}
+            "cast2019": ("trec-cast", shared / "trec_cast", {"year": "2019"}),
+            "cast2021": ("trec-cast", shared / "trec_cast", {"year": "2021"}),
+            "cast2022": ("trec-cast", shared / "trec_cast", {"year": "2022"})}
 
 
 def resolve_dataset(dataset: str, data_format: str | None = None) -> tuple[str, Path, dict]:

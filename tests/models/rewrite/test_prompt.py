@@ -213,7 +213,7 @@ def test_few_shot_prompt_puts_examples_first_as_chat_turns():
     ("What is the capital of France?", "When did they disband?", "drops-words"),
     ("When did they disband " + "and " * 20 + "why?", "When did they disband?", "too-long"),
     ("When did Pamela Harriman and Churchill get married in 1946?", "where did they get married in 1946",
-     "changes-question"),
+     "drops-words"),  # every word must stay ("where" went); changes-question says so too, below
     ("Where did Pamela Harriman and Churchill get married?", "where did they get married", None),
     ("Did Churchill marry Pamela Harriman?", "Did they marry?", None),
     # a heading before the question is a title, not a query; a colon inside a query is fine
@@ -225,3 +225,13 @@ def test_output_checks(rewrite, question, reason):
     from models.rewrite.prompt import check_rewrite
 
     assert check_rewrite(rewrite, question) == reason
+
+
+def test_each_check_alone():
+    from models.rewrite.prompt import check_rewrite
+
+    married = ("When did Pamela Harriman and Churchill get married in 1946?", "where did they get married in 1946")
+    assert check_rewrite(*married, checks=("changes-question",)) == "changes-question"
+    swapped = ("Who is the most successful female pirate of all time?", "Who is the most famous female?")
+    assert check_rewrite(*swapped) == "drops-words"  # a swapped word is a dropped word
+    assert check_rewrite(*swapped, min_kept=0.8) is None
