@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from core.errors import DataError, DiscoError
+from disco import shutdown
 from disco.boundary import DEBUG_ENV, Boundary, quiet_console_tracebacks, report
 from flows.env import prefect_env as _prefect_env
 
@@ -24,6 +25,7 @@ def _options(debug: bool = typer.Option(False, "--debug", envvar=DEBUG_ENV,
                                         help="show full tracebacks (Prefect's and the CLI's) on failure")) -> None:
     if debug:
         os.environ[DEBUG_ENV] = "1"
+    shutdown.install()  # SIGTERM / SIGINT: one line, exit 143 / 130, no Prefect server left (disco/shutdown.py)
 
 
 def prefect_env() -> None:
