@@ -258,7 +258,17 @@ def ui(port: int = typer.Option(4200, help="port on 127.0.0.1")) -> None:
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     # the UI's pages call this API (Prefect's default would be port 4200 whatever --port says)
     env = {**os.environ, "PREFECT_UI_API_URL": os.environ.get("PREFECT_UI_API_URL", f"http://127.0.0.1:{port}/api")}
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    # its own process group, stopped as a whole (SIGTERM, then SIGKILL) when this command is interrupted or
+    # terminated: killing only `prefect server start` would leave its uvicorn running
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    try:
+        code = proc.wait()
+    except BaseException:
+        from core.proc import stop_group
+
+        stop_group(proc, grace_s=10)
+        raise
+    raise typer.Exit(code)
 
 
 @app.command()

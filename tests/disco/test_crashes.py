@@ -118,10 +118,10 @@ def _kill_when(cli, args, ready, sig: int = signal.SIGKILL, whole_group: bool = 
             assert time.monotonic() < deadline, "kill point never reached"
             time.sleep(0.05)
         family = _children(proc.pid)
-        jvm = _jvm_loaded(proc.pid)
+        names, jvm = [_cmdline(p)[:200] for p in family], _jvm_loaded(proc.pid)
         (os.killpg if whole_group else os.kill)(proc.pid, sig)
         code = proc.wait(timeout=120)
-        return Kill(code, _tail(log, 100_000), _wait_gone(family), [_cmdline(p)[:200] for p in family], jvm)
+        return Kill(code, _tail(log, 100_000), _wait_gone(family), names, jvm)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
