@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import sys
 import traceback
 
@@ -71,7 +72,11 @@ def describe(e: BaseException) -> tuple[str, int]:
     if isinstance(e, DiscoError):
         return f"{e}{where}", 2
     if isinstance(e, KeyboardInterrupt):
-        return "interrupted. Finished stages are kept; the same command resumes from them.", 130
+        return "interrupted (SIGINT). Finished stages are kept; the same command resumes from them.", 130
+    signum = getattr(e, "signum", getattr(e, "signal", None))  # disco.shutdown.Terminated, Prefect's own
+    if type(e).__name__ in ("Terminated", "TerminationSignal") and isinstance(signum, int):
+        name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else f"signal {signum}"
+        return f"terminated ({name}). Finished stages are kept; the same command resumes from them.", 128 + signum
     name = type(e).__name__
     if isinstance(e, MemoryError) or name == "OutOfMemoryError":
         return (f"out of memory{where}\n  Lower the batch sizes (e.g. --set encoder.batch_size=8 --set "

@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from core.errors import DataError, DiscoError
+from disco import shutdown
 from disco.boundary import DEBUG_ENV, Boundary, quiet_console_tracebacks, report
 from flows.env import prefect_env as _prefect_env
 
@@ -24,6 +25,7 @@ def _options(debug: bool = typer.Option(False, "--debug", envvar=DEBUG_ENV,
                                         help="show full tracebacks (Prefect's and the CLI's) on failure")) -> None:
     if debug:
         os.environ[DEBUG_ENV] = "1"
+    shutdown.install()  # SIGTERM / SIGINT: one line, exit 143 / 130, no Prefect server left (disco/shutdown.py)
 
 
 def prefect_env() -> None:
@@ -268,7 +270,17 @@ def ui(port: int = typer.Option(4200, help="port on 127.0.0.1")) -> None:
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     # the UI's pages call this API (Prefect's default would be port 4200 whatever --port says)
     env = {**os.environ, "PREFECT_UI_API_URL": os.environ.get("PREFECT_UI_API_URL", f"http://127.0.0.1:{port}/api")}
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    # its own process group, stopped as a whole (SIGTERM, then SIGKILL) when this command is interrupted or
+    # terminated: killing only `prefect server start` would leave its uvicorn running
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    try:
+        code = proc.wait()
+    except BaseException:
+        from core.proc import stop_group
+
+        stop_group(proc, grace_s=10)
+        raise
+    raise typer.Exit(code)
 
 
 @app.command()

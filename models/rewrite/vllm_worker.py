@@ -242,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config-json", required=True, help="RewriteConfig as JSON")
     ap.add_argument("--stats", help="write {generated, generate_calls, seconds} here as JSON at the end")
     args = ap.parse_args(argv)
+    if argv is None:  # run as the worker process (not called from a test)
+        # watch from the start: importing vLLM takes tens of seconds, and a parent read after it could already be
+        # init (the parent killed meanwhile), which the watch would then take for the living parent
+        _exit_with_parent(os.getppid())
 
     cfg = RewriteConfig.model_validate_json(args.config_json)
     requests = read_requests(args.requests)
@@ -270,7 +274,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_NO_VLLM
 
-    _exit_with_parent()
     engine = VLLMEngine(args.model, cfg)
     started = time.time()
     done = 0
@@ -287,13 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _exit_with_parent(interval_s: float = 5.0) -> None:
-    """Exit when the parent process dies (a killed pipeline must not leave a worker holding the GPU).
+def _exit_with_parent(parent: int, interval_s: float = 5.0) -> None:
+    """Exit when the parent process ``parent`` dies (a killed pipeline must not leave a worker holding the GPU).
 
     The journal is fsynced after every batch, so a hard stop loses at most the batch in progress."""
     import threading
-
-    parent = os.getppid()
 
     def watch() -> None:
         while True:

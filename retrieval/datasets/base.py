@@ -66,6 +66,9 @@ class DatasetReader(ABC):
         self.root = Path(root)
         if not self.root.exists():
             raise DataError(self.root, "dataset folder does not exist")
+        if not self.root.is_dir():
+            raise DataError(self.root, f"a file, not a dataset folder: give the folder that holds the dataset's "
+                            f"files (perhaps {self.root.parent})")
 
     @abstractmethod
     def turns(self) -> Iterator[Turn]: ...

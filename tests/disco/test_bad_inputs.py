@@ -154,7 +154,8 @@ CASES = [
          r"split 'validation' should be one of train, dev, test"),
     Case("data-folder-missing", lambda tmp, cli: _run(tmp / "nowhere", tmp), r"nowhere: dataset folder does not exist"),
     Case("data-is-a-file", lambda tmp, cli: _run(_native(tmp, cli) / _J, tmp),
-         r"conversations\.jsonl: missing: a disco dataset needs this file"),
+         r"/data/conversations\.jsonl: a file, not a dataset folder: give the folder that holds the dataset's files "
+         r"\(perhaps \S+/data\)"),  # the path once (it used to be taken as a folder: .../conversations.jsonl/...)
     # public formats (retrieval/datasets)
     Case("mtrag-turn-zero", _mtrag(lambda t: t.update(turn=0)), r"reference\.jsonl, line 1, record 'c1<::>1': turn number 0"),
     Case("mtrag-unknown-speaker", _mtrag(lambda t: t["input"][0].update(speaker="bot")), r"unknown speaker 'bot'"),

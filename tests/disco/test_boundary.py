@@ -6,10 +6,13 @@ import errno
 import logging
 import os
 
+from pathlib import Path
+
 import pytest
 
 from core.errors import DataError
 from disco.boundary import _NoTraceback, describe, without_tracebacks
+from disco.shutdown import Terminated
 
 
 def _raised(e: BaseException) -> BaseException:
@@ -25,7 +28,8 @@ def _raised(e: BaseException) -> BaseException:
     (OSError("Error writing bytes to file. Detail: [errno 28] No space left on device"), 4, "disk full"),
     (PermissionError(errno.EACCES, "Permission denied", "/root/x"), 4, "permission denied: /root/x"),
     (MemoryError(), 3, "out of memory"),
-    (KeyboardInterrupt(), 130, "interrupted"),
+    (KeyboardInterrupt(), 130, "interrupted (SIGINT). Finished stages are kept"),
+    (Terminated(), 143, "terminated (SIGTERM). Finished stages are kept"),
     (ValueError("bad thing\nsecond line"), 1, "unexpected error: ValueError: bad thing\n  Rerun with `disco --debug"),
 ])
 def test_describe(exc, code, text):
@@ -56,3 +60,23 @@ def test_console_formatter_drops_the_traceback_but_keeps_it_for_other_handlers()
                                    exc_info=__import__("sys").exc_info())
     assert "Traceback" not in _NoTraceback(logging.Formatter()).format(record)
     assert "Traceback" in logging.Formatter().format(record)  # the record is untouched for the API handler
+
+
+def test_a_second_signal_stops_at_once():
+    """The first SIGTERM raises Terminated (the stack unwinds); a second one while that runs exits 143 at once."""
+    import subprocess
+    import sys
+
+    script = ("import os, signal, time\n"
+              "from disco import shutdown\n"
+              "shutdown.install()\n"
+              "try:\n"
+              "    os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
+              "except shutdown.Terminated as e:\n"
+              "    print('first:', e, flush=True)\n"
+              "    os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
+              "print('not stopped')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 143, done.stdout + done.stderr
+    assert done.stdout == "first: terminated by SIGTERM\n" and "SIGTERM again: stopping now" in done.stderr
