@@ -74,7 +74,7 @@ def inner_ingest(data: str, out: str) -> dict:
     cfg = load("demo", [data], [])
     step = plan(cfg, "ingest")[0]
     m = run_stage(step.stage, step.fields, {}, out)
-    return {"stage": "ingest", "corpus": m["corpus"]}
+    return {"stage": "ingest", "corpus": str(m["corpus"])}
 
 
 class ReplayEncoder:
