@@ -89,7 +89,7 @@ class ReplayEncoder:
         from retrieval.index.encode import table_vectors
 
         self.vectors = table_vectors(pq.read_table(doc_vectors))
-        self.tokenizer = AutoTokenizer.from_pretrained(resolve("splade-tiny"))
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve("splade-tiny").path)
         self.calls = 0
 
     def encode(self, texts, max_length, batch_size=32, progress=None):

@@ -150,7 +150,7 @@ def st_student(model: str, cfg):
 
     from models.weights import resolve
 
-    st = SparseEncoder(str(resolve(model)), device="cpu")
+    st = SparseEncoder(resolve(model).path, device="cpu")
     st.max_seq_length = DOC_MAX_LENGTH
     st.train()
     loss = SpladeLoss(st, loss=SparseDistillKLDivLoss(st, temperature=cfg.temperature),
