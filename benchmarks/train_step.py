@@ -10,6 +10,11 @@ pipeline output folder. Variants, each in its own process (fresh weights, same b
   (DocStore.dense over the batch's distinct passages), then the same student step.
 - precomputed + bf16: as precomputed, with the student forward under torch.autocast(cpu, bfloat16), as
   train_student does with precision "bf16".
+- sentence-transformers: the same weights as a ``SparseEncoder`` trained by its ``SpladeLoss`` +
+  ``SparseDistillKLDivLoss`` on the same batches and teacher scores (:func:`st_student`): what a user of that
+  library would run. It computes something else: the 1 + 16 passages of every example are encoded by the
+  student with gradients (the document side trains too), the loss is KL over each example's own passages only
+  (no in-batch contrastive term), and its query regulariser replaces DiSCo's FLOPS term.
 
 Student step = forward + DistillLoss + backward + grad clipping + AdamW (constant lr, no scheduler). Reported:
 median s/step over `--steps` timed steps (after `--warmup-steps` untimed ones), examples/s, speed-up against
@@ -32,7 +37,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 VARIANTS = {"re-encode": ("reencode", "fp32"), "precomputed": ("precomputed", "fp32"),
-            "precomputed + bf16": ("precomputed", "bf16")}
+            "precomputed + bf16": ("precomputed", "bf16"), "sentence-transformers": ("st", "fp32")}
 REFERENCE = "precomputed"  # the losses of the others are compared with this one's
 N_NEGATIVES, DOC_MAX_LENGTH, QUERY_MAX_LENGTH = 16, 256, 256
 
@@ -83,8 +88,11 @@ def run_variant(name: str, files: dict[str, Path], opts: dict) -> dict:
     student = SpladeEncoder(opts["model"]).train()
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = DistillLoss.from_config(cfg, reg_warmup_steps=0)
-    if docs_from == "reencode":
-        doc_encoder = SpladeEncoder(opts["model"], frozen=True)
+    if docs_from == "st":
+        student, st_loss = st_student(opts["model"], cfg)
+        opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if docs_from in ("reencode", "st"):
+        doc_encoder = SpladeEncoder(opts["model"], frozen=True) if docs_from == "reencode" else None
         corpus = pl.read_parquet(files["corpus"]).filter(pl.col("doc_id").is_in(list(store.row)))
         text_of = {d: passage_input(t, x) for d, t, x in corpus.select("doc_id", "title", "text").iter_rows()}
         row_text = [""] * len(store.row)
@@ -98,6 +106,17 @@ def run_variant(name: str, files: dict[str, Path], opts: dict) -> dict:
     for step in range(1, total_steps + 1):
         texts, rows, teacher = next(batches)
         t0 = time.perf_counter()
+        if docs_from == "st":  # sentence-transformers' own step: its SpladeLoss encodes queries and passages
+            features = [student.tokenize(texts)] + [student.tokenize([row_text[r] for r in rows[:, j]])
+                                                    for j in range(rows.shape[1])]
+            total = sum(st_loss(features, torch.from_numpy(teacher).float()).values())
+            total.backward()
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.max_grad_norm)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            log.append({"step": step, "s": time.perf_counter() - t0, "doc_s": 0.0, "loss": float(total.detach())})
+            continue
         uniq, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
         if docs_from == "reencode":  # every passage of every example, as the authors' trainer does
             with torch.no_grad():
@@ -119,6 +138,24 @@ def run_variant(name: str, files: dict[str, Path], opts: dict) -> dict:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {"variant": name, "log": log, "peak_rss_mib": round(peak_mib, 1), "threads": torch.get_num_threads(),
             "examples": len(examples), "batch_size": cfg.batch_size}
+
+
+def st_student(model: str, cfg):
+    """The same student weights as sentence-transformers' ``SparseEncoder`` (MLMTransformer + SpladePooling max),
+    trained by its ``SpladeLoss`` around ``SparseDistillKLDivLoss`` on the teacher's scores of the example's 1 + 16
+    passages (the temperature and lambda_q of DiSCo's config; no document regulariser, as DiSCo's documents are
+    frozen). Unlike DiSCo, it encodes the passages with the student itself and backpropagates through them."""
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.losses import SparseDistillKLDivLoss, SpladeLoss
+
+    from models.weights import resolve
+
+    st = SparseEncoder(resolve(model).path, device="cpu")
+    st.max_seq_length = DOC_MAX_LENGTH
+    st.train()
+    loss = SpladeLoss(st, loss=SparseDistillKLDivLoss(st, temperature=cfg.temperature),
+                      document_regularizer_weight=0.0, query_regularizer_weight=cfg.lambda_q)
+    return st, loss
 
 
 def summarise(results: dict[str, dict], warmup_steps: int, baseline: str = "re-encode") -> list[dict]:
@@ -183,7 +220,7 @@ def main() -> None:
     rows = summarise(results, args.warmup_steps)
     ref = [r["loss"] for r in results[REFERENCE]["log"]] if REFERENCE in results else None
     diffs = {k: loss_difference([r["loss"] for r in v["log"]], ref) for k, v in results.items()
-             if ref and k != REFERENCE}
+             if ref and k not in (REFERENCE, "sentence-transformers")}  # the latter computes another loss
     first = next(iter(results.values()))
     context = (f"Train step on {args.run_dir} ({opts['model']}, {first['examples']} train examples, batch "
                f"{args.batch_size} x (1 + {N_NEGATIVES}) passages, teacher human), {args.steps} timed steps after "

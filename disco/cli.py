@@ -15,6 +15,7 @@ from core.errors import DataError, DiscoError
 from disco import shutdown
 from disco.boundary import DEBUG_ENV, Boundary, quiet_console_tracebacks, report
 from flows.env import prefect_env as _prefect_env
+from flows.server import shared_server
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=Boundary,
                   help="DiSCo: distil LLM query rewriting into a conversational SPLADE encoder, as a Prefect DAG.")
@@ -69,7 +70,7 @@ def run(
 
         if stage is not None and stage not in NAMES:
             raise DiscoError(f"unknown stage {stage!r}; stages: {', '.join(NAMES)}")
-        with run_lock(out_dir):  # before Prefect starts: a second run on this folder stops at once
+        with run_lock(out_dir), shared_server():  # the lock before Prefect starts: a second run stops at once
             run_flow(cfg, out_dir, stage=stage, refresh=refresh)
     except DiscoError as e:
         _fail(e)
@@ -120,7 +121,8 @@ def evaluate(
         out_dir = str((out or run_dir / f"eval-{data.resolve().name}").resolve())
         from flows.pipeline import evaluate_student
 
-        evaluate_student(cfg.target(), out_dir, student)
+        with shared_server():
+            evaluate_student(cfg.target(), out_dir, student)
     except DiscoError as e:
         _fail(e)
     _print_results(out_dir)
@@ -154,8 +156,9 @@ def rewrite_eval(
             read_rewrites(s)
         from flows.rewrite_eval import rewrite_eval_flow
 
-        rewrite_eval_flow(dataset, str(out.resolve()), sources, llm, str(run_dir) if run_dir else None, skip,
-                          limit, format, str(cache.resolve()) if cache else None)
+        with shared_server():
+            rewrite_eval_flow(dataset, str(out.resolve()), sources, llm, str(run_dir) if run_dir else None, skip,
+                              limit, format, str(cache.resolve()) if cache else None)
     except DiscoError as e:
         _fail(e)
     typer.echo((out / "report.md").read_text(encoding="utf-8"))

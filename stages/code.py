@@ -13,6 +13,7 @@ import ast
 import hashlib
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 from core.paths import ROOT
 
@@ -46,12 +47,7 @@ def imports_of(module: str, root: Path = ROOT) -> set[str]:
 def _imports(module: str, root: Path, text: str) -> frozenset[str]:
     """The imports of ``module`` whose source is ``text`` (cached by content: an edit is a new entry)."""
     found: set[str] = set()
-    tree = ast.parse(text, filename=module)
-    typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block)
-                   for stmt in block.body for n in ast.walk(stmt)}
-    for node in ast.walk(tree):
-        if id(node) in typing_only:  # `if TYPE_CHECKING:` imports never run
-            continue
+    for node in _statements(ast.parse(text, filename=module).body):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -73,6 +69,18 @@ def _imports(module: str, root: Path, text: str) -> frozenset[str]:
             if name and name != module:
                 found.add(name)
     return frozenset(found)
+
+
+def _statements(body: list) -> Iterator[ast.stmt]:
+    """Every statement of ``body``, nested ones included (imports are statements, so expressions, which are most
+    of a tree's nodes, are not walked), except the body of ``if TYPE_CHECKING:`` blocks (those imports never run)."""
+    for node in body:
+        yield node
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            if name == "body" and _is_type_checking(node):
+                continue
+            for child in getattr(node, name, ()):
+                yield from _statements([child] if isinstance(child, ast.stmt) else child.body)
 
 
 def _is_type_checking(node: ast.AST) -> bool:

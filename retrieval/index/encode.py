@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 
 from core import schema
 from core.errors import DiscoError
-from core.io import write_parquet
+from core.io import atomic_path
 from core.parallel import bounds, distributed, pmap
 from models.splade import SparseVec, SpladeConfig, SpladeEncoder, vocab_tokens
-from retrieval.index.shards import encode_shards, shard_name, write_shard
+from retrieval.index.shards import ENCODE_CHUNK, encode_shards, shard_name, write_lines
 
 
 def passage_input(title: str, text: str) -> str:
@@ -54,11 +54,25 @@ def encode_shard(corpus_path: str, start: int, stop: int, encoder: SpladeConfig,
     """Passages ``[start, stop)`` of the corpus -> ``out_file`` (:data:`schema.DOC_VECTORS`): the unit of work
     that runs on a cluster worker (:func:`core.parallel.pmap`); the same shard gives the same vectors anywhere."""
     table = pq.read_table(corpus_path, columns=["doc_id", "title", "text"]).slice(start, stop - start)
-    ids, titles, texts = (table.column(c).to_pylist() for c in ("doc_id", "title", "text"))
-    reps = frozen_encoder(encoder.model).encode([passage_input(a, b) for a, b in zip(titles, texts)],
-                                                encoder.doc_max_length, encoder.batch_size)
-    write_parquet(out_file, vectors_table(ids, reps))
+    enc = frozen_encoder(encoder.model)
+    with atomic_path(out_file) as tmp, pq.ParquetWriter(tmp, schema.DOC_VECTORS, compression="zstd") as w:
+        for a in range(0, table.num_rows, ENCODE_CHUNK):  # the chunks the local path encodes: the same batches
+            part = table.slice(a, ENCODE_CHUNK)
+            ids, titles, texts = (part.column(c).to_pylist() for c in ("doc_id", "title", "text"))
+            reps = enc.encode([passage_input(x, y) for x, y in zip(titles, texts)], encoder.doc_max_length,
+                              encoder.batch_size)
+            w.write_table(vectors_table(ids, reps))
     return out_file
+
+
+def table_vectors(part: pa.Table) -> list[SparseVec]:
+    """The (term ids, weights) arrays of each row of a :data:`schema.DOC_VECTORS` table, as numpy views (no Python
+    number per weight)."""
+    terms, weights = (part.column(c).combine_chunks() for c in ("term_ids", "weights"))
+    offsets = terms.offsets.to_numpy()
+    t = terms.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    w = weights.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return [(t[a:b], w[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
 
 
 def _encode_distributed(corpus_path: str | Path, encoder: SpladeConfig, out: Path, total: int,
@@ -73,12 +87,13 @@ def _encode_distributed(corpus_path: str | Path, encoder: SpladeConfig, out: Pat
     n_terms: list[int] = []
     with pq.ParquetWriter(out / "doc_vectors.parquet", schema.DOC_VECTORS, compression="zstd") as vectors:
         for i, file in enumerate(files):
-            part = pq.read_table(file)
-            ids = part.column("doc_id").to_pylist()
-            reps = [(np.asarray(t, dtype=np.int32), np.asarray(w, dtype=np.float32))
-                    for t, w in zip(part.column("term_ids").to_pylist(), part.column("weights").to_pylist())]
-            n_terms += write_shard(out / "collection" / shard_name(i), ids, reps, tokens, encoder.quant_scale)
-            vectors.write_table(part)
+            path, source = out / "collection" / shard_name(i), pq.ParquetFile(file)
+            with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+                for batch in source.iter_batches(batch_size=ENCODE_CHUNK):
+                    part = pa.Table.from_batches([batch], schema=schema.DOC_VECTORS)
+                    n_terms += write_lines(f, part.column("doc_id").to_pylist(), table_vectors(part), tokens,
+                                           encoder.quant_scale)
+                    vectors.write_table(part)
     shutil.rmtree(parts)
     return {"doc_terms_mean": sum(n_terms) / len(n_terms) if n_terms else 0.0, "doc_terms_max": max(n_terms, default=0)}
 

@@ -137,3 +137,38 @@ def test_doc_vectors_table_equals_the_python_lists_version():
     want = pa.Table.from_pydict({"doc_id": ids, "term_ids": [t.tolist() for t, _ in reps],
                                  "weights": [w.tolist() for _, w in reps]}, schema=schema.DOC_VECTORS)
     assert vectors_table(ids, reps).equals(want)
+
+
+def test_shards_are_encoded_in_bounded_chunks_with_the_same_files(whole, passages, tmp_path, monkeypatch):
+    """A shard larger than ENCODE_CHUNK is encoded (and held) a chunk at a time: the encoder never sees more than a
+    chunk, and with batches of 1 (so that chunking cannot change a batch) the files are those of one pass."""
+    import numpy as np
+
+    from retrieval.index import shards as shards_mod
+    from retrieval.index.encode import table_vectors, vectors_table
+
+    monkeypatch.setattr(shards_mod, "ENCODE_CHUNK", 3)
+    enc = SpladeEncoder("splade-tiny", frozen=True)
+    sizes: list[int] = []
+    real = enc.encode
+
+    def counting(texts, *a, **k):
+        sizes.append(len(texts))
+        return real(texts, *a, **k)
+
+    monkeypatch.setattr(enc, "encode", counting)
+    rows = [json.loads(line) for line in passages.read_text().splitlines()]
+    pairs = [(r["id"], passage_input(r["title"], r["text"])) for r in rows][:16]  # 2 shards of 3 + 3 + 2
+    got: list[tuple[list, list]] = []
+    opts = dict(max_length=128, batch_size=1, scale=100, shard_size=8)
+    shards_mod.encode_shards(iter(pairs), enc, tmp_path / "chunked", on_shard=lambda i, r: got.append((i, r)),
+                             **opts)
+    assert sizes == [3, 3, 2, 3, 3, 2] and sum(len(i) for i, _ in got) == 16
+    monkeypatch.setattr(shards_mod, "ENCODE_CHUNK", 1000)
+    shards_mod.encode_shards(iter(pairs), enc, tmp_path / "whole", **opts)
+    assert shards(tmp_path / "chunked") == shards(tmp_path / "whole")
+    assert [d for i, _ in got for d in i] == [p[0] for p in pairs]
+    # the distributed path's merge reads vectors back as numpy views, equal to what was written
+    ids, reps = got[0]
+    back = table_vectors(vectors_table(ids, reps))
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(reps, back))
