@@ -10,6 +10,11 @@ once (:func:`stop_now`). Child processes die with their parent on their own: the
 started with ``-Xrs`` (retrieval/index/java.py): without it the JVM takes SIGTERM and SIGINT for itself.
 
 What a killed command leaves (a temporary stage folder) is removed by the next run, as after SIGKILL.
+
+The shared Prefect server of flows/server.py (the default when no ``PREFECT_API_URL`` is set) is not the command's
+to stop: other commands may be using it, and it stops itself once no command has held its lease for
+``DISCO_PREFECT_SERVER_IDLE`` seconds (the kernel drops a killed command's lease). What this module stops is
+Prefect's temporary per-command server (``DISCO_PREFECT_SERVER_IDLE=0``, or a shared server with other settings).
 """
 
 from __future__ import annotations

@@ -137,8 +137,9 @@ def _tail(path: Path, n: int = 3000) -> str:
 
 
 def _own_prefect_server_env(cli, home: Path) -> dict:
-    """The environment of a command that starts its own temporary Prefect server (as a user's does)."""
-    env = cli.env(PREFECT_HOME=str(home))
+    """The environment of a command that starts its own temporary Prefect server: no PREFECT_API_URL and no shared
+    server (DISCO_PREFECT_SERVER_IDLE=0; the shared one outlives a command on purpose, tests/flows/test_server.py)."""
+    env = cli.env(PREFECT_HOME=str(home), DISCO_PREFECT_SERVER_IDLE="0")
     env.pop("PREFECT_API_URL", None)
     return env
 
