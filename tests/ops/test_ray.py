@@ -16,6 +16,7 @@ of 16 turns (rewriting), 10 passages (encoding) and 8 turns (teacher retrieval).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -59,6 +60,14 @@ def _marked(mark: str) -> list:
     return found
 
 
+def _kill(procs: list) -> None:
+    import psutil
+
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+
+
 def _disco_run(env: dict, args: list[str], log: Path, timeout: float, mark: str | None = None) -> tuple[str, set]:
     """``disco run ARGS`` in its own process group; its output, and the command lines of the marked processes seen
     while it ran. Stopped for sure (with every marked process) when it overruns ``timeout``."""
@@ -84,8 +93,7 @@ def _disco_run(env: dict, args: list[str], log: Path, timeout: float, mark: str 
             done.set()
             t.join()
             if rc is None and mark:
-                for q in _marked(mark):
-                    q.kill()
+                _kill(_marked(mark))
     out = log.read_text(errors="replace")
     assert rc == 0, f"disco run {' '.join(args)} {'timed out' if rc is None else f'exited {rc}'}:\n{out[-6000:]}"
     return out, seen
@@ -114,11 +122,9 @@ def _task_names(ops, server: dict, out: Path) -> list[str]:
 def test_ray_runner_gives_the_single_process_outputs(ops, ops_server, small_demo_slice, tmp_path):
     pytest.importorskip("prefect_ray", reason="prefect-ray is not installed (pip: .[ray])")
     pytest.importorskip("psutil")
-    # Ray's temporary folder: short (its unix sockets live there) and this test's own (no cluster of another
-    # session is found there; RAY_ADDRESS unset: runner.address stays the only way to a remote cluster)
+    # Ray's temporary folder (sessions, logs, sockets): this test's own, and short (unix socket paths are limited)
     ray_tmp = Path(tempfile.mkdtemp(prefix="dray-", dir="/tmp"))
-    env = {k: v for k, v in ops_server["env"].items() if k != "RAY_ADDRESS"}
-    env["RAY_TMPDIR"] = str(ray_tmp)
+    env = {**ops_server["env"], "RAY_TMPDIR": str(ray_tmp)}
     args = ["--data", str(small_demo_slice), *[a for o in _overrides(ops) for a in ("--set", o)]]
     single_out, ray_out, mark = tmp_path / "single", tmp_path / "ray", uuid.uuid4().hex
     try:
@@ -129,10 +135,9 @@ def test_ray_runner_gives_the_single_process_outputs(ops, ops_server, small_demo
         deadline = time.monotonic() + 30
         while (left := _marked(mark)) and time.monotonic() < deadline:
             time.sleep(1)
-        assert not left, f"processes of the Ray run outlived it: {[(p.pid, p.name()) for p in left]}"
+        assert not left, f"processes of the Ray run outlived it: {[(p.pid, p.info['cmdline']) for p in left]}"
     finally:
-        for p in _marked(mark):
-            p.kill()
+        _kill(_marked(mark))
         shutil.rmtree(ray_tmp, ignore_errors=True)
     # ... and it did start a cluster: its head processes and workers were seen while it ran
     for what in ("/raylet ", "/gcs_server ", "ray::"):
