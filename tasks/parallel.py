@@ -11,9 +11,8 @@ signal handler in Ray's core worker, and Python's ``faulthandler`` unless alread
 JVM's they turn the first such signal into a crash: "SIGSEGV received" inside ``batch_search``. Installed before the
 JVM starts, they are replaced by the JVM's own and nothing happens; this is the order in a ``disco run`` process
 (Ray at flow start, the JVM later, when a stage first searches) and in Ray's workers (Ray at worker start, the JVM
-in a shard), so
-:func:`task_runner` refuses a process whose JVM already runs (an interpreter or test process that searched
-before).
+in a shard). So :func:`task_runner` refuses a process whose JVM already runs (an interpreter or a test process that
+searched before); docs/scaling.md has the reproduction.
 """
 
 from __future__ import annotations
