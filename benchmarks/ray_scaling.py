@@ -63,7 +63,7 @@ def measure(corpus: Path, encoder: SpladeConfig, out: Path, shard_size: int, wor
 
     env = {"PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     t_start = time.perf_counter()
-    ray.init(num_cpus=workers, include_dashboard=False, runtime_env={"env_vars": env})
+    ray.init(address="local", num_cpus=workers, include_dashboard=False, runtime_env={"env_vars": env})
     started = time.perf_counter() - t_start
     try:
         mapper = ray_mapper()

@@ -23,7 +23,6 @@ from models.rewrite.prompt import RewriteConfig, prompt_hash
 from retrieval.evaluation import token_f1
 
 DATASET_TEACHERS = ("human", "answer")
-SHARD_PARTS = 4  # parts of rewrite_turns per shard when shards run on a cluster
 
 
 def teacher_rewrites(turns: pl.DataFrame, teachers: list[str], rewrite: RewriteConfig, parts_root: Path,
@@ -69,7 +68,7 @@ def _llm_rewrites(cfg: RewriteConfig, turns: pl.DataFrame, parts_root: Path, pro
     parts.parent.mkdir(parents=True, exist_ok=True)
     stats: dict = {}
     if distributed():  # shards of whole parts (the same batches as here), each resumable in its own folder
-        size = SHARD_PARTS * CHUNK_BATCHES * cfg.batch_size
+        size = cfg.shard_parts * CHUNK_BATCHES * cfg.batch_size
         shards = [(requests[a:b], cfg, str(parts.parent / f"shard-{a:07d}-{b:07d}"))
                   for a, b in bounds(len(requests), size)]
         done = []

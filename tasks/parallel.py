@@ -4,10 +4,20 @@ rewriting) as a Prefect task on the flow's task runner, prefect-ray's ``RayTaskR
 The stage itself stays one cached task in the flow's process; only its shards go to the cluster, each visible in
 the UI as a task run ``<what>-<i>`` inside the stage's task. Shard functions write their files where the stage's
 folder is, so a cluster of several machines needs ``out`` on shared storage (README, "Team setup").
+
+Ray must start in a process before the JVM does. The HotSpot JVM raises SIGSEGV on purpose (safepoint polls,
+implicit null checks) and handles it itself; ``ray.init`` installs crash handlers for SIGSEGV (abseil's failure
+signal handler in Ray's core worker, and Python's ``faulthandler`` unless already enabled), and installed after the
+JVM's they turn the first such signal into a crash: "SIGSEGV received" inside ``batch_search``. Installed before the
+JVM starts, they are replaced by the JVM's own and nothing happens; this is the order in a ``disco run`` process
+(Ray at flow start, the JVM later, when a stage first searches) and in Ray's workers (Ray at worker start, the JVM
+in a shard). So :func:`task_runner` refuses a process whose JVM already runs (an interpreter or a test process that
+searched before); docs/scaling.md has the reproduction.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Sequence
 
 from prefect import task
@@ -45,6 +55,10 @@ def task_runner(cfg: RunnerConfig):
     ``cfg.address`` or on a local cluster of ``cfg.workers`` CPUs started for the run."""
     if cfg.kind == "local":
         return None
+    if "jnius" in sys.modules:  # importing jnius starts the JVM
+        raise DiscoError("runner.kind=ray: the JVM (Pyserini) already runs in this process, and starting Ray here "
+                         "would replace its signal handlers (Lucene then dies with a segmentation fault); start "
+                         "the Ray run in a fresh process (`disco run --runner ray`)")
     try:
         from prefect_ray import RayTaskRunner
     except ImportError:
@@ -53,5 +67,7 @@ def task_runner(cfg: RunnerConfig):
     env = {"PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     if cfg.address:
         return RayTaskRunner(address=cfg.address, init_kwargs={"runtime_env": {"env_vars": env}})
-    return RayTaskRunner(init_kwargs={"num_cpus": cfg.workers, "include_dashboard": False,
+    # address "local": a new cluster even where RAY_ADDRESS is set or `ray start` left one running (with no
+    # address, ray.init joins that one, and refuses num_cpus there)
+    return RayTaskRunner(init_kwargs={"address": "local", "num_cpus": cfg.workers, "include_dashboard": False,
                                       "runtime_env": {"env_vars": env}})

@@ -37,18 +37,28 @@ def prefect_api(tmp_path_factory):
         yield
 
 
-@pytest.fixture(scope="session")
-def demo_slice(tmp_path_factory) -> Path:
-    """8 conversations (4 confusable pairs), their judged passages and 30 other passages as distractors."""
-    out = tmp_path_factory.mktemp("demo-slice")
+def write_slice(out: Path, conversations: list[str], distractor_step: int = 9) -> Path:
+    """The demo's ``conversations``, their judged passages and every ``distractor_step``-th other passage."""
     convs = [json.loads(x) for x in (DEMO_DATA / "conversations.jsonl").read_text().splitlines()]
-    convs = [c for c in convs if c["conversation_id"] in CONVERSATIONS]
+    convs = [c for c in convs if c["conversation_id"] in conversations]
     qrels = pl.read_csv(DEMO_DATA / "qrels.tsv", separator="\t")
-    qrels = qrels.filter(pl.col("turn_id").str.split("_").list.first().is_in(CONVERSATIONS))
+    qrels = qrels.filter(pl.col("turn_id").str.split("_").list.first().is_in(conversations))
     passages = [json.loads(x) for x in (DEMO_DATA / "passages.jsonl").read_text().splitlines()]
     judged = set(qrels["doc_id"])
-    keep = [p for p in passages if p["id"] in judged] + [p for p in passages if p["id"] not in judged][::9]
+    keep = [p for p in passages if p["id"] in judged] + [p for p in passages if p["id"] not in judged][::distractor_step]
     (out / "conversations.jsonl").write_text("".join(json.dumps(c) + "\n" for c in convs))
     (out / "passages.jsonl").write_text("".join(json.dumps(p) + "\n" for p in keep))
     qrels.write_csv(out / "qrels.tsv", separator="\t")
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_slice(tmp_path_factory) -> Path:
+    """8 conversations (4 confusable pairs), their judged passages and 30 other passages as distractors."""
+    return write_slice(tmp_path_factory.mktemp("demo-slice"), CONVERSATIONS)
+
+
+@pytest.fixture(scope="session")
+def small_demo_slice(tmp_path_factory) -> Path:
+    """4 conversations (2 confusable pairs, 23 turns), their judged passages and 15 other passages."""
+    return write_slice(tmp_path_factory.mktemp("small-demo-slice"), ["a01", "a02", "b03", "b04"], 18)

@@ -133,6 +133,9 @@ class RewriteConfig(BaseModel):
     # parameters must not name an executable or pass trust_remote_code): env DISCO_VLLM_PYTHON and
     # DISCO_VLLM_OPTIONS on the machine that runs the stage (models/rewrite/vllm_backend.py).
     vllm_batch_size: int = Field(256, ge=1)  # requests per vLLM call; a killed worker loses at most one
+    # On a cluster (runner.kind=ray): whole parts (8 x batch_size turns) per shard, so each generate call sees the
+    # batch it sees in one process (retrieval/rewrites.py).
+    shard_parts: int = Field(4, ge=1)
     # The expansion teacher ``<teacher>+answer`` (see :meth:`with_answer`) generates up to this many tokens.
     answer_max_new_tokens: int = Field(96, ge=1)
 
@@ -145,7 +148,8 @@ class RewriteConfig(BaseModel):
 
 # Fields that do not change what is generated (excluded from the hash).
 # ``answer_max_new_tokens`` acts only through the ``max_new_tokens`` of :meth:`RewriteConfig.with_answer`.
-_NOT_HASHED = {"teacher", "output_checks", "batch_size", "torch_threads", "vllm_batch_size", "answer_max_new_tokens"}
+_NOT_HASHED = {"teacher", "output_checks", "batch_size", "torch_threads", "vllm_batch_size", "shard_parts",
+               "answer_max_new_tokens"}
 
 
 def _role_text(item: Any) -> tuple[str, str]:

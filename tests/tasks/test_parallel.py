@@ -1,0 +1,51 @@
+"""tasks/parallel.py's task runner: a new local Ray cluster unless an address is given, and no Ray in a process
+whose JVM already runs (Ray's crash handlers would replace the JVM's: a segmentation fault in Lucene). The run on a
+real cluster is tests/ops/test_ray.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stages.config import RunnerConfig
+from tasks.parallel import task_runner
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_local_runner_has_no_task_runner():
+    assert task_runner(RunnerConfig()) is None
+
+
+def test_ray_runner_starts_a_new_local_cluster_or_joins_the_given_one():
+    pytest.importorskip("prefect_ray", reason="prefect-ray is not installed (pip: .[ray])")
+    local = task_runner(RunnerConfig(kind="ray", workers=3))
+    # "local": a new cluster even where RAY_ADDRESS is set or `ray start` left one (ray.init() would join it)
+    assert local.init_kwargs["address"] == "local" and local.init_kwargs["num_cpus"] == 3
+    assert local.init_kwargs["runtime_env"]["env_vars"]["PYTHONPATH"] == str(ROOT)
+    remote = task_runner(RunnerConfig(kind="ray", address="ray://head:10001"))
+    assert remote.address == "ray://head:10001" and "num_cpus" not in remote.init_kwargs
+
+
+def test_ray_runner_is_refused_where_the_jvm_already_runs():
+    """In a fresh process (the JVM cannot be stopped once started): start it as a search would, then ask for Ray."""
+    pytest.importorskip("prefect_ray", reason="prefect-ray is not installed (pip: .[ray])")
+    code = ("from retrieval.index.java import setup_java\n"
+            "from core.errors import DiscoError\n"
+            "from stages.config import RunnerConfig\n"
+            "from tasks.parallel import task_runner\n"
+            "setup_java()\n"
+            "import jnius\n"
+            "assert jnius.autoclass('java.lang.System').getProperty('java.version')\n"
+            "try:\n"
+            "    task_runner(RunnerConfig(kind='ray'))\n"
+            "except DiscoError as e:\n"
+            "    print('refused:', e)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "refused: runner.kind=ray: the JVM (Pyserini) already runs in this process" in r.stdout, r.stdout
