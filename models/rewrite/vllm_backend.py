@@ -149,6 +149,7 @@ def run_vllm(
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env["DISCO_VLLM_PARENT"] = str(os.getpid())  # the worker dies with this process (vllm_worker.die_with_parent)
     cmd = [
         python, "-m", "models.rewrite.vllm_worker",
         "--requests", str(req_path), "--output", str(out_path),

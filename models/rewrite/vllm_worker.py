@@ -20,17 +20,45 @@ vLLM is imported inside :func:`main`, so the JSONL helpers are testable without 
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
+import ctypes
 import os
 import signal
 import sys
-import time
-from pathlib import Path
-from typing import IO, Any, Iterable
 
-from models.rewrite.prompt import RewriteConfig, choose, finalize, needs_retry
+PARENT_ENV = "DISCO_VLLM_PARENT"  # the pid of the process that starts the worker (models/rewrite/vllm_backend.py)
+
+
+def _stop_group(signum, frame) -> None:
+    """SIGTERM (also what the kernel sends when the parent dies): take the worker's own process group (vLLM's
+    engine processes) down with it."""
+    if os.getpgrp() == os.getpid():
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    os._exit(1)
+
+
+def die_with_parent(parent: int) -> None:
+    """First thing in the worker process, before any import that takes time: Linux's ``PR_SET_PDEATHSIG`` has the
+    kernel send SIGTERM the moment the parent ends (``kill -9`` included), and :func:`_stop_group` handles it. A
+    parent already gone (the worker re-parented) ends the worker at once. The parent-watch thread of
+    :func:`_exit_with_parent` stays as a second line (vLLM may install its own SIGTERM handler)."""
+    signal.signal(signal.SIGTERM, _stop_group)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if parent and os.getppid() != parent:
+        os._exit(1)
+
+
+if __name__ == "__main__":  # the worker process: from its first moment
+    die_with_parent(int(os.environ.get(PARENT_ENV) or 0))
+
+import argparse  # noqa: E402 (after the parent-death guard above)
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import IO, Any, Iterable  # noqa: E402
+
+from models.rewrite.prompt import RewriteConfig, choose, finalize, needs_retry  # noqa: E402
 
 EXIT_NO_VLLM = 3
 
