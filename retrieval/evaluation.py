@@ -46,7 +46,8 @@ def per_query(run: pl.DataFrame, qrels: pl.DataFrame, rel_threshold: int = 1) ->
 def aggregate(per_q: dict[str, dict[str, float]]) -> dict[str, float]:
     if not per_q:
         return {m: float("nan") for m in MEASURES}
-    return {m: float(np.mean([v[m] for v in per_q.values()])) for m in MEASURES}
+    values = [per_q[t] for t in sorted(per_q)]  # in turn order: the same sums whatever order per_q was built in
+    return {m: float(np.mean([v[m] for v in values])) for m in MEASURES}
 
 
 def by_depth(per_q: dict[str, dict[str, float]], turn_of: dict[str, int]) -> dict[str, dict[str, float]]:
