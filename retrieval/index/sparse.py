@@ -31,6 +31,7 @@ Backend = Literal["auto", "sparse", "lucene"]
 SPARSE_MAX_PASSAGES = 200_000  # beyond this, Lucene answers k=1000 faster (benchmarks/retrieval_backends.py)
 SPARSE_MAX_MIB = 4096.0  # the most memory the sparse matrix may take while it is built
 BUILD_BYTES_PER_IMPACT = 17  # int32 index + int32 impact, twice while transposing, plus indptr slack
+BUILD_BATCH = 16_384  # passages read at a time while building the matrix
 QUERY_BATCH = 64  # queries per product: bounds the hits held at once
 
 
@@ -41,26 +42,24 @@ class SparseSearcher:
         pf = pq.ParquetFile(doc_vectors)
         self.doc_ids = np.asarray(pf.read(columns=["doc_id"]).column(0).to_pylist(), dtype=object)
         n = len(self.doc_ids)
-        # D (passage-major CSR) filled one row group at a time, so only one row group's flattened lists exist at
-        # once beside the final arrays; then transposed once into D^T (term-major, an inverted index)
+        # D (passage-major CSR) filled BUILD_BATCH passages at a time, so only one batch's flattened lists exist
+        # beside the final arrays; then transposed once into D^T (term-major, an inverted index)
         total = stored_impacts(pf)
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        indices = np.empty(total, dtype=np.int32)
+        index_dtype = np.int32 if total < 2**31 else np.int64  # one dtype for both, or scipy copies to int64
+        indptr = np.zeros(n + 1, dtype=index_dtype)
+        indices = np.empty(total, dtype=index_dtype)
         data = np.empty(total, dtype=np.int32)
         row, nnz = 0, 0
-        for g in range(pf.num_row_groups):
-            table = pf.read_row_group(g, columns=["term_ids", "weights"])
-            terms = table.column("term_ids").combine_chunks()
+        for batch in pf.iter_batches(batch_size=BUILD_BATCH, columns=["term_ids", "weights"]):
+            terms = batch.column("term_ids")
             lengths = pc.list_value_length(terms).to_numpy(zero_copy_only=False).astype(np.int64)
-            cols = pc.list_flatten(terms).to_numpy().astype(np.int32)
+            cols = pc.list_flatten(terms).to_numpy()
             # the index's impacts: round(w * scale) as models.splade.quantise_sparse computes them, zeros dropped
-            flat = pc.list_flatten(table.column("weights").combine_chunks()).to_numpy()
-            impacts = np.rint(flat.astype(np.float64) * scale).astype(np.int32)
-            del flat, table, terms
+            impacts = np.rint(pc.list_flatten(batch.column("weights")).to_numpy().astype(np.float64) * scale)
             keep = impacts > 0
-            rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)[keep]
             kept = int(keep.sum())
             indices[nnz:nnz + kept], data[nnz:nnz + kept] = cols[keep], impacts[keep]
+            rows = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)[keep]
             indptr[row + 1:row + 1 + len(lengths)] = nnz + np.cumsum(np.bincount(rows, minlength=len(lengths)))
             row, nnz = row + len(lengths), nnz + kept
         self.vocab = {t: i for i, t in enumerate(tokens)}
