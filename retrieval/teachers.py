@@ -28,7 +28,7 @@ from core.io import TMP_SUFFIX, atomic_path
 from core.parallel import bounds, distributed, pmap
 from models.splade import SpladeConfig
 from retrieval.index.encode import frozen_encoder
-from retrieval.index.retrieve import CHUNK, _tokens, retrieve
+from retrieval.index.retrieve import CHUNK, encoder_tokens, retrieve
 from retrieval.index.sparse import Backend, open_searcher
 from retrieval.runs import Fusion, fuse, rank
 
@@ -114,7 +114,7 @@ def write_teacher_runs(path: str | Path, rewrites: pl.DataFrame, teachers: list[
             found = pmap(retrieve_shard, shards, "teacher-retrieve")
         else:  # here: one searcher for every shard, a progress bar per teacher
             enc = frozen_encoder(encoder.model)
-            searcher, found = open_searcher(lucene, encoder.quant_scale, _tokens(enc), backend=backend), []
+            searcher, found = open_searcher(lucene, encoder.quant_scale, encoder_tokens(enc), backend=backend), []
             try:
                 for name in teachers:
                     n, done = len(texts[name]), 0
@@ -160,7 +160,7 @@ def retrieve_shard(lucene: str, encoder: SpladeConfig, system: str, texts: dict[
     streamed ``chunk`` queries at a time into the Parquet file ``out`` (temporary name, renamed when whole)."""
     enc = frozen_encoder(encoder.model)
     own = searcher is None
-    searcher = searcher or open_searcher(lucene, encoder.quant_scale, _tokens(enc), backend=backend)
+    searcher = searcher or open_searcher(lucene, encoder.quant_scale, encoder_tokens(enc), backend=backend)
     stats = RunStats()
     try:
         with atomic_path(out) as tmp, pq.ParquetWriter(tmp, RUNS_FILE, compression="zstd") as writer:
@@ -184,7 +184,7 @@ def teacher_runs(rewrites: pl.DataFrame, teachers: list[str], encoder: SpladeCon
     :func:`write_teacher_runs`, which gives the same rows in the same order without holding them)."""
     texts = _texts(rewrites, teachers)
     enc = frozen_encoder(encoder.model)
-    searcher = open_searcher(lucene, encoder.quant_scale, _tokens(enc), backend=backend)
+    searcher = open_searcher(lucene, encoder.quant_scale, encoder_tokens(enc), backend=backend)
     runs, summary = [], []
     try:
         for name in teachers:

@@ -34,7 +34,7 @@ class Retrieved:
     rows: int = 0  # rows of the run, also when they were written instead of returned
 
 
-def _tokens(encoder: SpladeEncoder) -> list[str]:
+def encoder_tokens(encoder: SpladeEncoder) -> list[str]:
     """The id -> token table, built once per encoder (30,522 entries: too slow to rebuild per query)."""
     if getattr(encoder, "_vocab_tokens", None) is None:
         encoder._vocab_tokens = vocab_tokens(encoder.tokenizer)
@@ -75,7 +75,7 @@ def retrieve(
     t0 = time.perf_counter()
     vecs = encoder.encode([texts[q] for q in qids], max_length, batch_size, progress, truncation_side)
     t1 = time.perf_counter()
-    tokens = _tokens(encoder)
+    tokens = encoder_tokens(encoder)
     vec_of = dict(zip(qids, vecs))
     order = sorted(qids)
     parts, rows = [], 0

@@ -10,9 +10,12 @@ under 2**24 (impacts are about 100-300, so far beyond any real query).
 
 Status: the same hits in the same order as Lucene on hand-made ties and on the demo corpus (63 queries, k=10 and
 1000; tests/retrieval/index/test_sparse.py); scores are the exact integers, where Lucene's float32 sums are
-sometimes one ulp off (22.999998 for 23). The teacher and evaluate stages do not use it yet (not run end to end
-with it); :func:`open_searcher` is the switch they would call (sparse up to :data:`SPARSE_MAX_PASSAGES`). Memory: about 8 bytes per stored impact (250 per passage: 400 MB at
-200k passages), plus the product's hits per query batch.
+sometimes one ulp off (22.999998 for 23: :func:`retrieval.index.retrieve.hits_run` rounds them, so the stages'
+runs are identical with either searcher, tests/retrieval/test_streamed_runs.py). The teacher and evaluate stages
+search with the backend :func:`choose_backend` picks (config ``teacher.searcher`` / ``evaluate.searcher``: auto,
+sparse or lucene). Memory: 8 bytes per stored impact once built (about 190 MiB for 100k passages of 250 terms),
+about :data:`BUILD_BYTES_PER_IMPACT` at the peak of the build (the transposed copy and one row group of the
+Parquet file being decoded), plus the product's hits per query batch.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from core.errors import DiscoError
 Backend = Literal["auto", "sparse", "lucene"]
 SPARSE_MAX_PASSAGES = 200_000  # beyond this, Lucene answers k=1000 faster (benchmarks/retrieval_backends.py)
 SPARSE_MAX_MIB = 4096.0  # the most memory the sparse matrix may take while it is built
-BUILD_BYTES_PER_IMPACT = 17  # int32 index + int32 impact, twice while transposing, plus indptr slack
+BUILD_BYTES_PER_IMPACT = 32  # measured: 29 at 100k passages (benchmarks/retrieval_backends.py), rounded up
 BUILD_BATCH = 16_384  # passages read at a time while building the matrix
 QUERY_BATCH = 64  # queries per product: bounds the hits held at once
 
