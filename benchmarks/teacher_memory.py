@@ -3,7 +3,7 @@
 (``retrieval.teachers.teacher_runs`` + one Parquet write), at several numbers of turns, k=1000.
 
 Setup, said plainly: encoding 100k queries on 2 shared cores takes long, so the query vectors are synthesised:
-the demo's questions and human rewrites go through SPLADE-tiny once, and turn ``i`` gets the vector of text
+the demo's distinct questions (196) go through SPLADE-tiny once, and turn ``i`` gets the vector of text
 ``i mod n`` (the encoder is replaced in the child process by one that replays these vectors; the searching,
 ranking, writing and fusion are the real code). The corpus is synthesised from SPLADE-tiny's demo passage vectors
 (benchmarks/retrieval_backends.py: ``--passages``, default 3,000, so every query has at least k=1000 hits) and

@@ -35,7 +35,8 @@ SPARSE_MAX_PASSAGES = 200_000  # beyond this, Lucene answers k=1000 faster (benc
 SPARSE_MAX_MIB = 4096.0  # the most memory the sparse matrix may take while it is built
 BUILD_BYTES_PER_IMPACT = 32  # measured: 29 at 100k passages (benchmarks/retrieval_backends.py), rounded up
 BUILD_BATCH = 16_384  # passages read at a time while building the matrix
-QUERY_BATCH = 64  # queries per product: bounds the hits held at once
+QUERY_BATCH = 64  # queries per product at most; fewer on large corpora:
+PRODUCT_CELLS = 8_000_000  # queries x passages per product: bounds the hits held at once (8 queries at 1M passages)
 
 
 class SparseSearcher:
@@ -85,8 +86,9 @@ class SparseSearcher:
     def search(self, vectors: dict[str, dict[str, int]], k: int) -> dict[str, list[tuple[str, float]]]:
         qids = list(vectors)
         results: dict[str, list[tuple[str, float]]] = {q: [] for q in qids}
-        for start in range(0, len(qids), QUERY_BATCH):
-            batch = qids[start:start + QUERY_BATCH]
+        size = max(1, min(QUERY_BATCH, PRODUCT_CELLS // max(self.passages, 1)))
+        for start in range(0, len(qids), size):
+            batch = qids[start:start + size]
             scores = (self._queries([vectors[q] for q in batch]) @ self.matrix).tocsr()
             for i, qid in enumerate(batch):
                 lo, hi = scores.indptr[i], scores.indptr[i + 1]
