@@ -31,7 +31,10 @@ from scipy import sparse
 from core.errors import DiscoError
 
 Backend = Literal["auto", "sparse", "lucene"]
-SPARSE_MAX_PASSAGES = 200_000  # beyond this, Lucene answers k=1000 faster (benchmarks/retrieval_backends.py)
+# Up to here the sparse product answers k=1000 faster than Lucene: measured 6.1x at 100k and 1.8x at 300k passages;
+# Lucene stays at about 35-40 ms a query while the product grows with the corpus (about even at 1M), so they cross
+# between about 550k and 1M passages (docs/benchmarks.md, "Retrieval backends")
+SPARSE_MAX_PASSAGES = 500_000
 SPARSE_MAX_MIB = 4096.0  # the most memory the sparse matrix may take while it is built
 BUILD_BYTES_PER_IMPACT = 32  # measured: 29 at 100k passages (benchmarks/retrieval_backends.py), rounded up
 BUILD_BATCH = 16_384  # passages read at a time while building the matrix
