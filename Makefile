@@ -68,11 +68,13 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Performance benchmarks of issue 12 (docs/benchmarks.md): each checks equal outputs first, then times against a
-# baseline measured in the same run. Results under runs/bench-*/. Minutes on 2 cores (the 100k corpus dominates).
+# baseline measured in the same run. Results under runs/bench-*/. Minutes on 2 cores (the 100k corpus and the
+# 100k-turn teacher run dominate).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/encode.py --out runs/bench-encode
 	$(BIN)/python benchmarks/query_path.py --out runs/bench-query
 	$(BIN)/python benchmarks/retrieval_backends.py --out runs/bench-retrieval
+	$(BIN)/python benchmarks/teacher_memory.py --out runs/bench-teacher-memory
 
 ui: $(STAMP)
 	$(BIN)/disco ui

@@ -195,8 +195,8 @@ def show_stages() -> None:
     typer.echo(stage_table())
 
 
-BACKEND_HELP = ("auto (the in-memory sparse matrix up to 200,000 passages, else Lucene), lucene or sparse: "
-                "the same hits either way")
+BACKEND_HELP = ("auto (the in-memory sparse matrix up to 500,000 passages, else Lucene: the teacher and evaluate "
+                "stages' rule), lucene or sparse: the same hits either way")
 
 
 def _backend(name: str) -> str:

@@ -34,12 +34,14 @@ def rank(df: pl.DataFrame, system: str | None = None) -> pl.DataFrame:
     return df.select([f.name for f in schema.RUNS])
 
 
-def fuse(runs: pl.DataFrame, method: Fusion = "mean_score", name: str = "fused") -> pl.DataFrame:
-    """Fuse all systems in ``runs`` into one run called ``name``."""
+def fuse(runs: pl.DataFrame, method: Fusion = "mean_score", name: str = "fused",
+         n_systems: int | None = None) -> pl.DataFrame:
+    """Fuse all systems in ``runs`` into one run called ``name``. ``n_systems``: how many systems ``mean_softmax``
+    averages over (default: those in ``runs``; give it when ``runs`` holds only some turns of the systems)."""
     if method == "mean_score":
         fused = runs.group_by(["turn_id", "doc_id"]).agg(pl.col("score").mean())
     else:  # in log space throughout (log-sum-exp), so no probability underflows to log(0)
-        n_systems = runs["system"].n_unique()
+        n_systems = n_systems or runs["system"].n_unique()
         shifted = pl.col("score") - pl.col("score").max().over(["turn_id", "system"])
         log_p = runs.with_columns(
             (shifted - shifted.exp().sum().over(["turn_id", "system"]).log()).alias("lp"))
@@ -51,8 +53,12 @@ def fuse(runs: pl.DataFrame, method: Fusion = "mean_score", name: str = "fused")
 
 def write_trec(df: pl.DataFrame, path: Path, tag: str) -> Path:
     """Write a TREC run file: ``qid Q0 docid rank score tag``."""
-    df = df.sort(["turn_id", "rank"])
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for t, d, r, s in df.select(["turn_id", "doc_id", "rank", "score"]).iter_rows():
-            f.write(f"{t} Q0 {d} {r} {s:.6f} {tag}\n")
+        trec_lines(f, df.sort(["turn_id", "rank"]), tag)
     return path
+
+
+def trec_lines(f, df: pl.DataFrame, tag: str) -> None:
+    """Append ``df``'s rows, in their order, to the open TREC file ``f`` (a run written chunk by chunk)."""
+    for t, d, r, s in df.select(["turn_id", "doc_id", "rank", "score"]).iter_rows():
+        f.write(f"{t} Q0 {d} {r} {s:.6f} {tag}\n")

@@ -10,6 +10,7 @@ the median latency of encoding + searching one query at a time.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from pathlib import Path
@@ -19,12 +20,16 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from core.errors import DiscoError
+from core.io import atomic_path
+from core.parallel import bounds
 from models.conversation import StudentInput, format_conversation
-from models.splade import SpladeConfig, SpladeEncoder, quantise_sparse
+from models.splade import SpladeConfig, SpladeEncoder, quantise_sparse, vocab_tokens
 from models.student import StudentCard
 from retrieval import evaluation as ev
-from retrieval.index.retrieve import retrieve
+from retrieval.index.retrieve import CHUNK, retrieve
 from retrieval.index.search import ImpactSearcher
+from retrieval.index.sparse import Backend, open_searcher
+from retrieval.runs import trec_lines
 
 SIGNIFICANCE = ("RR@10", "R@100")  # measures tested for disco against every other system
 
@@ -39,38 +44,49 @@ def held_out(turns_path: str | Path, qrels_path: str | Path, split: str) -> tupl
     return turns, qrels
 
 
-def run_systems(turns: pl.DataFrame, encoder: SpladeConfig, student: str | Path, lucene: str | Path,
-                doc_vectors: str | Path, teacher_runs: str | Path, k: int, latency_queries: int
-                ) -> tuple[dict[str, pl.DataFrame], dict[str, dict]]:
-    """Every system's run on ``turns`` and the efficiency of the encoder-based ones."""
+def _inputs(turns: pl.DataFrame, encoder: SpladeConfig, student: str | Path):
+    """The encoder-based systems: (name, encoder, texts, max length, truncation side, scale) each."""
     card = StudentCard.load(student)  # how the student reads a conversation, as trained
     question = dict(zip(turns["turn_id"], turns["question"]))
     conversation = {t["turn_id"]: format_conversation(t["question"], t["history"]) for t in turns.to_dicts()}
     student_text = {t["turn_id"]: card.text(t["question"], t["history"]) for t in turns.to_dicts()}
     frozen = SpladeEncoder(encoder.model, frozen=True)
     trained = SpladeEncoder(str(student), frozen=True)
-    searcher = ImpactSearcher(lucene)
+    # last_turn and conversation (the paper's format) are the untrained baselines; when the student reads
+    # another format, the frozen encoder on that same text is a baseline too (what the student started from)
+    q = encoder.query_max_length
+    systems = [("last_turn", frozen, question, q, "right", encoder.quant_scale),
+               ("conversation", frozen, conversation, q, "right", encoder.quant_scale)]
+    if card.input != StudentInput():
+        systems.append(("conversation:student-input", frozen, student_text, card.max_length,
+                        card.input.truncation_side(), encoder.quant_scale))
+    systems.append(("disco", trained, student_text, card.max_length, card.input.truncation_side(), card.quant_scale))
+    return frozen, systems
+
+
+def _efficiency(got, frozen: SpladeEncoder, enc: SpladeEncoder, searcher, texts: dict[str, str], doc_terms,
+                latency_queries: int, k: int, max_length: int, scale: int, side: str) -> dict:
+    return {"query_terms": float(np.mean([len(t) for t in got.query_terms])),
+            "flops": ev.flops(got.query_terms, doc_terms, frozen.vocab_size),
+            "latency_ms": latency_ms(enc, searcher, texts, latency_queries, k, max_length, scale, side)}
+
+
+def run_systems(turns: pl.DataFrame, encoder: SpladeConfig, student: str | Path, lucene: str | Path,
+                doc_vectors: str | Path, teacher_runs: str | Path, k: int, latency_queries: int,
+                backend: Backend = "auto") -> tuple[dict[str, pl.DataFrame], dict[str, dict]]:
+    """Every system's run on ``turns`` (in memory) and the efficiency of the encoder-based ones: the reference
+    for :func:`evaluate_systems`, which streams."""
+    frozen, systems = _inputs(turns, encoder, student)
+    searcher = open_searcher(lucene, encoder.quant_scale, vocab_tokens(frozen.tokenizer), backend=backend)
     runs: dict[str, pl.DataFrame] = {}
     efficiency: dict[str, dict] = {}
     doc_terms = document_terms(doc_vectors, encoder.quant_scale)
-    # last_turn and conversation (the paper's format) are the untrained baselines; when the student reads
-    # another format, the frozen encoder on that same text is a baseline too (what the student started from)
-    systems_in = [("last_turn", frozen, question, encoder.query_max_length, "right"),
-                  ("conversation", frozen, conversation, encoder.query_max_length, "right")]
-    if card.input != StudentInput():
-        systems_in.append(("conversation:student-input", frozen, student_text, card.max_length,
-                           card.input.truncation_side()))
-    systems_in.append(("disco", trained, student_text, card.max_length, card.input.truncation_side()))
-    for name, enc, texts, max_length, side in systems_in:
-        scale = card.quant_scale if name == "disco" else encoder.quant_scale
+    for name, enc, texts, max_length, side, scale in systems:
         got = retrieve(enc, searcher, texts, system=name, k=k, max_length=max_length,
-                       batch_size=encoder.batch_size, scale=scale, truncation_side=side)
+                       batch_size=encoder.batch_size, scale=scale, truncation_side=side, chunk=max(len(texts), 1))
         runs[name] = got.run
-        efficiency[name] = {
-            "query_terms": float(np.mean([len(t) for t in got.query_terms])),
-            "flops": ev.flops(got.query_terms, doc_terms, frozen.vocab_size),
-            "latency_ms": latency_ms(enc, searcher, texts, latency_queries, k, max_length, scale, side),
-        }
+        efficiency[name] = _efficiency(got, frozen, enc, searcher, texts, doc_terms, latency_queries, k, max_length,
+                                       scale, side)
     teachers = pl.read_parquet(teacher_runs).filter(pl.col("turn_id").is_in(turns["turn_id"].implode()))
     for name in sorted(set(teachers["system"]) - {"fused"}):
         runs[f"rewrite:{name}"] = teachers.filter(pl.col("system") == name)
@@ -78,16 +94,79 @@ def run_systems(turns: pl.DataFrame, encoder: SpladeConfig, student: str | Path,
     return runs, efficiency
 
 
+def evaluate_systems(turns: pl.DataFrame, qrels: pl.DataFrame, encoder: SpladeConfig, student: str | Path,
+                     lucene: str | Path, doc_vectors: str | Path, teacher_runs: str | Path, k: int,
+                     latency_queries: int, rel_threshold: int, runs_dir: str | Path, backend: Backend = "auto",
+                     chunk: int = CHUNK) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict]]:
+    """Every system on ``turns``, streamed: each system's run is searched ``chunk`` turns at a time, and each
+    ranked chunk is measured (per turn) and appended to ``runs_dir/<system>.trec`` (written atomically) before
+    the next; the teacher runs are read ``chunk`` turns at a time. Returns the per-turn measures of every system
+    (``{system: {turn_id: {measure: value}}}``, as :func:`retrieval.evaluation.per_query` on the whole run) and
+    the efficiency of the encoder-based systems."""
+    runs_dir = Path(runs_dir)
+    frozen, systems = _inputs(turns, encoder, student)
+    searcher = open_searcher(lucene, encoder.quant_scale, vocab_tokens(frozen.tokenizer), backend=backend)
+    per_q: dict[str, dict[str, dict[str, float]]] = {}
+    efficiency: dict[str, dict] = {}
+    doc_terms = document_terms(doc_vectors, encoder.quant_scale)
+    try:
+        for name, enc, texts, max_length, side, scale in systems:
+            with _run_sink(runs_dir, name, qrels, rel_threshold) as sink:
+                got = retrieve(enc, searcher, texts, system=name, k=k, max_length=max_length,
+                               batch_size=encoder.batch_size, scale=scale, truncation_side=side, chunk=chunk,
+                               write=sink)
+            per_q[name] = sink.per_q
+            efficiency[name] = _efficiency(got, frozen, enc, searcher, texts, doc_terms, latency_queries, k,
+                                           max_length, scale, side)
+    finally:
+        searcher.close()
+    ids = sorted(turns["turn_id"].to_list())
+    scan = pl.scan_parquet(teacher_runs)
+    for name in sorted(set(scan.select(pl.col("system").unique()).collect()["system"]) - {"fused"}):
+        with _run_sink(runs_dir, f"rewrite:{name}", qrels, rel_threshold) as sink:
+            for a, b in bounds(len(ids), chunk):  # the range lets row-group statistics skip the rest of the file
+                turn = pl.col("turn_id")
+                sink(scan.filter((pl.col("system") == name) & turn.is_between(pl.lit(ids[a]), pl.lit(ids[b - 1]))
+                                 & turn.is_in(ids[a:b])).collect())
+        per_q[f"rewrite:{name}"] = sink.per_q
+    return per_q, efficiency
+
+
+class _Measured:
+    """A run's ranked chunks (in turn order) as they come: each chunk's turns are measured and the chunk is
+    appended to the open TREC file."""
+
+    def __init__(self, file, name: str, qrels: pl.DataFrame, rel_threshold: int):
+        self.file, self.name, self.qrels, self.rel = file, name, qrels, rel_threshold
+        judged = sorted(set(qrels.filter(pl.col("relevance") >= rel_threshold)["turn_id"].to_list()))
+        self.per_q = {t: {m: 0.0 for m in ev.MEASURES} for t in judged}  # a judged turn with no hits scores 0
+
+    def __call__(self, run: pl.DataFrame) -> None:
+        trec_lines(self.file, run, self.name)
+        if run.height:
+            turns = run["turn_id"].unique().implode()
+            self.per_q.update(ev.per_query(run, self.qrels.filter(pl.col("turn_id").is_in(turns)), self.rel))
+
+
+@contextlib.contextmanager
+def _run_sink(runs_dir: Path, name: str, qrels: pl.DataFrame, rel_threshold: int):
+    """A :class:`_Measured` writing ``runs_dir/<name>.trec`` (renamed into place when the block succeeds)."""
+    with atomic_path(runs_dir / f"{name.replace(':', '-')}.trec") as tmp, open(tmp, "w", encoding="utf-8") as f:
+        yield _Measured(f, name, qrels, rel_threshold)
+
+
 def metrics(runs: dict[str, pl.DataFrame], turns: pl.DataFrame, qrels: pl.DataFrame, rel_threshold: int) -> dict:
     """Per-system measures, by conversation depth, and the paired test of ``disco`` against every other system."""
+    return summarize({name: ev.per_query(run, qrels, rel_threshold) for name, run in runs.items()}, turns)
+
+
+def summarize(per_q: dict[str, dict[str, dict[str, float]]], turns: pl.DataFrame) -> dict:
+    """:func:`metrics` from the per-turn measures of every system."""
     turn_of = dict(zip(turns["turn_id"], turns["turn"]))
-    systems, depth, per_q = {}, {}, {}
-    for name, run in runs.items():
-        per_q[name] = ev.per_query(run, qrels, rel_threshold)
-        systems[name] = ev.aggregate(per_q[name])
-        depth[name] = ev.by_depth(per_q[name], turn_of)
-    order = ["last_turn", *sorted(n for n in runs if n.startswith("conversation")),
-             *sorted(n for n in runs if n.startswith("rewrite:")), "disco"]
+    systems = {name: ev.aggregate(v) for name, v in per_q.items()}
+    depth = {name: ev.by_depth(v, turn_of) for name, v in per_q.items()}
+    order = ["last_turn", *sorted(n for n in per_q if n.startswith("conversation")),
+             *sorted(n for n in per_q if n.startswith("rewrite:")), "disco"]
     return {
         "systems": {n: systems[n] for n in order}, "by_depth": {n: depth[n] for n in order},
         "significance": {n: {m: ev.paired_test(per_q["disco"], per_q[n], m) for m in SIGNIFICANCE}

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 from core.io import Manifest, atomic_path, write_json, write_text
 from models.splade import SpladeConfig
 from retrieval.report import image_markdown, markdown_report, markdown_table, metrics_plot, results_rows
-from retrieval.runs import write_trec
-from retrieval.systems import held_out, metrics, run_systems
+from retrieval.index.sparse import Backend
+from retrieval.systems import evaluate_systems, held_out, summarize
 from stages.base import Artifact, Stage
 
 
@@ -21,28 +21,30 @@ class EvalConfig(BaseModel):
     rel_threshold: int = Field(1, description="grade at or above which a passage counts as relevant")
     split: str = "test"
     latency_queries: int = 50
+    searcher: Backend = Field("auto", description="auto: the exact sparse-matrix searcher for corpora it is faster "
+                                                  "on and fits in memory, else Lucene (retrieval/index/sparse.py: "
+                                                  "choose_backend); sparse or lucene: that one (same runs)")
 
 
 def run(out: Path, work: Path, progress, encoder: SpladeConfig, evaluate: EvalConfig, ingest: Manifest,
         index: Manifest, teacher: Manifest, distill: Manifest) -> dict:
     """``metrics.json``, ``report.md``, ``metrics.png`` and each system's TREC run under ``runs/``."""
     turns, qrels = held_out(ingest["turns"], ingest["qrels"], evaluate.split)
-    runs, efficiency = run_systems(turns, encoder, distill["student"], index["lucene"], index["doc_vectors"],
-                                   teacher["runs"], evaluate.k, evaluate.latency_queries)
-    measured = metrics(runs, turns, qrels, evaluate.rel_threshold)
+    (out / "runs").mkdir()  # each system's TREC run, written chunk by chunk as it is retrieved and measured
+    per_q, efficiency = evaluate_systems(turns, qrels, encoder, distill["student"], index["lucene"],
+                                         index["doc_vectors"], teacher["runs"], evaluate.k, evaluate.latency_queries,
+                                         evaluate.rel_threshold, out / "runs", evaluate.searcher)
+    measured = summarize(per_q, turns)
     result = {
         "dataset": ingest.stats.get("format"), "split": evaluate.split, "turns": len(turns),
         "rel_threshold": evaluate.rel_threshold, "doc_terms_mean": index.stats.get("doc_terms_mean", 0.0),
         "systems": measured["systems"], "by_depth": measured["by_depth"], "efficiency": efficiency,
         "significance": measured["significance"],
     }
-    (out / "runs").mkdir()
-    for name, r in runs.items():
-        write_trec(r, out / "runs" / f"{name.replace(':', '-')}.trec", name)
     write_json(out / "metrics.json", result)
     metrics_plot(result, out / "metrics.png")
     write_text(out / "report.md", markdown_report(result, "metrics.png"))
-    return {"systems": result["systems"], "runs": len(runs)}
+    return {"systems": result["systems"], "runs": len(per_q)}
 
 
 def artifacts(m: Manifest) -> list[Artifact]:

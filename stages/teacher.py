@@ -9,10 +9,11 @@ import re
 import polars as pl
 from pydantic import BaseModel, Field, field_validator
 
-from core.io import Manifest, write_parquet
+from core.io import Manifest
 from models.splade import SpladeConfig
+from retrieval.index.sparse import Backend
 from retrieval.runs import Fusion
-from retrieval.teachers import teacher_runs
+from retrieval.teachers import write_teacher_runs
 from stages.base import Artifact, Stage
 
 
@@ -23,6 +24,9 @@ class TeacherConfig(BaseModel):
     k: int = Field(1000, ge=1, le=100_000)                          # rewrite teachers
     fusion: Fusion = "mean_score"
     shard_turns: int = Field(100_000, description="turns per retrieval shard (a task each on a cluster)")
+    searcher: Backend = Field("auto", description="auto: the exact sparse-matrix searcher for corpora it is faster "
+                                                  "on and fits in memory, else Lucene (retrieval/index/sparse.py: "
+                                                  "choose_backend); sparse or lucene: that one (same runs)")
 
     @field_validator("teachers")
     @classmethod
@@ -47,10 +51,10 @@ def teacher_name(name: str) -> str:
 def run(out: Path, work: Path, progress, encoder: SpladeConfig, teacher: TeacherConfig, rewrite: Manifest,
         index: Manifest) -> dict:
     """``runs.parquet``: every teacher's top-k run and the fused one (column ``system``)."""
-    runs, summary = teacher_runs(pl.read_parquet(rewrite["rewrites"]), teacher.teachers, encoder, index["lucene"],
-                                 teacher.k, teacher.fusion, progress, teacher.shard_turns)
-    write_parquet(out / "runs.parquet", runs.to_arrow())
-    return {"teachers": summary, "rows": len(runs)}
+    rows, summary = write_teacher_runs(out / "runs.parquet", pl.read_parquet(rewrite["rewrites"]), teacher.teachers,
+                                       encoder, index["lucene"], teacher.k, teacher.fusion, progress,
+                                       teacher.shard_turns, teacher.searcher)
+    return {"teachers": summary, "rows": rows}
 
 
 def artifacts(m: Manifest) -> list[Artifact]:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.errors import DiscoError
 from core.io import Manifest
 from retrieval.index.search import ImpactSearcher
-from retrieval.index.sparse import SPARSE_MAX_PASSAGES, SparseSearcher
+from retrieval.index.sparse import Backend, SparseSearcher, choose_backend
 from models.splade import SpladeEncoder, impact_vector, vocab_tokens
 from models.student import StudentCard
 
@@ -82,19 +82,14 @@ def run_paths(run_dir: str | Path) -> dict[str, Path]:
             "corpus": get("ingest", "corpus")}
 
 
-Backend = Literal["auto", "lucene", "sparse"]
-
-
 def open_index(index: str | Path, scale: int, tokens: list[str], backend: Backend = "auto", threads: int = 1):
-    """The searcher for an index stage's ``lucene/`` folder: Lucene, or the in-memory sparse matrix of the same
-    impacts (``doc_vectors.parquet`` beside it, quantised with ``scale``) when ``backend`` asks for it or, with
-    ``"auto"``, when the corpus has at most ``SPARSE_MAX_PASSAGES`` passages and the impacts match the collection's."""
+    """The searcher for an index stage's ``lucene/`` folder: the backend :func:`~retrieval.index.sparse.choose_backend`
+    picks (the teacher and evaluate stages' rule), the sparse one only once its impacts (``doc_vectors.parquet``
+    beside ``lucene/``, quantised with ``scale``) are checked equal to the Lucene collection's; with ``"auto"`` a
+    mismatch falls back to Lucene, with ``"sparse"`` it is an error."""
     vectors = Path(index).parent / "doc_vectors.parquet"
-    if backend == "lucene" or (backend == "auto" and not _small(vectors)):
+    if choose_backend(vectors, backend)[0] == "lucene":
         return ImpactSearcher(index, threads=threads)
-    if not vectors.exists():
-        raise DiscoError(f"{vectors} not found: the sparse backend needs the index stage's document vectors "
-                         "beside lucene/ (use --backend lucene)")
     sparse = SparseSearcher(vectors, scale, tokens)
     mismatch = _impact_mismatch(sparse, tokens, Path(index).parent / "collection")
     if mismatch is None:
@@ -103,10 +98,6 @@ def open_index(index: str | Path, scale: int, tokens: list[str], backend: Backen
         raise DiscoError(f"{vectors}: {mismatch}; the sparse backend would not reproduce the index (use --backend "
                          "lucene)")
     return ImpactSearcher(index, threads=threads)
-
-
-def _small(vectors: Path) -> bool:
-    return vectors.exists() and pq.ParquetFile(vectors).metadata.num_rows <= SPARSE_MAX_PASSAGES
 
 
 def _impact_mismatch(sparse: SparseSearcher, tokens: list[str], collection: Path) -> str | None:

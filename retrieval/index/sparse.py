@@ -10,42 +10,71 @@ under 2**24 (impacts are about 100-300, so far beyond any real query).
 
 Status: the same hits in the same order as Lucene on hand-made ties and on the demo corpus (63 queries, k=10 and
 1000; tests/retrieval/index/test_sparse.py); scores are the exact integers, where Lucene's float32 sums are
-sometimes one ulp off (22.999998 for 23). The teacher and evaluate stages do not use it yet (not run end to end
-with it); :func:`open_searcher` is the switch they would call (sparse up to :data:`SPARSE_MAX_PASSAGES`). Memory: about 8 bytes per stored impact (250 per passage: 400 MB at
-200k passages), plus the product's hits per query batch.
+sometimes one ulp off (22.999998 for 23: :func:`retrieval.index.retrieve.hits_run` rounds them, so the stages'
+runs are identical with either searcher, tests/retrieval/test_streamed_runs.py). The teacher and evaluate stages
+search with the backend :func:`choose_backend` picks (config ``teacher.searcher`` / ``evaluate.searcher``: auto,
+sparse or lucene). Memory: 8 bytes per stored impact once built (about 190 MiB for 100k passages of 250 terms),
+about :data:`BUILD_BYTES_PER_IMPACT` at the peak of the build (the transposed copy and one row group of the
+Parquet file being decoded), plus the product's hits per query batch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy import sparse
 
-SPARSE_MAX_PASSAGES = 200_000
-QUERY_BATCH = 64  # queries per product: bounds the hits held at once
+from core.errors import DiscoError
+
+Backend = Literal["auto", "sparse", "lucene"]
+# Up to here the sparse product answers k=1000 faster than Lucene: measured 6.1x at 100k and 1.8x at 300k passages;
+# Lucene stays at about 35-40 ms a query while the product grows with the corpus (about even at 1M), so they cross
+# between about 550k and 1M passages (docs/benchmarks.md, "Retrieval backends")
+SPARSE_MAX_PASSAGES = 500_000
+SPARSE_MAX_MIB = 4096.0  # the most memory the sparse matrix may take while it is built
+BUILD_BYTES_PER_IMPACT = 32  # measured: 29 at 100k passages (benchmarks/retrieval_backends.py), rounded up
+BUILD_BATCH = 16_384  # passages read at a time while building the matrix
+QUERY_BATCH = 64  # queries per product at most; fewer on large corpora:
+PRODUCT_CELLS = 8_000_000  # queries x passages per product: bounds the hits held at once (8 queries at 1M passages)
 
 
 class SparseSearcher:
     """``search({qid: {token: impact}}, k)`` -> ``{qid: [(doc_id, score), ...]}``, like :class:`ImpactSearcher`."""
 
     def __init__(self, doc_vectors: str | Path, scale: int, tokens: list[str]):
-        table = pq.read_table(doc_vectors, columns=["doc_id", "term_ids", "weights"])
-        self.doc_ids = np.asarray(table.column("doc_id").to_pylist(), dtype=object)
-        terms = table.column("term_ids").combine_chunks()
-        weights = table.column("weights").combine_chunks()
-        lengths = pc.list_value_length(terms).to_numpy(zero_copy_only=False).astype(np.int64)
-        cols = pc.list_flatten(terms).to_numpy().astype(np.int32)
-        # the index's impacts: round(w * scale) as models.splade.quantise_sparse computes them, zeros dropped
-        impacts = np.rint(pc.list_flatten(weights).to_numpy().astype(np.float64) * scale).astype(np.int32)
-        rows = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
-        keep = impacts > 0
+        pf = pq.ParquetFile(doc_vectors)
+        self.doc_ids = np.asarray(pf.read(columns=["doc_id"]).column(0).to_pylist(), dtype=object)
+        n = len(self.doc_ids)
+        # D (passage-major CSR) filled BUILD_BATCH passages at a time, so only one batch's flattened lists exist
+        # beside the final arrays; then transposed once into D^T (term-major, an inverted index)
+        total = stored_impacts(pf)
+        index_dtype = np.int32 if total < 2**31 else np.int64  # one dtype for both, or scipy copies to int64
+        indptr = np.zeros(n + 1, dtype=index_dtype)
+        indices = np.empty(total, dtype=index_dtype)
+        data = np.empty(total, dtype=np.int32)
+        row, nnz = 0, 0
+        for batch in pf.iter_batches(batch_size=BUILD_BATCH, columns=["term_ids", "weights"]):
+            terms = batch.column("term_ids")
+            lengths = pc.list_value_length(terms).to_numpy(zero_copy_only=False).astype(np.int64)
+            cols = pc.list_flatten(terms).to_numpy()
+            # the index's impacts: round(w * scale) as models.splade.quantise_sparse computes them, zeros dropped
+            impacts = np.rint(pc.list_flatten(batch.column("weights")).to_numpy().astype(np.float64) * scale)
+            keep = impacts > 0
+            kept = int(keep.sum())
+            indices[nnz:nnz + kept], data[nnz:nnz + kept] = cols[keep], impacts[keep]
+            rows = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)[keep]
+            indptr[row + 1:row + 1 + len(lengths)] = nnz + np.cumsum(np.bincount(rows, minlength=len(lengths)))
+            row, nnz = row + len(lengths), nnz + kept
         self.vocab = {t: i for i, t in enumerate(tokens)}
-        shape = (len(tokens), len(self.doc_ids))  # D^T: term-major, an inverted index
-        self.matrix = sparse.csr_matrix((impacts[keep], (cols[keep], rows[keep])), shape=shape)
-        self.matrix.sum_duplicates()
+        docs = sparse.csr_matrix((data[:nnz], indices[:nnz], indptr), shape=(n, len(tokens)))
+        del data, indices
+        docs.sum_duplicates()
+        self.matrix = docs.T.tocsr()  # D^T: term-major, an inverted index
+        del docs
         # Pyserini's LuceneImpactSearcher drops query terms whose idf log(N / df) is not > 0, i.e. the terms found in
         # every passage (it matters on small corpora); the same terms are dropped here, so both give the same hits
         self.usable = np.diff(self.matrix.indptr) < len(self.doc_ids)
@@ -60,8 +89,9 @@ class SparseSearcher:
     def search(self, vectors: dict[str, dict[str, int]], k: int) -> dict[str, list[tuple[str, float]]]:
         qids = list(vectors)
         results: dict[str, list[tuple[str, float]]] = {q: [] for q in qids}
-        for start in range(0, len(qids), QUERY_BATCH):
-            batch = qids[start:start + QUERY_BATCH]
+        size = max(1, min(QUERY_BATCH, PRODUCT_CELLS // max(self.passages, 1)))
+        for start in range(0, len(qids), size):
+            batch = qids[start:start + size]
             scores = (self._queries([vectors[q] for q in batch]) @ self.matrix).tocsr()
             for i, qid in enumerate(batch):
                 lo, hi = scores.indptr[i], scores.indptr[i + 1]
@@ -92,12 +122,51 @@ class SparseSearcher:
         pass
 
 
+def stored_impacts(doc_vectors: str | Path | pq.ParquetFile) -> int:
+    """Number of (passage, term) weights in ``doc_vectors.parquet``, read from its metadata (no data is read)."""
+    pf = doc_vectors if isinstance(doc_vectors, pq.ParquetFile) else pq.ParquetFile(doc_vectors)
+    schema = pf.metadata.schema
+    j = next(i for i in range(len(schema)) if schema.column(i).path.split(".")[0] == "term_ids")
+    return sum(pf.metadata.row_group(g).column(j).num_values for g in range(pf.num_row_groups))
+
+
+def sparse_mib(doc_vectors: str | Path) -> float:
+    """Estimated peak memory of :class:`SparseSearcher` on ``doc_vectors``: its final matrix plus the copy made
+    while transposing (:data:`BUILD_BYTES_PER_IMPACT`, measured by benchmarks/retrieval_backends.py)."""
+    return stored_impacts(doc_vectors) * BUILD_BYTES_PER_IMPACT / 2**20
+
+
+def choose_backend(doc_vectors: str | Path, backend: Backend = "auto", max_passages: int = SPARSE_MAX_PASSAGES,
+                   max_mib: float = SPARSE_MAX_MIB) -> tuple[str, str]:
+    """``("sparse" | "lucene", why)``: the searcher the teacher and evaluate stages use for an index.
+
+    ``auto``: the sparse searcher when ``doc_vectors.parquet`` exists, holds at most ``max_passages`` passages
+    (beyond that Lucene is faster, docs/benchmarks.md) and its estimated build peak fits in ``max_mib``; Lucene
+    otherwise. ``sparse`` or ``lucene``: that one (``sparse`` without ``doc_vectors.parquet`` is an error)."""
+    path = Path(doc_vectors)
+    if backend == "lucene":
+        return "lucene", "asked for (searcher=lucene)"
+    if not path.exists():
+        if backend == "sparse":
+            raise DiscoError(f"searcher=sparse needs {path} (the index stage writes it); use searcher=lucene or auto")
+        return "lucene", f"no {path.name}"
+    if backend == "sparse":
+        return "sparse", "asked for (searcher=sparse)"
+    passages = pq.ParquetFile(path).metadata.num_rows
+    if passages > max_passages:
+        return "lucene", f"{passages} passages > {max_passages} (Lucene is faster there)"
+    mib = sparse_mib(path)
+    if mib > max_mib:
+        return "lucene", f"the sparse matrix would need about {mib:.0f} MiB > {max_mib:.0f} MiB"
+    return "sparse", f"{passages} passages <= {max_passages}, about {mib:.0f} MiB"
+
+
 def open_searcher(lucene: str | Path, scale: int, tokens: list[str], threads: int = 2,
-                  max_passages: int = SPARSE_MAX_PASSAGES):
-    """The faster exact backend for an index stage's output: :class:`SparseSearcher` on ``doc_vectors.parquet``
-    (beside ``lucene/``) up to ``max_passages`` passages, Pyserini's Lucene impact searcher beyond."""
+                  max_passages: int = SPARSE_MAX_PASSAGES, backend: Backend = "auto"):
+    """The searcher :func:`choose_backend` picks for an index stage's output: :class:`SparseSearcher` on
+    ``doc_vectors.parquet`` (beside ``lucene/``) or Pyserini's Lucene impact searcher on ``lucene/``."""
     vectors = Path(lucene).parent / "doc_vectors.parquet"
-    if vectors.exists() and pq.ParquetFile(vectors).metadata.num_rows <= max_passages:
+    if choose_backend(vectors, backend, max_passages)[0] == "sparse":
         return SparseSearcher(vectors, scale, tokens)
     from retrieval.index.search import ImpactSearcher
 

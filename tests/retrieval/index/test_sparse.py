@@ -77,3 +77,28 @@ def test_demo_top_k_equal_to_lucene(demo_index):
     lucene.close()
     assert sum(len(v) for v in want.values()) > 5000  # long lists: ties among low scores are exercised
     assert isinstance(open_searcher(demo_index, 100, tokens, max_passages=100), ImpactSearcher)
+
+
+def test_backend_rule(tmp_path):
+    """auto: sparse up to the passage limit and the memory cap, Lucene beyond; explicit choices are obeyed; asking
+    for sparse without doc_vectors.parquet is one clear error."""
+    from core.errors import DiscoError
+    from retrieval.index.sparse import choose_backend, sparse_mib, stored_impacts
+
+    rows = {"doc_id": [f"d{i}" for i in range(50)], "term_ids": [list(range(i % 7 + 1)) for i in range(50)],
+            "weights": [[0.5] * (i % 7 + 1) for i in range(50)]}
+    path = tmp_path / "doc_vectors.parquet"
+    pq.write_table(pa.Table.from_pydict(rows, schema=schema.DOC_VECTORS), path, row_group_size=16)
+    assert stored_impacts(path) == sum(i % 7 + 1 for i in range(50))
+    assert choose_backend(path)[0] == "sparse"
+    assert choose_backend(path, max_passages=49)[0] == "lucene"
+    assert choose_backend(path, max_mib=sparse_mib(path) / 2)[0] == "lucene"
+    assert choose_backend(path, "lucene")[0] == "lucene"
+    assert choose_backend(path, "sparse", max_passages=1)[0] == "sparse"
+    assert choose_backend(tmp_path / "none.parquet")[0] == "lucene"
+    with pytest.raises(DiscoError, match="searcher=sparse needs"):
+        choose_backend(tmp_path / "none.parquet", "sparse")
+    # built 16 passages at a time from row groups of 16: the same matrix as one pass
+    fast = SparseSearcher(path, 100, [f"t{i}" for i in range(8)])
+    assert fast.matrix.shape == (8, 50) and fast.matrix.nnz == stored_impacts(path)
+    assert fast.search({"q": {"t6": 1}}, 3) == {"q": [("d13", 50.0), ("d20", 50.0), ("d27", 50.0)]}
