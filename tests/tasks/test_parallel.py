@@ -4,6 +4,7 @@ real cluster is tests/ops/test_ray.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,13 +23,24 @@ def test_local_runner_has_no_task_runner():
 
 
 def test_ray_runner_starts_a_new_local_cluster_or_joins_the_given_one():
+    """In a fresh process: in the test session an earlier test may already have started the JVM here, and the
+    runner is then refused (the next test)."""
     pytest.importorskip("prefect_ray", reason="prefect-ray is not installed (pip: .[ray])")
-    local = task_runner(RunnerConfig(kind="ray", workers=3))
+    code = ("import json\n"
+            "from stages.config import RunnerConfig\n"
+            "from tasks.parallel import task_runner\n"
+            "local = task_runner(RunnerConfig(kind='ray', workers=3))\n"
+            "remote = task_runner(RunnerConfig(kind='ray', address='ray://head:10001'))\n"
+            "print(json.dumps({'local': local.init_kwargs, 'remote_address': remote.address,\n"
+            "                  'remote': remote.init_kwargs}))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
     # "local": a new cluster even where RAY_ADDRESS is set or `ray start` left one (ray.init() would join it)
-    assert local.init_kwargs["address"] == "local" and local.init_kwargs["num_cpus"] == 3
-    assert local.init_kwargs["runtime_env"]["env_vars"]["PYTHONPATH"] == str(ROOT)
-    remote = task_runner(RunnerConfig(kind="ray", address="ray://head:10001"))
-    assert remote.address == "ray://head:10001" and "num_cpus" not in remote.init_kwargs
+    assert got["local"]["address"] == "local" and got["local"]["num_cpus"] == 3
+    assert got["local"]["runtime_env"]["env_vars"]["PYTHONPATH"] == str(ROOT)
+    assert got["remote_address"] == "ray://head:10001" and "num_cpus" not in got["remote"]
 
 
 def test_ray_runner_is_refused_where_the_jvm_already_runs():
