@@ -1,10 +1,11 @@
-"""Stopping a child process group: SIGTERM, then SIGKILL after a grace period."""
+"""Child processes: stopping a process group (SIGTERM, then SIGKILL after a grace period), and whether a pid lives."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 
 def stop_group(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
@@ -21,3 +22,12 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (an exited child not yet reaped); Linux ``/proc``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -37,6 +37,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from core.proc import alive
+
 # Lucene for teacher and evaluate: on the demo slice `auto` takes the in-memory sparse searcher, and the kill points
 # must cover the JVM in the process (the SIGTERM point waits for it); the sparse path starts no process or JVM.
 SETTINGS = ["--set", 'teacher.teachers=["human"]', "--set", "distill.steps=60", "--set", "distill.batch_size=4",
@@ -71,7 +73,7 @@ def _cmdline(pid: int) -> str:
 def _procs_with(needle: str) -> list[int]:
     """Live pids whose command line contains ``needle``."""
     return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and needle in _cmdline(int(p.name))
-            and _alive(int(p.name))]
+            and alive(int(p.name))]
 
 
 def _jvm_loaded(pid: int) -> bool:
@@ -82,17 +84,9 @@ def _jvm_loaded(pid: int) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _wait_gone(pids: list[int], timeout: float = 20) -> list[int]:
     deadline = time.monotonic() + timeout
-    while (left := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+    while (left := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from core.proc import alive
+
 from flows.server import LEASE, RECORD, running
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,14 +30,6 @@ def _env(home: Path) -> dict[str, str]:
     env.update(PREFECT_HOME=str(home), PYTHONPATH=str(ROOT), DISCO_PREFECT_SERVER_IDLE=str(IDLE_S),
                PREFECT_SERVER_ANALYTICS_ENABLED="false", NO_COLOR="1")
     return env
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _kill(pid: int) -> None:
@@ -62,7 +56,7 @@ def test_commands_share_one_server_that_stops_when_idle(tmp_path, demo_slice):
         assert "Starting temporary server" not in first.stdout + first.stderr  # not Prefect's per-process one
         rec = json.loads((home / RECORD).read_text())
         pids.append(rec["pid"])
-        assert _alive(rec["pid"]), "the server went with the command that started it"
+        assert alive(rec["pid"]), "the server went with the command that started it"
 
         second = subprocess.run(run, cwd=ROOT, env=_env(home), capture_output=True, text=True, timeout=600)
         assert second.returncode == 0, second.stdout + second.stderr
@@ -72,9 +66,9 @@ def test_commands_share_one_server_that_stops_when_idle(tmp_path, demo_slice):
         lease = None
 
         deadline = time.monotonic() + IDLE_S + 30
-        while _alive(rec["pid"]) and time.monotonic() < deadline:
+        while alive(rec["pid"]) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not _alive(rec["pid"]), f"the server outlived its idle time ({IDLE_S} s) by 30 s"
+        assert not alive(rec["pid"]), f"the server outlived its idle time ({IDLE_S} s) by 30 s"
         assert not (home / RECORD).exists() and running(home) is None
 
         # two commands at once: the start lock lets one start the server, the other finds it
