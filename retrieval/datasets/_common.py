@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from retrieval.datasets.base import Qrel, read_tsv
+from retrieval.datasets.base import Qrel, json_problem, read_tsv
 from core.errors import DataError
 
 _WS = re.compile(r"[ \t\r\n]*")
@@ -102,7 +102,7 @@ def iter_json_array(path: Path, chunk_size: int = _CHUNK) -> Iterator[tuple[int,
                     at = line + buf.count("\n", pos, e.pos)
                     cut = not buf[e.pos:].strip() or e.msg.startswith("Unterminated string")
                     what = "truncated JSON" if eof and cut else "malformed JSON"
-                    raise DataError(path, f"{what} ({e.msg})", line=at) from None
+                    raise DataError(path, f"{what} ({json_problem(e)})", line=at) from None
                 if end >= len(buf) and not isinstance(obj, (dict, list)) and more():
                     continue  # a scalar cut at the chunk end: read on to see where it stops
                 break

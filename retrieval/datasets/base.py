@@ -15,6 +15,11 @@ from typing import Any, ClassVar, Iterator
 
 from core.errors import DataError
 
+
+def json_problem(e: json.JSONDecodeError) -> str:
+    """A JSON parse error's message without Python's dangling "at" ("Unterminated string starting at")."""
+    return e.msg.removesuffix(" starting at")
+
 Where = tuple[str, int | None]
 
 
@@ -121,7 +126,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(path, f"malformed JSON ({e.msg} at column {e.colno})", line=lineno) from None
+            raise DataError(path, f"malformed JSON ({json_problem(e)} at column {e.colno})", line=lineno) from None
         if not isinstance(obj, dict):
             raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
         yield lineno, obj
