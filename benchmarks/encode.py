@@ -126,15 +126,24 @@ def time_variants(variants: dict, texts: list[str], rounds: int) -> dict[str, di
     return best
 
 
+# Runs one command and reports its peak RSS: RUSAGE_CHILDREN's ru_maxrss is the largest child a process ever had,
+# so each measured command gets a fresh parent of its own (else the second reports the first's peak).
+_PEAK = ("import resource, subprocess, sys\n"
+         "r = subprocess.run(sys.argv[1:]).returncode\n"
+         "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+         "sys.exit(r)\n")
+
+
 def whole_process(cmd: list[str], env: dict) -> dict:
     t0 = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", _PEAK, *cmd], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("peak_rss_kib ")][-1]
     return {"s": time.perf_counter() - t0, "cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
-            "peak_rss_mib": after.ru_maxrss / 1024}
+            "peak_rss_mib": int(peak) / 1024}
 
 
 def plain_process(input_path: str, out_dir: str) -> None:
