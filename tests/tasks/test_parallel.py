@@ -18,6 +18,14 @@ from tasks.parallel import task_runner
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _fresh_process(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new interpreter with this checkout's code (the test session may already run a JVM)."""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
 def test_local_runner_has_no_task_runner():
     assert task_runner(RunnerConfig()) is None
 
@@ -33,9 +41,7 @@ def test_ray_runner_starts_a_new_local_cluster_or_joins_the_given_one():
             "remote = task_runner(RunnerConfig(kind='ray', address='ray://head:10001'))\n"
             "print(json.dumps({'local': local.init_kwargs, 'remote_address': remote.address,\n"
             "                  'remote': remote.init_kwargs}))\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = _fresh_process(code)
     got = json.loads(r.stdout.strip().splitlines()[-1])
     # "local": a new cluster even where RAY_ADDRESS is set or `ray start` left one (ray.init() would join it)
     assert got["local"]["address"] == "local" and got["local"]["num_cpus"] == 3
@@ -57,7 +63,5 @@ def test_ray_runner_is_refused_where_the_jvm_already_runs():
             "    task_runner(RunnerConfig(kind='ray'))\n"
             "except DiscoError as e:\n"
             "    print('refused:', e)\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = _fresh_process(code)
     assert "refused: runner.kind=ray: the JVM (Pyserini) already runs in this process" in r.stdout, r.stdout
