@@ -39,7 +39,7 @@ from core.io import atomic_path, write_json, write_parquet
 from models.distill_config import DistillConfig
 from models.examples import DocStore, Example, Source, build_examples, epoch_batches
 from models.losses import DistillLoss
-from models.selection import DevSet, encode_fn
+from models.selection import DevSet, PooledDev, encode_fn
 from models.splade import SpladeEncoder
 from models.student import StudentCard
 
@@ -79,14 +79,14 @@ def _save_checkpoint(folder: Path, state: dict, student: SpladeEncoder, log: lis
 
 def train_student(
     cfg: DistillConfig, encoder_model: str, sources: list[Source], out_dir: PathLike, *, max_length: int = 256,
-    quant_scale: int = 100, k: int = 1000, dev: Source | None = None,
+    quant_scale: int = 100, k: int = 1000, dev: Source | list[Source] | None = None,
     progress: Callable[[int, int], None] | None = None, on_epoch: Callable[[dict], None] | None = None,
 ) -> dict:
     """Train the student (a copy of ``encoder_model``) on the train turns of every source; resume from
     ``out_dir/checkpoints`` if a previous call with the same settings and data was interrupted.
 
-    ``dev``: a source whose ``dev`` turns select the best epoch (``cfg.select_on_dev``; the test split is never
-    read). ``progress(done, total)`` is called per optimizer step, ``on_epoch(row)`` after each epoch with its
+    ``dev``: the source(s) whose ``dev`` turns select the best epoch (``cfg.select_on_dev``; several are scored as
+    one pooled set, every dev turn counting once; the test split is never read). ``progress(done, total)`` is called per optimizer step, ``on_epoch(row)`` after each epoch with its
     mean loss and dev measures. Writes ``out_dir/student/`` (from_pretrained-loadable, with its
     ``disco_student.json`` card), ``out_dir/loss.parquet`` (one row per optimizer step: step, epoch, each loss
     part averaged over the accumulated micro-batches, total, lr), ``out_dir/dev.parquet`` (one row per epoch)
@@ -113,8 +113,10 @@ def train_student(
     student = SpladeEncoder(str(ckpt / "student") if ckpt else encoder_model).to(device).train()
     devset = None
     if dev is not None and cfg.select_on_dev:
-        devset = DevSet.load(dev.turns, dev.qrels, dev.vectors, dev.run, card.text, student.vocab_size,
-                             quant_scale, cfg.min_relevance)
+        sets = [DevSet.load(d.turns, d.qrels, d.vectors, d.run, card.text, student.vocab_size, quant_scale,
+                            cfg.min_relevance) for d in (dev if isinstance(dev, list) else [dev])]
+        sets = [d for d in sets if d is not None]
+        devset = sets[0] if len(sets) == 1 else PooledDev(sets) if sets else None
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
     loss_fn = DistillLoss.from_config(cfg, reg_warmup_steps=math.ceil(cfg.reg_warmup_ratio * total_steps))

@@ -55,6 +55,9 @@ class DistillConfig(BaseModel):
     select_on_dev: bool = True
     selection_metric: Literal["RR@10", "nDCG@3", "R@10", "R@100"] = "RR@10"
     patience: int | None = Field(None, ge=1)
+    # Whose dev turns choose: "all" pooled training datasets (each keeps data.split.dev_fraction of its
+    # conversations for dev, scored as one set), or the "first" dataset's only (every extra turn trains).
+    dev_datasets: Literal["all", "first"] = "all"
     # Mixed precision of the student's forward: "bf16" autocast (GPU, or a CPU with AVX-512 BF16: see
     # benchmarks/train_step.py), "fp16" autocast with loss scaling (CUDA only; the paper's setting).
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"

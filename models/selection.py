@@ -90,6 +90,29 @@ class DevSet:
         return {m: float(np.mean([p[m] for p in per_turn])) for m in ("RR@10", "nDCG@3", "R@10", "R@100")}
 
 
+@dataclass
+class PooledDev:
+    """The dev turns of several training datasets (each ranked in its own corpus), scored as one set: every dev
+    turn counts once (a micro-average), so a pooled run chooses its epoch on more turns than the first dataset's
+    alone (on MTRAG-UN ClapNQ, 15 judged dev turns: one turn moves RR@10 by up to 0.067)."""
+
+    sets: list[DevSet]
+
+    @property
+    def turn_ids(self) -> list[str]:
+        return [t for d in self.sets for t in d.turn_ids]
+
+    @property
+    def ranked(self) -> str:
+        return "+".join(sorted({d.ranked for d in self.sets}))
+
+    def score(self, encode, scale: int) -> dict[str, float]:
+        """The measures of :meth:`DevSet.score` averaged over every dev turn of every set."""
+        n = len(self.turn_ids)
+        parts = [(len(d.turn_ids), d.score(encode, scale)) for d in self.sets]
+        return {m: sum(k * p[m] for k, p in parts) / n for m in parts[0][1]}
+
+
 def _measures(scores: np.ndarray, grades: dict[int, int], min_rel: int) -> dict[str, float]:
     """Measures of one turn; ties broken by passage order (ids sorted), all-zero scores retrieve nothing."""
     hits = np.flatnonzero(scores > 0)

@@ -60,8 +60,12 @@ class PipelineConfig(BaseModel):
         return self
 
     def training_data(self) -> list[DataConfig]:
-        """Every training dataset: ``data`` first, then ``extra_data`` (all of whose turns are train turns)."""
-        extra = [d.model_copy(update={"split": SplitConfig(method="conversation", test_fraction=0.0)})
+        """Every training dataset: ``data`` first, then ``extra_data``, none of whose turns are test turns; with
+        ``distill.dev_datasets="all"`` each keeps ``data``'s dev fraction of its conversations for model selection,
+        else every turn of it trains."""
+        dev = self.data.split.dev_fraction if self.distill.dev_datasets == "all" else 0.0
+        extra = [d.model_copy(update={"split": SplitConfig(method="conversation", test_fraction=0.0,
+                                                           dev_fraction=dev, seed=self.data.split.seed)})
                  for d in self.extra_data]
         return [self.data, *extra]
 

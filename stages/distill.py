@@ -2,7 +2,8 @@
 (Lupart et al., SIGIR 2025, sec. 3; the loop is :func:`models.distill.train_student`).
 
 Pooled training data: the train turns of every training dataset (``data``, then ``extra_data``), each with its
-own ingest, index and teacher instance; the first dataset's dev turns, if any, choose the best epoch.
+own ingest, index and teacher instance; the dev turns of every dataset (``distill.dev_datasets=all``) or of the
+first only choose the best epoch.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
                               rewrites=rw["rewrites"], teachers=tuple(teachers.teachers)))
     bar = progress("distill-progress", f"distilling from {distill.teacher}", 1)
     summary = train_student(distill, encoder.model, sources, work, max_length=encoder.query_max_length,
-                            quant_scale=encoder.quant_scale, k=teachers.k, dev=sources[0], progress=bar)
+                            quant_scale=encoder.quant_scale, k=teachers.k, progress=bar,
+                            dev=sources if distill.dev_datasets == "all" else sources[:1])
     bar.close()
     shutil.copytree(work / "student", out / "student")
     for name in ("loss.parquet", "dev.parquet"):

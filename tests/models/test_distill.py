@@ -343,6 +343,31 @@ def test_dev_selection_keeps_the_best_epoch(data, tmp_path):
     assert flat["epochs"] == 1 and flat["best_epoch"] == 0
 
 
+def test_pooled_dev_counts_every_dev_turn_of_every_dataset_once(data, tmp_path):
+    """Two training datasets with dev turns (distill.dev_datasets="all"): the curve is the micro-average of each
+    dataset's own dev figures, and the summary counts both sets' turns."""
+    from models.selection import DevSet, PooledDev, encode_fn
+
+    dev_data = _with_dev(data, tmp_path)
+    one = Source(dev_data["turns"], data["qrels"], data["run"], data["docs"], name="a")
+    two = Source(dev_data["turns"], data["qrels"], data["run"], data["docs"], name="b")
+    pooled = train_student(cfg(epochs=2), "splade-tiny", [one, two], tmp_path / "p", max_length=MAX_LENGTH,
+                           dev=[one, two])
+    single = train_student(cfg(epochs=2), "splade-tiny", [one, two], tmp_path / "s", max_length=MAX_LENGTH,
+                           dev=[one])
+    assert pooled["dev_turns"] == 2 * single["dev_turns"] == 12
+    # the untrained student's row: the pooled average of two identical sets is the single set's figure
+    first = pq.read_table(tmp_path / "p" / "dev.parquet").to_pylist()[0]
+    assert first == pytest.approx(pq.read_table(tmp_path / "s" / "dev.parquet").to_pylist()[0])
+    # with sets of different sizes, each turn counts once (not each set)
+    full = DevSet.load(dev_data["turns"], data["qrels"], data["docs"], None, format_conversation, 30522, 100)
+    half = DevSet(full.turn_ids[:2], full.texts[:2], full.qrels[:2], full.docs, full.doc_ids, full.ranked)
+    encode = encode_fn(SpladeEncoder("splade-tiny"), MAX_LENGTH, "right")
+    a, b, both = full.score(encode, 100), half.score(encode, 100), PooledDev([full, half]).score(encode, 100)
+    assert both == pytest.approx({m: (6 * a[m] + 2 * b[m]) / 8 for m in a})
+    assert PooledDev([full, half]).turn_ids == full.turn_ids + full.turn_ids[:2]
+
+
 def test_pooled_sources_and_pseudo_positives(data, tmp_path):
     config = cfg()
     one, _, _, _ = examples_of(data, config)
