@@ -51,6 +51,7 @@ INPUTS = {
     "user turns only": ["distill.input.answers=false"],
     "oldest first": ["distill.input.order=oldest_first"],
     "last 2 user turns": ["distill.input.history_turns=2"],
+    "last user turn before it": ["distill.input.history_turns=1"],
     "truncate the newest end": ["distill.input.truncation=newest"],
     "separator |": ["distill.input.sep=|"],
 }
