@@ -55,9 +55,10 @@ class DistillConfig(BaseModel):
     select_on_dev: bool = True
     selection_metric: Literal["RR@10", "nDCG@3", "R@10", "R@100"] = "RR@10"
     patience: int | None = Field(None, ge=1)
-    # Whose dev turns choose: "all" pooled training datasets (each keeps data.split.dev_fraction of its
-    # conversations for dev, scored as one set), or the "first" dataset's only (every extra turn trains).
-    dev_datasets: Literal["all", "first"] = "all"
+    # Whose dev turns choose: the "first" dataset's only (every turn of an extra dataset trains), or "all" pooled
+    # training datasets (each keeps data.split.dev_fraction of its conversations for dev, scored as one set).
+    # "all" was tried for the zero-shot runs and chose later, worse epochs (docs/results.md).
+    dev_datasets: Literal["first", "all"] = "first"
     # Mixed precision of the student's forward: "bf16" autocast (GPU, or a CPU with AVX-512 BF16: see
     # benchmarks/train_step.py), "fp16" autocast with loss scaling (CUDA only; the paper's setting).
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"

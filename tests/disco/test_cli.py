@@ -71,11 +71,10 @@ def test_pooled_training_data_and_presets_carry_the_dev_choices(tmp_path):
     assert [(d.format, d.path) for d in cfg.training_data()] == [("disco", str(DEMO_DATA.resolve())),
                                                                  ("mtrag-un", str(tmp_path))]
     extra = cfg.training_data()[1]
-    # no extra turn is a test turn; each extra dataset keeps data's dev fraction for model selection, unless
-    # only the first dataset's dev turns choose
-    assert extra.split.test_fraction == 0.0 and extra.split.dev_fraction == 0.2
-    first = load("demo", ["data/demo", f"mtrag-un:{tmp_path}"], ["distill.dev_datasets=first"])
-    assert first.training_data()[1].split.dev_fraction == 0.0
+    # every extra turn trains; with distill.dev_datasets=all each extra dataset keeps data's dev fraction
+    assert extra.split.test_fraction == 0.0 and extra.split.dev_fraction == 0.0
+    pooled = load("demo", ["data/demo", f"mtrag-un:{tmp_path}"], ["distill.dev_datasets=all"])
+    assert pooled.training_data()[1].split.dev_fraction == 0.2
     # an extra dataset computes only the teacher runs the student learns from
     assert cfg.for_data(extra).teacher.teachers == ["human"] and cfg.for_data(extra).extra_data == []
     assert data_spec("some/folder", "qrecc").format == "qrecc"
