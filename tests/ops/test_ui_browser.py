@@ -201,14 +201,21 @@ def test_one_stage_rerun_from_the_custom_run_form(ops, ops_server, serving, brow
         states = ops.stage_states(ops_server, run.id, 4)
         assert states == {"ingest": "Cached", "rewrite": "Cached", "index": "Cached", "teacher": "Completed"}, states
 
-        # its page in the UI: Completed, with the refresh parameter the form set
+        # run by the served deployments (its flow run process writes to `disco deploy`'s output), not a worker
+        ops.wait_for(lambda: f"'{run.name}'" in procs.log("deploy"), "the run in `disco deploy`'s output", 60)
+
+        # its page in the UI: Completed, the teacher stage's log line, the parameters the form set
         page.goto(f"{base}/runs/flow-run/{run_id}")
         page.get_by_text(run.name, exact=False).first.wait_for()
+        page.get_by_text("Finished in state Completed", exact=False).first.wait_for()
         page.wait_for_load_state("networkidle")
         shots["custom-run"] = tmp_path / "ui-custom-run.png"
         page.screenshot(path=str(shots["custom-run"]))
         text = page.inner_text("body")
-        assert "Completed" in text and "teacher" in text and message in text
+        assert "Completed" in text and f"teacher: preset=demo, data=['{wanted['data'][0]}']" in text
+        page.get_by_text("Parameters", exact=True).first.click()
+        page.get_by_text("refresh", exact=False).first.wait_for()
+        assert wanted["out"] in page.inner_text("body")
     finally:
         page.close()
     _publish(shots)
