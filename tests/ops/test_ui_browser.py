@@ -177,9 +177,17 @@ def test_one_stage_rerun_from_the_custom_run_form(ops, ops_server, serving, brow
         field("out").locator("textarea").fill(wanted["out"])
         field("refresh").locator("[role=switch], input").first.click()
         page.get_by_text("Additional Options", exact=True).click()
-        page.get_by_placeholder("Created from the Prefect UI").fill(message)
+        note = page.get_by_placeholder("Created from the Prefect UI")
+        note.fill(message)
+        # the filled form down to the message: the page scrolls inside its layout, so a viewport that holds it all
+        page.set_viewport_size({"width": 1400, "height": page.evaluate(
+            "Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))")})
+        page.evaluate("document.querySelectorAll('*').forEach(e => { e.scrollTop = 0 })")
+        box = note.bounding_box()
         shots["custom-run-form"] = tmp_path / "ui-custom-run-form.png"
-        page.screenshot(path=str(shots["custom-run-form"]), full_page=True)
+        page.screenshot(path=str(shots["custom-run-form"]),
+                        clip={"x": 0, "y": 0, "width": 1400, "height": box["y"] + box["height"] + 16})
+        page.set_viewport_size({"width": 1400, "height": 1000})
         with page.expect_response(lambda r: r.url.endswith(f"/deployments/{teacher.id}/create_flow_run")) as made:
             page.get_by_role("button", name="Submit", exact=True).click()
         assert made.value.status == 201, made.value.text()
