@@ -161,13 +161,46 @@ def run_and_wait(server: dict, name: str, parameters: dict, timeout: float = 900
         return wait_for(final, f"final state of {name}", timeout)
 
 
+def start_serving(server: dict) -> None:
+    """``disco deploy`` serving prefect.yaml's deployments in the session, started again when a test stopped it;
+    returns once it has registered them and polls for their runs (the line Prefect's ``serve`` prints then)."""
+    procs = server["procs"]
+    running = procs.procs.get("deploy")
+    if running is not None and running.poll() is None:
+        return
+    procs.start("deploy", [sys.executable, "-m", "disco.cli", "deploy"])
+    wait_for(lambda: "polling for scheduled runs" in procs.log("deploy"), "`disco deploy` serving", 240, procs,
+             "deploy")
+
+
+def stage_states(server: dict, flow_run_id, expected: int) -> dict[str, str]:
+    """Final state names of the stage tasks run by ``flow_run_id``'s subflow, by stage (states arrive
+    asynchronously: waits for ``expected`` of them)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentTaskRunId
+
+    with client_for(server) as client:
+        def subflow_tasks():
+            parent_tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_task_run_id=FlowRunFilterParentTaskRunId(any_=[t.id for t in parent_tasks])))
+            if not subflows:
+                return None
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
+                any_=[f.id for f in subflows])))
+            final = [r for r in runs if r.state is not None and r.state.is_final()]
+            return final if len(final) >= expected else None
+
+        runs = wait_for(subflow_tasks, f"{expected} finished stage tasks", 60)
+    return {r.name.rsplit("-", 1)[0]: r.state_name for r in runs}
+
+
 @pytest.fixture(scope="session")
 def deployed_run(ops_server, demo_slice, tmp_path_factory):
     """``disco deploy`` serving prefect.yaml's deployments, and one finished run of the ``pipeline`` deployment
     on the demo slice (fast overrides). Yields a dict: flow_run, out, parameters, deployments (read while served),
     stop_serving (a function)."""
     procs = ops_server["procs"]
-    procs.start("deploy", [sys.executable, "-m", "disco.cli", "deploy"])
+    start_serving(ops_server)
 
     def registered():
         with client_for(ops_server) as client:
@@ -184,10 +217,17 @@ def deployed_run(ops_server, demo_slice, tmp_path_factory):
     procs.stop("deploy")
 
 
+@pytest.fixture
+def serving(ops_server, deployed_run):
+    """``deployed_run`` with ``disco deploy`` serving again (test_deployments.py stops it for the worker route)."""
+    start_serving(ops_server)
+    return deployed_run
+
+
 @pytest.fixture(scope="session")
 def ops():
     """The helpers above, for the test modules (conftest modules are not importable under importlib mode)."""
     from types import SimpleNamespace
 
     return SimpleNamespace(FAST=FAST, ROOT=ROOT, client_for=client_for, run_and_wait=run_and_wait,
-                           wait_for=wait_for)
+                           stage_states=stage_states, wait_for=wait_for)

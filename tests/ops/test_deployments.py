@@ -29,26 +29,6 @@ def _check_schedule(deployment) -> None:
     assert (schedule.cron, schedule.timezone) == (written["cron"], written["timezone"])
 
 
-def _stage_states(ops, server: dict, flow_run_id, expected: int) -> dict[str, str]:
-    """Final state names of the stage tasks run by ``flow_run_id``'s subflow (states arrive asynchronously)."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentTaskRunId
-
-    with ops.client_for(server) as client:
-        def subflow_tasks():
-            parent_tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                parent_task_run_id=FlowRunFilterParentTaskRunId(any_=[t.id for t in parent_tasks])))
-            if not subflows:
-                return None
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
-                any_=[f.id for f in subflows])))
-            final = [r for r in runs if r.state is not None and r.state.is_final()]
-            return final if len(final) >= expected else None
-
-        runs = ops.wait_for(subflow_tasks, f"{expected} finished stage tasks", 60)
-    return {r.name.rsplit("-", 1)[0]: r.state_name for r in runs}
-
-
 def test_deployments_run_the_cli_config_and_rerun_one_stage(ops, ops_server, deployed_run, demo_slice):
     # disco deploy registered every deployment of prefect.yaml, with its defaults and the schedule as written
     served = {d.name: d for d in deployed_run["deployments"]}
@@ -89,7 +69,7 @@ def test_deployments_run_the_cli_config_and_rerun_one_stage(ops, ops_server, dep
     started = time.monotonic()
     run = ops.run_and_wait(ops_server, "teacher/teacher", {**deployed_run["parameters"], "refresh": True})
     assert run.state.is_completed(), f"{run.state}\n{procs.log('worker')}"
-    states = _stage_states(ops, ops_server, run.id, 4)
+    states = ops.stage_states(ops_server, run.id, 4)
     assert states == {"ingest": "Cached", "rewrite": "Cached", "index": "Cached", "teacher": "Completed"}, states
     print(f"teacher rerun through the worker: {time.monotonic() - started:.0f} s")
     procs.stop("worker")
