@@ -14,7 +14,8 @@ student score = dot(student(conversation), doc vector). Differences from the aut
   resumed from its last epoch checkpoint ends with the same weights as an uninterrupted one.
 - Training length can be given in optimizer steps (``steps``): small datasets need a number of updates, not a
   number of passes. With dev turns, the student is scored on them after every epoch (:mod:`models.selection`)
-  and the best epoch is kept (epoch 0, the untrained student, included), optionally stopping early.
+  and the best epoch is kept (epoch 0, the untrained student, included), optionally stopping early; then,
+  with ``interpolate``, the best mix of its weights with the starting encoder's (WiSE-FT, :mod:`models.interpolation`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from core.errors import DiscoError
 from core.io import atomic_path, write_json, write_parquet
 from models.distill_config import DistillConfig
 from models.examples import DocStore, Example, Source, build_examples, epoch_batches
+from models.interpolation import choose_interpolation
 from models.losses import DistillLoss
 from models.selection import DevSet, PooledDev, encode_fn
 from models.splade import SpladeEncoder
@@ -194,8 +196,13 @@ def train_student(
         chosen = SpladeEncoder(encoder_model)
     else:
         chosen = student
+    alpha, mixes = None, []
+    if best is not None and best["epoch"] > 0 and len(cfg.interpolate) > 1:  # WiSE-FT, alpha chosen on dev
+        alpha, mixes = choose_interpolation(
+            chosen, encoder_model, cfg.interpolate,
+            lambda s: devset.score(encode_fn(s, max_length, side), quant_scale), cfg.selection_metric)
     chosen.save(out / "student")
-    card.extra = {"best_epoch": best["epoch"] if best else None, "steps": step}
+    card.extra = {"best_epoch": best["epoch"] if best else None, "steps": step, "interpolation_alpha": alpha}
     card.save(out / "student")
     write_parquet(out / "loss.parquet", pa.Table.from_pylist(log))
     write_parquet(out / "dev.parquet", pa.Table.from_pylist(curve) if curve else pa.table({"epoch": []}))
@@ -208,6 +215,7 @@ def train_student(
         "dev_turns": len(devset.turn_ids) if devset else 0, "dev_ranked": devset.ranked if devset else None,
         "best_epoch": best["epoch"] if best else None,
         "best_dev": {m: best[m] for m in DEV_MEASURES} if best else None,
+        "interpolation_alpha": alpha, "interpolation_dev": mixes,
         "seconds": round(time.perf_counter() - t0, 3), "train_seconds": round(train_s, 3),
         "examples_per_s": round(seen / train_s, 3) if seen else 0.0, "student_dir": str(out / "student"),
     }

@@ -55,6 +55,9 @@ class DistillConfig(BaseModel):
     select_on_dev: bool = True
     selection_metric: Literal["RR@10", "nDCG@3", "R@10", "R@100"] = "RR@10"
     patience: int | None = Field(None, ge=1)
+    # WiSE-FT (Wortsman et al. 2022): after choosing the epoch, also score alpha * student + (1 - alpha) * the
+    # starting encoder on dev for each alpha here, and keep the best (models/interpolation.py); [1.0]: off.
+    interpolate: list[float] = Field([1.0], min_length=1)
     # Whose dev turns choose: the "first" dataset's only (every turn of an extra dataset trains), or "all" pooled
     # training datasets (each keeps data.split.dev_fraction of its conversations for dev, scored as one set).
     # "all" was tried for the zero-shot runs and chose later, worse epochs (docs/results.md).
@@ -72,6 +75,8 @@ class DistillConfig(BaseModel):
             lo, hi = self.negative_window
             if not 1 <= lo <= hi:
                 raise ValueError(f"negative_window must be 1 <= first <= last, got {self.negative_window}")
+        if 1.0 not in self.interpolate or not all(0.0 <= a <= 1.0 for a in self.interpolate):
+            raise ValueError(f"interpolate: alphas in [0, 1] including 1.0 (the trained student), got {self.interpolate}")
         if self.reg == "none" and self.lambda_q > 0:
             raise ValueError("lambda_q > 0 needs reg='l1' or reg='flops'")
         return self

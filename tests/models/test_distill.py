@@ -368,6 +368,28 @@ def test_pooled_dev_counts_every_dev_turn_of_every_dataset_once(data, tmp_path):
     assert PooledDev([full, half]).turn_ids == full.turn_ids + full.turn_ids[:2]
 
 
+def test_interpolation_with_the_starting_encoder_is_chosen_on_dev(data, tmp_path):
+    """distill.interpolate (WiSE-FT): after the best epoch, each alpha is scored on dev and the best mix is saved."""
+    from models.selection import DevSet, encode_fn
+    from models.student import StudentCard
+
+    dev_data = _with_dev(data, tmp_path)
+    src = Source(dev_data["turns"], data["qrels"], data["run"], data["docs"])
+    summary = train_student(cfg(epochs=2, lr=1e-3, interpolate=[0.5, 1.0]), "splade-tiny", [src], tmp_path / "w",
+                            max_length=MAX_LENGTH, dev=src)
+    rows = summary["interpolation_dev"]
+    assert summary["best_epoch"] == 1  # (seeded) a trained epoch beat the untrained student, so alphas were tried
+    assert [r["alpha"] for r in rows] == [1.0, 0.5]
+    assert rows[0]["RR@10"] == pytest.approx(summary["best_dev"]["RR@10"])  # alpha 1: the best epoch itself
+    chosen = max(rows, key=lambda r: (r["RR@10"], r["alpha"]))
+    card = StudentCard.load(tmp_path / "w" / "student")
+    assert summary["interpolation_alpha"] == card.extra["interpolation_alpha"] == chosen["alpha"]
+    dev = DevSet.load(dev_data["turns"], data["qrels"], data["docs"], None, card.text, 30522, 100)
+    kept = SpladeEncoder(str(tmp_path / "w" / "student"))
+    assert dev.score(encode_fn(kept, MAX_LENGTH, "right"), 100) == pytest.approx(
+        {m: chosen[m] for m in ("RR@10", "nDCG@3", "R@10", "R@100")})
+
+
 def test_pooled_sources_and_pseudo_positives(data, tmp_path):
     config = cfg()
     one, _, _, _ = examples_of(data, config)
