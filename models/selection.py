@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 import torch
 
 from models.examples import corpus_size
-from models.splade import quantise_sparse
 
 PathLike = str | Path
 FULL_CORPUS_LIMIT = 200_000  # passages ranked in full up to this size; above it, the teacher's candidates
@@ -59,19 +60,15 @@ class DevSet:
         if corpus_size(vectors_path) > FULL_CORPUS_LIMIT:
             if run_path is None:
                 return None
-            run = pl.read_parquet(run_path, columns=["turn_id", "doc_id", "rank"])
-            keep = pl.concat([run.filter(pl.col("turn_id").is_in(turns["turn_id"].implode()),
-                                         pl.col("rank") <= candidates_k)["doc_id"], qrels["doc_id"]]).unique()
+            top = (pl.scan_parquet(run_path).select("turn_id", "doc_id", "rank")
+                   .filter(pl.col("turn_id").is_in(turns["turn_id"].implode()), pl.col("rank") <= candidates_k)
+                   .collect())
+            keep = pl.concat([top["doc_id"], qrels["doc_id"]]).unique()
             vectors, ranked = vectors.filter(pl.col("doc_id").is_in(keep.implode())), "candidates"
         table = vectors.collect().sort("doc_id")
         doc_ids = table["doc_id"].to_list()
         col = {d: i for i, d in enumerate(doc_ids)}
-        quantised = [quantise_sparse(np.asarray(t), np.asarray(w), scale)  # as in the impact index
-                     for t, w in zip(table["term_ids"].to_list(), table["weights"].to_list())]
-        indptr = np.cumsum([0, *(len(t) for t, _ in quantised)])
-        docs = sp.csr_matrix((np.concatenate([q for _, q in quantised]) if quantised else np.zeros(0, np.int32),
-                              np.concatenate([t for t, _ in quantised]).astype(np.int64) if quantised else
-                              np.zeros(0, np.int64), indptr), shape=(len(doc_ids), vocab))
+        docs = quantised_matrix(table.drop("doc_id").to_arrow(), scale, vocab)
         grades: dict[str, dict[int, int]] = {}
         for t, d, r in qrels.iter_rows():
             if d in col:
@@ -88,6 +85,27 @@ class DevSet:
         scores = np.asarray((self.docs @ sp.csr_matrix(q).T).todense()).T  # [turns, docs]
         per_turn = [_measures(row, g, self.min_relevance) for row, g in zip(scores, self.qrels)]
         return {m: float(np.mean([p[m] for p in per_turn])) for m in ("RR@10", "nDCG@3", "R@10", "R@100")}
+
+
+def quantised_matrix(table: pa.Table, scale: int, vocab: int, batch: int = 16_384) -> sp.csr_matrix:
+    """[passages, vocab] int32 impacts of a ``term_ids`` / ``weights`` table, quantised as in the impact index
+    (:func:`models.splade.quantise_sparse` on each row: ``round(w * scale)``, non-positive impacts dropped),
+    computed on the flat Arrow arrays ``batch`` passages at a time (no Python object per weight)."""
+    indptr, indices, data, nnz = [np.zeros(1, np.int64)], [], [], 0
+    for part in table.to_batches(max_chunksize=batch):
+        lengths = pc.list_value_length(part.column("term_ids")).to_numpy(zero_copy_only=False).astype(np.int64)
+        terms = pc.list_flatten(part.column("term_ids")).to_numpy(zero_copy_only=False).astype(np.int32)
+        q = np.rint(pc.list_flatten(part.column("weights")).to_numpy(zero_copy_only=False).astype(np.float64)
+                    * scale).astype(np.int32)
+        keep = q > 0
+        rows = np.repeat(np.arange(len(lengths)), lengths)[keep]
+        indptr.append(nnz + np.cumsum(np.bincount(rows, minlength=len(lengths))))
+        indices.append(terms[keep].astype(np.int64))
+        data.append(q[keep])
+        nnz = int(indptr[-1][-1]) if len(lengths) else nnz
+    return sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, np.int32),
+                          np.concatenate(indices) if indices else np.zeros(0, np.int64), np.concatenate(indptr)),
+                         shape=(table.num_rows, vocab))
 
 
 def _measures(scores: np.ndarray, grades: dict[int, int], min_rel: int) -> dict[str, float]:

@@ -391,3 +391,28 @@ def test_representation_distillation_pulls_the_query_onto_the_rewrite(data, tmp_
         return float((q - target).pow(2).sum(-1).mean())
 
     assert distance(str(tmp_path / "r" / "student")) < 0.5 * distance("splade-tiny")
+
+
+def _same_examples(a, b) -> bool:
+    return len(a) == len(b) and all(
+        x.turn_id == y.turn_id and x.text == y.text and x.pseudo == y.pseudo and x.targets == y.targets
+        and all(np.array_equal(getattr(x, f), getattr(y, f)) and getattr(x, f).dtype == getattr(y, f).dtype
+                for f in ("positives", "positive_scores", "candidates", "candidate_scores"))
+        for x, y in zip(a, b))
+
+
+def test_examples_do_not_depend_on_the_turn_chunk(data, tmp_path):
+    """The teacher run read a few turns at a time gives the examples and document store of one pass over it."""
+    run = pq.read_table(data["run"]).to_pylist()
+    run += [{**r, "turn_id": "noqrel_2"} for r in run if r["turn_id"] == "c0_2"]  # a pseudo-positive turn
+    pq.write_table(_table(run[::-1], schema.RUNS), tmp_path / "run.parquet")  # rows in no particular order
+    for kw in ({}, {"pseudo_positives": True}):
+        src = [Source(data["turns"], data["qrels"], tmp_path / "run.parquet", data["docs"], **kw)]
+        for config in (cfg(negative_window=(2, 30)), cfg(positive_score="teacher", n_negatives=3)):
+            whole, skipped, store, used = build_examples(config, src, format_conversation, turn_chunk=10_000)
+            assert len(whole) >= 12
+            for chunk in (1, 2, 5):
+                got, s2, st2, u2 = build_examples(config, src, format_conversation, turn_chunk=chunk)
+                assert _same_examples(got, whole) and s2 == skipped and u2 == used
+                assert st2.row == store.row and all(np.array_equal(getattr(st2, f), getattr(store, f))
+                                                    for f in ("offsets", "terms", "weights"))
