@@ -160,11 +160,10 @@ def _examples(cfg: DistillConfig, src: Source, window: tuple[int, int], policy: 
     tids = turns["turn_id"].implode()
     qrels = pl.read_parquet(src.qrels, columns=["turn_id", "doc_id", "relevance"])
     qrels = qrels.filter(pl.col("turn_id").is_in(tids), pl.col("relevance") >= cfg.min_relevance)
-    lo, hi = window
-    chunks = [turns["turn_id"][a : a + chunk] for a in range(0, turns.height, chunk)]
+    parts = [turns[a : a + chunk] for a in range(0, turns.height, chunk)]
     needed = qrels["doc_id"].unique()
-    for ids in chunks:  # pass 1: the passages of the windows (and the pseudo-positives), no Python objects
-        run = _run_rows(src, ids, window)
+    for part in parts:  # pass 1: the passages of the windows (and the pseudo-positives), no Python objects
+        run = _run_rows(src, part["turn_id"], window)
         docs = [needed, run.filter("window")["doc_id"]]
         if src.pseudo_positives:
             docs.append(run.filter(pl.col("rank") == 1)["doc_id"])
@@ -180,8 +179,8 @@ def _examples(cfg: DistillConfig, src: Source, window: tuple[int, int], policy: 
         targets_of = {t: tuple(x) for t, x in rw.group_by("turn_id", maintain_order=True).agg("rewrite").iter_rows()}
     pos_of = {t: sorted(d) for t, d in qrels.group_by("turn_id").agg("doc_id").iter_rows()}
     out: list[Example] = []
-    for ids, part in zip(chunks, (turns[a : a + chunk] for a in range(0, turns.height, chunk))):
-        run = _run_rows(src, ids, window)  # pass 2: this chunk's examples
+    for part in parts:  # pass 2: this chunk's examples
+        run = _run_rows(src, part["turn_id"], window)
         run_of = {r[0]: r[1:] for r in run.group_by("turn_id").agg("doc_id", "score", "window").iter_rows()}
         out += [ex for t in part.iter_rows(named=True)
                 if (ex := _example(t, src, pre, pos_of, run_of, targets_of, policy, text_of, cfg, store, skipped))]

@@ -416,3 +416,30 @@ def test_examples_do_not_depend_on_the_turn_chunk(data, tmp_path):
                 assert _same_examples(got, whole) and s2 == skipped and u2 == used
                 assert st2.row == store.row and all(np.array_equal(getattr(st2, f), getattr(store, f))
                                                     for f in ("offsets", "terms", "weights"))
+
+
+def test_dev_set_does_not_depend_on_the_vector_file_order(data, tmp_path, monkeypatch):
+    """The dev set reads the passages in the vector file's order and breaks score ties by sorted id: a shuffled
+    file with tied copies gives the measures of the sorted one, ranking the corpus or the teacher's candidates."""
+    from models import selection
+    from models.selection import DevSet, encode_fn
+
+    turns = pq.read_table(data["turns"]).to_pylist()
+    for t in turns[:6]:
+        t["split"] = "dev"
+    pq.write_table(_table(turns, schema.TURNS), tmp_path / "turns.parquet")
+    rows = pq.read_table(data["docs"]).to_pylist()
+    rows += [{**r, "doc_id": f"{r['doc_id']}-copy"} for r in rows[:12]]  # tied with the positives
+    order = np.random.default_rng(0).permutation(len(rows))
+    pq.write_table(_table(sorted(rows, key=lambda r: r["doc_id"]), schema.DOC_VECTORS), tmp_path / "sorted.parquet")
+    pq.write_table(_table([rows[i] for i in order], schema.DOC_VECTORS), tmp_path / "shuffled.parquet",
+                   row_group_size=7)
+    encode = encode_fn(data["enc"], MAX_LENGTH, "right")
+    for limit in (selection.FULL_CORPUS_LIMIT, 10):  # 10: above it only the teacher's candidates are ranked
+        monkeypatch.setattr(selection, "FULL_CORPUS_LIMIT", limit)
+        monkeypatch.setattr(selection, "READ_BATCH", 5)
+        got = [DevSet.load(tmp_path / "turns.parquet", data["qrels"], tmp_path / f"{name}.parquet", data["run"],
+                           format_conversation, 30522, 100, candidates_k=4) for name in ("sorted", "shuffled")]
+        assert got[0].ranked == got[1].ranked == ("corpus" if limit > 10 else "candidates")
+        assert sorted(got[0].doc_ids) == sorted(got[1].doc_ids) and got[0].docs.nnz == got[1].docs.nnz
+        assert got[0].score(encode, 100) == got[1].score(encode, 100)
