@@ -14,6 +14,11 @@ peaked higher). The peak of a process that only imports the same modules is give
    vectors**: the demo's real SPLADE-tiny passage vectors replayed in turn (encoding 100,000 passages takes hours
    on 2 shared cores), once with the chunked encoding (``ENCODE_CHUNK`` passages at a time) and once with a chunk
    of the whole shard (what the stage did before); and real encoding of a ``--encode-slice`` passage slice.
+   Then the rest of the pipeline on that corpus, one process per stage, with the demo's settings above: rewrite,
+   teacher (searching the 100,000 synthesised vectors: ``teacher.searcher=auto`` picks the exact sparse matrix),
+   distill (its examples and dev set read the passages' vectors) and evaluate (the student and the baselines
+   searched on the same index). Their index is the chunked writing path's folder, handed to them as the index
+   stage's manifest (:func:`index_manifest`).
 
     .venv/bin/python benchmarks/stage_memory.py [--passages 100000] [--encode-slice 1000] [--out runs/bench-memory]
 """
@@ -125,7 +130,50 @@ def inner_index_write(corpus: str, doc_vectors: str, out: str, chunk: int) -> di
         t0 = time.perf_counter()
         build_index(folder / "collection", folder / "lucene", threads=2)
         got["lucene_s"] = round(time.perf_counter() - t0, 1)
+        index_manifest(folder, stats["passages"])
     return got
+
+
+def index_manifest(folder: Path, passages: int):
+    """The index stage's manifest for a folder written by :func:`inner_index_write` (``manifest.json`` there, as
+    :func:`stages.base.run_stage` writes it), so the later stages take it as their index."""
+    from core.io import Manifest, Output, write_json
+    from stages.base import MANIFEST
+    from stages.index import STAGE
+
+    outputs = {name: Output.of(name, folder / rel, passages if name in STAGE.rows else None)
+               for name, rel in STAGE.outputs.items()}
+    m = Manifest(stage="index", key="synthetic", dir=str(folder.resolve()), outputs=outputs,
+                 stats={"passages": passages, "encoder": "splade-tiny (replayed vectors)"})
+    write_json(folder / MANIFEST, m.model_dump(mode="json"))
+    return m
+
+
+def inner_synthetic_stage(name: str, data: str, index_dir: str, out: str) -> dict:
+    """The demo's plan on the synthetic dataset up to stage ``name``, with the index folder of
+    :func:`inner_index_write` as the index stage's output; earlier stages are reused from ``out``."""
+    from stages.base import read_manifest, run_stage
+    from stages.config import load
+    from stages.graph import plan
+
+    cfg = load("demo", [data], [*DEMO_SETTINGS])
+    done: dict = {}
+    for step in plan(cfg, name):
+        upstream = {u: done[n] if isinstance(n, str) else [done[x] for x in n] for u, n in step.upstream.items()}
+        if step.stage.name == "index":
+            done[step.name] = read_manifest(index_dir)
+            continue
+        t0 = time.perf_counter()
+        done[step.name] = run_stage(step.stage, step.fields, upstream, out)
+        if step.name == name:
+            return {"stage": name, "dir": done[name].dir, "stage_s": round(time.perf_counter() - t0, 1),
+                    "stats": _small(done[name].stats)}
+    raise SystemExit(f"no stage {name}")
+
+
+def _small(stats: dict) -> dict:
+    """The scalar stats of a manifest (for the benchmark's JSON)."""
+    return {k: v for k, v in stats.items() if isinstance(v, (int, float, str)) or v is None}
 
 
 def inner_encode(corpus: str, n: int, out: str) -> dict:
@@ -172,7 +220,7 @@ def main() -> None:
     if args.inner:
         kind, *rest = args.inner
         fn = {"demo": inner_demo_stage, "ingest": inner_ingest, "index-write": inner_index_write,
-              "encode": inner_encode, "imports": inner_imports}[kind]
+              "encode": inner_encode, "imports": inner_imports, "synthetic": inner_synthetic_stage}[kind]
         if kind == "index-write":
             rest[-1] = int(rest[-1])
         if kind == "encode":
@@ -206,6 +254,13 @@ def main() -> None:
     enc = measure(["encode", ingest["corpus"], str(args.encode_slice), str(out / "encode-slice")])
     result["synthetic"]["encode_slice"] = enc
     print(json.dumps(enc), flush=True)
+    from retrieval.index.shards import ENCODE_CHUNK
+
+    index_dir = out / f"index-chunk{ENCODE_CHUNK}"
+    for name in ("rewrite", "teacher", "distill", "evaluate"):
+        r = measure(["synthetic", name, str(data), str(index_dir), str(out / "synthetic")])
+        result["synthetic"][name] = r
+        print(json.dumps(r), flush=True)
     result["load_avg_1m_end"] = os.getloadavg()[0]
     (out / "stage_memory.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

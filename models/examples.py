@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 PathLike = str | Path
 SMALL_CORPUS = 100_000  # passages; from here on the paper's window applies
+TURN_CHUNK = 1024  # turns whose teacher-run rows are read (and held) at a time while the examples are built
 PAPER_WINDOW = (11, 960)
 
 
@@ -87,11 +88,12 @@ class Example:
 
 @dataclass
 class DocStore:
-    """The frozen document vectors needed for training, as CSR arrays (a few bytes per non-zero)."""
+    """The frozen document vectors needed for training, as CSR arrays (8 bytes per non-zero: int32 term ids,
+    float32 weights)."""
 
     row: dict[str, int] = field(default_factory=dict)
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
-    terms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    terms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     def add(self, path: PathLike, doc_ids: pl.Series, prefix: str = "") -> None:
@@ -105,7 +107,7 @@ class DocStore:
         self.row.update({prefix + d: base + i for i, d in enumerate(ids)})
         offsets = terms.offsets.to_numpy().astype(np.int64)
         self.offsets = np.concatenate([self.offsets, self.offsets[-1] + offsets[1:]])
-        self.terms = np.concatenate([self.terms, terms.values.to_numpy(zero_copy_only=False).astype(np.int64)])
+        self.terms = np.concatenate([self.terms, terms.values.to_numpy(zero_copy_only=False).astype(np.int32)])
         self.weights = np.concatenate([self.weights,
                                        weights.values.to_numpy(zero_copy_only=False).astype(np.float32)])
 
@@ -115,7 +117,8 @@ class DocStore:
         idx = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]).astype(np.int64)
         which = np.repeat(np.arange(len(rows)), ends - starts)
         out = torch.zeros(len(rows), vocab)
-        out[torch.from_numpy(which), torch.from_numpy(self.terms[idx])] = torch.from_numpy(self.weights[idx])
+        out[torch.from_numpy(which), torch.from_numpy(self.terms[idx].astype(np.int64))] = \
+            torch.from_numpy(self.weights[idx])
         return out.to(device)
 
 
@@ -125,11 +128,12 @@ def corpus_size(vectors_path: PathLike) -> int:
 
 def build_examples(
     cfg: DistillConfig, sources: list[Source], text_of: Callable[[str, list], str], k: int = 1000,
+    turn_chunk: int = TURN_CHUNK,
 ) -> tuple[list[Example], dict[str, int], DocStore, dict]:
     """Train turns of every source -> examples; skipped turns counted by reason; the sampling used per source.
 
     ``text_of(question, history)`` formats a turn as the student reads it. ``cfg.max_turns`` caps the turns
-    taken from each source.
+    taken from each source; each source's teacher run is read ``turn_chunk`` turns at a time.
     """
     store, examples, used = DocStore(), [], {}
     skipped = dict.fromkeys(("no_positive", "positive_not_indexed", "no_teacher_run", "no_teacher_rewrite",
@@ -137,14 +141,18 @@ def build_examples(
     for src in sources:
         window, policy = sampling(cfg, corpus_size(src.vectors), k)
         used[src.name or "data"] = {"negative_window": list(window), "positive_score": policy}
-        got = _examples(cfg, src, window, policy, text_of, store, skipped)
+        got = _examples(cfg, src, window, policy, text_of, store, skipped, turn_chunk)
         examples += got
         used[src.name or "data"]["examples"] = len(got)
     return examples, skipped, store, used
 
 
 def _examples(cfg: DistillConfig, src: Source, window: tuple[int, int], policy: str, text_of, store: DocStore,
-              skipped: dict[str, int]) -> list[Example]:
+              skipped: dict[str, int], chunk: int = TURN_CHUNK) -> list[Example]:
+    """The examples of one source's train turns (in the turns table's order). The teacher run is read
+    ``chunk`` turns at a time, twice: first for the passages the examples need (their vectors are loaded into
+    ``store`` at once, in the vector file's order), then to build the examples; only one chunk's rows are
+    ever held, and as Python objects only while that chunk's examples are built."""
     pre = f"{src.name}/" if src.name else ""
     turns = pl.read_parquet(src.turns, columns=["turn_id", "question", "history", "split"])
     turns = turns.filter(pl.col("split") == "train")
@@ -152,14 +160,14 @@ def _examples(cfg: DistillConfig, src: Source, window: tuple[int, int], policy: 
     tids = turns["turn_id"].implode()
     qrels = pl.read_parquet(src.qrels, columns=["turn_id", "doc_id", "relevance"])
     qrels = qrels.filter(pl.col("turn_id").is_in(tids), pl.col("relevance") >= cfg.min_relevance)
-    run = pl.read_parquet(src.run, columns=["turn_id", "doc_id", "score", "rank"])
-    run = run.filter(pl.col("turn_id").is_in(tids))
-    if run.select(pl.struct("turn_id", "doc_id").is_duplicated().any()).item():
-        raise DataError(src.run, "a (turn_id, doc_id) pair appears twice: fuse the teachers into one run first")
-    lo, hi = window
-    run = run.with_columns(pl.col("rank").is_between(lo, hi).alias("window")).sort("turn_id", "rank")
-    pseudo_docs = run.filter(pl.col("rank") == 1)["doc_id"] if src.pseudo_positives else pl.Series([], dtype=pl.String)
-    needed = pl.concat([qrels["doc_id"], run.filter("window")["doc_id"], pseudo_docs]).unique()
+    parts = [turns[a : a + chunk] for a in range(0, turns.height, chunk)]
+    needed = qrels["doc_id"].unique()
+    for part in parts:  # pass 1: the passages of the windows (and the pseudo-positives), no Python objects
+        run = _run_rows(src, part["turn_id"], window)
+        docs = [needed, run.filter("window")["doc_id"]]
+        if src.pseudo_positives:
+            docs.append(run.filter(pl.col("rank") == 1)["doc_id"])
+        needed = pl.concat(docs).unique()
     store.add(src.vectors, needed, pre)
     targets_of: dict[str, tuple[str, ...]] = {}
     if cfg.loss == "rep_mse":
@@ -170,42 +178,61 @@ def _examples(cfg: DistillConfig, src: Source, window: tuple[int, int], policy: 
             pl.col("turn_id").is_in(tids), pl.col("teacher").is_in(names)).sort("turn_id", "teacher")
         targets_of = {t: tuple(x) for t, x in rw.group_by("turn_id", maintain_order=True).agg("rewrite").iter_rows()}
     pos_of = {t: sorted(d) for t, d in qrels.group_by("turn_id").agg("doc_id").iter_rows()}
-    run_of = {r[0]: r[1:] for r in run.group_by("turn_id").agg("doc_id", "score", "window").iter_rows()}
     out: list[Example] = []
-    for t in turns.iter_rows(named=True):
-        tid, pos = t["turn_id"], set(pos_of.get(t["turn_id"], []))
-        pseudo = False
-        if not pos and src.pseudo_positives and tid in run_of:
-            pos, pseudo = {run_of[tid][0][0]}, True  # the teacher's top passage stands in for a judgement
-        indexed = [d for d in sorted(pos) if pre + d in store.row]
-        reason = "no_positive" if not pos else "positive_not_indexed" if not indexed else None
-        if reason is None and tid not in run_of:
-            reason = "no_teacher_run"
-        if reason is None and cfg.loss == "rep_mse" and tid not in targets_of:
-            reason = "no_teacher_rewrite"
-        if reason is None:
-            docs, scores, in_win = run_of[tid]  # in rank order
-            cand = [(d, s) for d, s, w in zip(docs, scores, in_win) if w and d not in pos]
-            reason = None if cand else "no_negatives"
-        if reason:
-            skipped[reason] += 1
-            continue
-        missing = [d for d, _ in cand if pre + d not in store.row]
-        if missing:
-            raise DataError(src.vectors, f"passage {missing[0]!r} of the teacher run (turn {tid}) has no vector")
-        own = dict(zip(docs, scores))
-        window_docs = {d for d, w in zip(docs, in_win) if w}
-        first = next(s for s, w in zip(scores, in_win) if w)  # the score at the window's first rank
-        if policy == "rank11":
-            pscores = [own[d] if d in window_docs else first for d in indexed]
-        else:
-            pscores = [own.get(d, min(scores)) for d in indexed]
-        out.append(Example(
-            pre + tid, text_of(t["question"], t["history"]), np.array([store.row[pre + d] for d in indexed]),
-            np.array(pscores, np.float32), np.array([store.row[pre + d] for d, _ in cand]),
-            np.array([s for _, s in cand], np.float32), pseudo, targets_of.get(tid, ()),
-        ))
+    for part in parts:  # pass 2: this chunk's examples
+        run = _run_rows(src, part["turn_id"], window)
+        run_of = {r[0]: r[1:] for r in run.group_by("turn_id").agg("doc_id", "score", "window").iter_rows()}
+        out += [ex for t in part.iter_rows(named=True)
+                if (ex := _example(t, src, pre, pos_of, run_of, targets_of, policy, text_of, cfg, store, skipped))]
     return out
+
+
+def _run_rows(src: Source, ids: pl.Series, window: tuple[int, int]) -> pl.DataFrame:
+    """The teacher run's rows of the turns ``ids``, sorted by turn and rank, with the column ``window`` (the rank
+    lies in the negative window). The turn-id range lets row-group statistics skip the rest of a sorted file."""
+    turn = pl.col("turn_id")
+    run = (pl.scan_parquet(src.run).select("turn_id", "doc_id", "score", "rank")
+           .filter(turn.is_between(pl.lit(ids.min()), pl.lit(ids.max())) & turn.is_in(ids.implode())).collect())
+    if run.select(pl.struct("turn_id", "doc_id").is_duplicated().any()).item():
+        raise DataError(src.run, "a (turn_id, doc_id) pair appears twice: fuse the teachers into one run first")
+    return run.with_columns(pl.col("rank").is_between(*window).alias("window")).sort("turn_id", "rank")
+
+
+def _example(t: dict, src: Source, pre: str, pos_of: dict, run_of: dict, targets_of: dict, policy: str, text_of,
+             cfg: DistillConfig, store: DocStore, skipped: dict[str, int]) -> Example | None:
+    """One turn's example, or None (counted in ``skipped`` by reason)."""
+    tid, pos = t["turn_id"], set(pos_of.get(t["turn_id"], []))
+    pseudo = False
+    if not pos and src.pseudo_positives and tid in run_of:
+        pos, pseudo = {run_of[tid][0][0]}, True  # the teacher's top passage stands in for a judgement
+    indexed = [d for d in sorted(pos) if pre + d in store.row]
+    reason = "no_positive" if not pos else "positive_not_indexed" if not indexed else None
+    if reason is None and tid not in run_of:
+        reason = "no_teacher_run"
+    if reason is None and cfg.loss == "rep_mse" and tid not in targets_of:
+        reason = "no_teacher_rewrite"
+    if reason is None:
+        docs, scores, in_win = run_of[tid]  # in rank order
+        cand = [(d, s) for d, s, w in zip(docs, scores, in_win) if w and d not in pos]
+        reason = None if cand else "no_negatives"
+    if reason:
+        skipped[reason] += 1
+        return None
+    missing = [d for d, _ in cand if pre + d not in store.row]
+    if missing:
+        raise DataError(src.vectors, f"passage {missing[0]!r} of the teacher run (turn {tid}) has no vector")
+    own = dict(zip(docs, scores))
+    window_docs = {d for d, w in zip(docs, in_win) if w}
+    first = next(s for s, w in zip(scores, in_win) if w)  # the score at the window's first rank
+    if policy == "rank11":
+        pscores = [own[d] if d in window_docs else first for d in indexed]
+    else:
+        pscores = [own.get(d, min(scores)) for d in indexed]
+    return Example(
+        pre + tid, text_of(t["question"], t["history"]), np.array([store.row[pre + d] for d in indexed]),
+        np.array(pscores, np.float32), np.array([store.row[pre + d] for d, _ in cand]),
+        np.array([s for _, s in cand], np.float32), pseudo, targets_of.get(tid, ()),
+    )
 
 
 def epoch_batches(examples: list[Example], cfg: DistillConfig, epoch: int, with_index: bool = False):

@@ -15,17 +15,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import scipy.sparse as sp
 import torch
 
 from models.examples import corpus_size
-from models.splade import quantise_sparse
 
 PathLike = str | Path
 FULL_CORPUS_LIMIT = 200_000  # passages ranked in full up to this size; above it, the teacher's candidates
+READ_BATCH = 16_384  # passages whose vectors are decoded and quantised at a time
 
 
 @dataclass
@@ -36,7 +40,8 @@ class DevSet:
     texts: list[str]
     qrels: list[dict[int, int]]  # per turn: column of ``docs`` -> grade
     docs: sp.csr_matrix  # [n_passages, vocab] int32 impacts
-    doc_ids: list[str]
+    doc_ids: list[str]  # of the rows of ``docs`` (the vector file's order)
+    id_rank: np.ndarray  # per row of ``docs``: its place among the sorted ids (ties are broken by it)
     ranked: str  # "corpus" or "candidates"
     min_relevance: int = 1
 
@@ -54,31 +59,31 @@ class DevSet:
         turns = turns.filter(pl.col("turn_id").is_in(list(judged))).sort("turn_id")
         if turns.is_empty():
             return None
-        vectors = pl.scan_parquet(vectors_path)
-        ranked = "corpus"
+        # the passages in the file's order, read a batch at a time (never the whole table, nor a sorted copy)
+        vectors, keep, ranked = pq.ParquetFile(vectors_path), None, "corpus"
+        ids = vectors.read(columns=["doc_id"]).column("doc_id").combine_chunks()
         if corpus_size(vectors_path) > FULL_CORPUS_LIMIT:
             if run_path is None:
                 return None
-            run = pl.read_parquet(run_path, columns=["turn_id", "doc_id", "rank"])
-            keep = pl.concat([run.filter(pl.col("turn_id").is_in(turns["turn_id"].implode()),
-                                         pl.col("rank") <= candidates_k)["doc_id"], qrels["doc_id"]]).unique()
-            vectors, ranked = vectors.filter(pl.col("doc_id").is_in(keep.implode())), "candidates"
-        table = vectors.collect().sort("doc_id")
-        doc_ids = table["doc_id"].to_list()
+            top = (pl.scan_parquet(run_path).select("turn_id", "doc_id", "rank")
+                   .filter(pl.col("turn_id").is_in(turns["turn_id"].implode()), pl.col("rank") <= candidates_k)
+                   .collect())
+            keep = pl.concat([top["doc_id"], qrels["doc_id"]]).unique().to_arrow().cast(ids.type)
+            ids, ranked = ids.filter(pc.is_in(ids, value_set=keep)), "candidates"
+        batches = (b if keep is None else b.filter(pc.is_in(b.column("doc_id"), value_set=keep))
+                   for b in vectors.iter_batches(batch_size=READ_BATCH))
+        docs = quantised_matrix(batches, scale, vocab)
+        id_rank = np.empty(len(ids), np.int64)
+        id_rank[pc.sort_indices(ids).to_numpy()] = np.arange(len(ids))
+        doc_ids = ids.to_pylist()
         col = {d: i for i, d in enumerate(doc_ids)}
-        quantised = [quantise_sparse(np.asarray(t), np.asarray(w), scale)  # as in the impact index
-                     for t, w in zip(table["term_ids"].to_list(), table["weights"].to_list())]
-        indptr = np.cumsum([0, *(len(t) for t, _ in quantised)])
-        docs = sp.csr_matrix((np.concatenate([q for _, q in quantised]) if quantised else np.zeros(0, np.int32),
-                              np.concatenate([t for t, _ in quantised]).astype(np.int64) if quantised else
-                              np.zeros(0, np.int64), indptr), shape=(len(doc_ids), vocab))
         grades: dict[str, dict[int, int]] = {}
         for t, d, r in qrels.iter_rows():
             if d in col:
                 grades.setdefault(t, {})[col[d]] = int(r)
         texts = [text_of(t["question"], t["history"]) for t in turns.iter_rows(named=True)]
         return cls(turns["turn_id"].to_list(), texts, [grades.get(t, {}) for t in turns["turn_id"]], docs,
-                   doc_ids, ranked, min_relevance)
+                   doc_ids, id_rank, ranked, min_relevance)
 
     def score(self, encode, scale: int) -> dict[str, float]:
         """RR@10, nDCG@3, R@10, R@100 of the queries ``encode(texts) -> [B, vocab] float tensor``."""
@@ -86,7 +91,7 @@ class DevSet:
         q = np.rint(reps.astype(np.float64) * scale).astype(np.int64)
         q[q < 0] = 0
         scores = np.asarray((self.docs @ sp.csr_matrix(q).T).todense()).T  # [turns, docs]
-        per_turn = [_measures(row, g, self.min_relevance) for row, g in zip(scores, self.qrels)]
+        per_turn = [_measures(row, g, self.min_relevance, self.id_rank) for row, g in zip(scores, self.qrels)]
         return {m: float(np.mean([p[m] for p in per_turn])) for m in ("RR@10", "nDCG@3", "R@10", "R@100")}
 
 
@@ -113,10 +118,34 @@ class PooledDev:
         return {m: sum(k * p[m] for k, p in parts) / n for m in parts[0][1]}
 
 
-def _measures(scores: np.ndarray, grades: dict[int, int], min_rel: int) -> dict[str, float]:
-    """Measures of one turn; ties broken by passage order (ids sorted), all-zero scores retrieve nothing."""
+def quantised_matrix(batches: Iterable[pa.RecordBatch], scale: int, vocab: int) -> sp.csr_matrix:
+    """[passages, vocab] int32 impacts of ``term_ids`` / ``weights`` record batches (one row per passage, in
+    order), quantised as in the impact index (:func:`models.splade.quantise_sparse` on each row:
+    ``round(w * scale)``, non-positive impacts dropped), computed on the flat Arrow arrays of one batch at a time
+    (no Python object per weight)."""
+    indptr, indices, data, nnz = [np.zeros(1, np.int64)], [], [], 0
+    for part in batches:
+        lengths = pc.list_value_length(part.column("term_ids")).to_numpy(zero_copy_only=False).astype(np.int64)
+        terms = pc.list_flatten(part.column("term_ids")).to_numpy(zero_copy_only=False).astype(np.int32)
+        q = np.rint(pc.list_flatten(part.column("weights")).to_numpy(zero_copy_only=False).astype(np.float64)
+                    * scale).astype(np.int32)
+        keep = q > 0
+        rows = np.repeat(np.arange(len(lengths)), lengths)[keep]
+        indptr.append(nnz + np.cumsum(np.bincount(rows, minlength=len(lengths))))
+        indices.append(terms[keep])
+        data.append(q[keep])
+        nnz += int(keep.sum())
+    indptr = np.concatenate(indptr)
+    return sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, np.int32),
+                          np.concatenate(indices) if indices else np.zeros(0, np.int32), indptr),
+                         shape=(len(indptr) - 1, vocab))
+
+
+def _measures(scores: np.ndarray, grades: dict[int, int], min_rel: int, tiebreak: np.ndarray) -> dict[str, float]:
+    """Measures of one turn; ties broken by ``tiebreak`` (the passages' places in id order), all-zero scores
+    retrieve nothing."""
     hits = np.flatnonzero(scores > 0)
-    order = hits[np.lexsort((hits, -scores[hits]))][:100]
+    order = hits[np.lexsort((tiebreak[hits], -scores[hits]))][:100]
     rel = {d for d, g in grades.items() if g >= min_rel}
     rr = next((1.0 / (i + 1) for i, d in enumerate(order[:10]) if d in rel), 0.0)
     gains = [grades.get(int(d), 0) for d in order[:3]]  # trec_eval's linear gains, as ir-measures

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from core.errors import DiscoError
-from core.io import Manifest, write_parquet
+from core.io import Manifest, atomic_path
 from models.distill import train_student
 from models.distill_config import DistillConfig
 from models.examples import Source
@@ -35,12 +35,13 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
     work.mkdir(parents=True, exist_ok=True)
     sources = []
     for i, (d, x, t, rw) in enumerate(zip(ingest, index, teacher, rewrite)):
-        runs = pl.read_parquet(t["runs"])
-        teacher_run = runs.filter(pl.col("system") == distill.teacher)
-        if teacher_run.is_empty():
+        runs = pl.scan_parquet(t["runs"])
+        if not runs.filter(pl.col("system") == distill.teacher).select(pl.len()).collect().item():
+            systems = runs.select(pl.col("system").unique()).collect()["system"]
             raise DiscoError(f"distill: no teacher run named {distill.teacher!r} for {d.stats.get('format')} "
-                             f"data; runs: {sorted(set(runs['system']))}")
-        write_parquet(work / f"teacher_run-{i}.parquet", teacher_run.to_arrow())
+                             f"data; runs: {sorted(systems)}")
+        with atomic_path(work / f"teacher_run-{i}.parquet") as tmp:  # streamed: the run is never held whole
+            runs.filter(pl.col("system") == distill.teacher).sink_parquet(tmp, compression="zstd")
         name = "" if len(ingest) == 1 else f"{i}-{d.stats.get('format')}"
         sources.append(Source(d["turns"], d["qrels"], work / f"teacher_run-{i}.parquet", x["doc_vectors"], name,
                               rewrites=rw["rewrites"], teachers=tuple(teachers.teachers)))

@@ -361,7 +361,8 @@ def test_pooled_dev_counts_every_dev_turn_of_every_dataset_once(data, tmp_path):
     assert first == pytest.approx(pq.read_table(tmp_path / "s" / "dev.parquet").to_pylist()[0])
     # with sets of different sizes, each turn counts once (not each set)
     full = DevSet.load(dev_data["turns"], data["qrels"], data["docs"], None, format_conversation, 30522, 100)
-    half = DevSet(full.turn_ids[:2], full.texts[:2], full.qrels[:2], full.docs, full.doc_ids, full.ranked)
+    half = DevSet(full.turn_ids[:2], full.texts[:2], full.qrels[:2], full.docs, full.doc_ids, full.id_rank,
+                  full.ranked)
     encode = encode_fn(SpladeEncoder("splade-tiny"), MAX_LENGTH, "right")
     a, b, both = full.score(encode, 100), half.score(encode, 100), PooledDev([full, half]).score(encode, 100)
     assert both == pytest.approx({m: (6 * a[m] + 2 * b[m]) / 8 for m in a})
@@ -438,3 +439,55 @@ def test_representation_distillation_pulls_the_query_onto_the_rewrite(data, tmp_
         return float((q - target).pow(2).sum(-1).mean())
 
     assert distance(str(tmp_path / "r" / "student")) < 0.5 * distance("splade-tiny")
+
+
+def _same_examples(a, b) -> bool:
+    return len(a) == len(b) and all(
+        x.turn_id == y.turn_id and x.text == y.text and x.pseudo == y.pseudo and x.targets == y.targets
+        and all(np.array_equal(getattr(x, f), getattr(y, f)) and getattr(x, f).dtype == getattr(y, f).dtype
+                for f in ("positives", "positive_scores", "candidates", "candidate_scores"))
+        for x, y in zip(a, b))
+
+
+def test_examples_do_not_depend_on_the_turn_chunk(data, tmp_path):
+    """The teacher run read a few turns at a time gives the examples and document store of one pass over it."""
+    run = pq.read_table(data["run"]).to_pylist()
+    run += [{**r, "turn_id": "noqrel_2"} for r in run if r["turn_id"] == "c0_2"]  # a pseudo-positive turn
+    pq.write_table(_table(run[::-1], schema.RUNS), tmp_path / "run.parquet")  # rows in no particular order
+    for kw in ({}, {"pseudo_positives": True}):
+        src = [Source(data["turns"], data["qrels"], tmp_path / "run.parquet", data["docs"], **kw)]
+        for config in (cfg(negative_window=(2, 30)), cfg(positive_score="teacher", n_negatives=3)):
+            whole, skipped, store, used = build_examples(config, src, format_conversation, turn_chunk=10_000)
+            assert len(whole) >= 12
+            for chunk in (1, 2, 5):
+                got, s2, st2, u2 = build_examples(config, src, format_conversation, turn_chunk=chunk)
+                assert _same_examples(got, whole) and s2 == skipped and u2 == used
+                assert st2.row == store.row and all(np.array_equal(getattr(st2, f), getattr(store, f))
+                                                    for f in ("offsets", "terms", "weights"))
+
+
+def test_dev_set_does_not_depend_on_the_vector_file_order(data, tmp_path, monkeypatch):
+    """The dev set reads the passages in the vector file's order and breaks score ties by sorted id: a shuffled
+    file with tied copies gives the measures of the sorted one, ranking the corpus or the teacher's candidates."""
+    from models import selection
+    from models.selection import DevSet, encode_fn
+
+    turns = pq.read_table(data["turns"]).to_pylist()
+    for t in turns[:6]:
+        t["split"] = "dev"
+    pq.write_table(_table(turns, schema.TURNS), tmp_path / "turns.parquet")
+    rows = pq.read_table(data["docs"]).to_pylist()
+    rows += [{**r, "doc_id": f"{r['doc_id']}-copy"} for r in rows[:12]]  # tied with the positives
+    order = np.random.default_rng(0).permutation(len(rows))
+    pq.write_table(_table(sorted(rows, key=lambda r: r["doc_id"]), schema.DOC_VECTORS), tmp_path / "sorted.parquet")
+    pq.write_table(_table([rows[i] for i in order], schema.DOC_VECTORS), tmp_path / "shuffled.parquet",
+                   row_group_size=7)
+    encode = encode_fn(data["enc"], MAX_LENGTH, "right")
+    for limit in (selection.FULL_CORPUS_LIMIT, 10):  # 10: above it only the teacher's candidates are ranked
+        monkeypatch.setattr(selection, "FULL_CORPUS_LIMIT", limit)
+        monkeypatch.setattr(selection, "READ_BATCH", 5)
+        got = [DevSet.load(tmp_path / "turns.parquet", data["qrels"], tmp_path / f"{name}.parquet", data["run"],
+                           format_conversation, 30522, 100, candidates_k=4) for name in ("sorted", "shuffled")]
+        assert got[0].ranked == got[1].ranked == ("corpus" if limit > 10 else "candidates")
+        assert sorted(got[0].doc_ids) == sorted(got[1].doc_ids) and got[0].docs.nnz == got[1].docs.nnz
+        assert got[0].score(encode, 100) == got[1].score(encode, 100)
