@@ -1,20 +1,22 @@
 """A fully cached `disco run` stays light: it imports neither torch, transformers, Pyserini (and its JVM bridge)
 nor scipy (issue 12, part 5: the cached demo under 5 s; those imports were about 60% of a warm cached command).
 
-A real run of a small demo slice, then the same command in a fresh interpreter under ``python -X importtime``
-(the forked CLI of tests/disco/conftest.py has torch imported already), which lists every module the process
-imported: the rerun must be served from cache and must not list any of them.
+The guard (slow): a real run of a small demo slice, then the same command in a fresh interpreter under ``python -X
+importtime`` (the forked CLI of tests/disco/conftest.py has torch imported already), which lists every module the
+process imported: the rerun must be served from cache and must not list any of them. A quick check for the
+development loop: what `disco run` imports before its flow starts, in a fresh interpreter.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "transformers", "pyserini", "jnius", "scipy")
 # the demo preset, short: the human teacher only (no LLM), one epoch, one latency query
 SETTINGS = ["data.split.test_fraction=0.25", 'teacher.teachers=["human"]', "distill.epochs=1", "distill.steps=null",
@@ -27,6 +29,16 @@ def _imported(importtime_stderr: str) -> set[str]:
             if line.startswith("import time:") and "|" in line}
 
 
+def test_what_disco_run_imports_at_start_is_no_model_library():
+    code = ("import json, sys, disco.cli, stages.config, stages.graph, flows.pipeline, tasks.stage, core.lock, "
+            "retrieval.report; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    imported = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert "prefect" in imported and not imported & set(HEAVY), sorted(imported & set(HEAVY))
+
+
+@pytest.mark.slow
 def test_a_fully_cached_run_imports_no_model_library(cli, small_demo_slice, tmp_path):
     args = ["run", "demo", "--data", str(small_demo_slice), "--out", str(tmp_path / "run"),
             *[a for s in SETTINGS for a in ("--set", s)]]
