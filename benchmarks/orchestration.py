@@ -9,9 +9,10 @@ processes, start-up and exit included, in a Prefect home of their own (``OUT/pre
 - ``shared, warm``: the shared server already running (every command after the first).
 
 Each must end with every stage ``Cached`` and ``metrics.json`` unchanged. Then, in one process against the warm
-server: where the time of a warm command goes (imports, whether torch was imported, the flow, exit), a plain
-cached plan without Prefect (:func:`stages.runner.run_pipeline`) against the same plan as the Prefect flow (its
-cached tasks), an empty flow, and an empty task called ``--tasks`` times in a flow: Prefect's overhead per task.
+server: where the time of a warm command goes (imports, whether torch was imported at start and which of torch,
+transformers, pyserini, jnius and scipy were by the end, the flow, exit), a plain cached plan without Prefect
+(:func:`stages.runner.run_pipeline`) against the same plan as the Prefect flow (its cached tasks), an empty flow,
+and an empty task called ``--tasks`` times in a flow: Prefect's overhead per task.
 
     .venv/bin/python benchmarks/orchestration.py --run-dir runs/demo [--rounds 3] [--out runs/bench-orchestration]
 """
@@ -80,7 +81,9 @@ try:
 except SystemExit:
     pass
 t2 = time.perf_counter()
-print("PHASES " + json.dumps({"imports_s": t1 - t0, "command_s": t2 - t1, "torch_imported": torch}))
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers", "pyserini", "jnius", "scipy"})
+print("PHASES " + json.dumps({"imports_s": t1 - t0, "command_s": t2 - t1, "torch_imported": torch,
+                              "heavy_imported_by_the_end": heavy}))
 """
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import os
 import subprocess
@@ -16,6 +18,13 @@ from disco import shutdown
 from disco.boundary import DEBUG_ENV, Boundary, quiet_console_tracebacks, report
 from flows.env import prefect_env as _prefect_env
 from flows.server import shared_server
+
+# At exit, Python's last garbage collections walk every object of the modules a command imported (Prefect, pydantic,
+# pyarrow, polars): about 1 s of a 5-6 s fully cached `disco run` on 2 busy cores (docs/benchmarks.md,
+# "Orchestration"). Frozen objects are left to the operating system instead. Exit handlers run last registered first:
+# Prefect's (imported later; they send the last logs and events) run before this, and every output is written and
+# closed by then.
+atexit.register(gc.freeze)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=Boundary,
                   help="DiSCo: distil LLM query rewriting into a conversational SPLADE encoder, as a Prefect DAG.")

@@ -11,7 +11,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.conversation import StudentInput
-from models.losses import MainLoss, Reg
+
+# The losses of models/losses.py, named here (not there) so that reading a configuration does not import torch.
+MainLoss = Literal["kl", "margin_mse", "info_nce", "rep_mse"]
+Reg = Literal["none", "l1", "flops"]
 
 
 class DistillConfig(BaseModel):

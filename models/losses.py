@@ -7,13 +7,12 @@ sampled negatives after it; reps are [B, V] SPLADE vectors. Every function retur
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-MainLoss = Literal["kl", "margin_mse", "info_nce", "rep_mse"]
-Reg = Literal["none", "l1", "flops"]
+from models.distill_config import MainLoss, Reg
 
 
 def kl_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -20,11 +20,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from core.io import atomic_path
 from models.projection import max_logits
+from models.splade_config import SpladeConfig  # noqa: F401  (defined there, without torch; imported from here too)
 from models.weights import resolve
 
 # A fast tokenizer keeps its truncation side and length as state (set per call, in Python and in Rust), so calls
@@ -32,18 +32,6 @@ from models.weights import resolve
 _TOKENIZE = threading.Lock()
 
 SparseVec = tuple[np.ndarray, np.ndarray]  # (term_ids int32 sorted ascending, weights float32 > 0)
-
-
-class SpladeConfig(BaseModel):
-    """Which SPLADE weights and how to run them (paper: 256 tokens for queries and passages)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = "splade-tiny"
-    query_max_length: int = 256
-    doc_max_length: int = 256
-    batch_size: int = 32
-    quant_scale: int = 100
 
 
 class SpladeEncoder(torch.nn.Module):

@@ -1,8 +1,9 @@
 """Typed pipeline configuration and named presets.
 
-Each stage's module declares its own config (``models.splade.SpladeConfig``, ``models.rewrite.RewriteConfig``,
-``models.distill.DistillConfig``, ``stages.ingest.DataConfig``, ...); :class:`PipelineConfig` composes them, so
-the Prefect UI shows the whole run as one form. Presets differ in a few lines; ``--set a.b=value`` overrides any field.
+Each stage's module declares its own config (``models.splade_config.SpladeConfig``,
+``models.rewrite.RewriteConfig``, ``models.distill_config.DistillConfig``, ``stages.ingest.DataConfig``, ...);
+:class:`PipelineConfig` composes them, so the Prefect UI shows the whole run as one form. Presets differ in a few
+lines; ``--set a.b=value`` overrides any field.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from core.paths import DEMO_DATA
 from models.conversation import StudentInput
 from models.distill_config import DistillConfig
 from models.rewrite.prompt import RewriteConfig
-from models.splade import SpladeConfig
+from models.splade_config import SpladeConfig
 from retrieval.ingest import SplitConfig
 from stages.evaluate import EvalConfig
 from stages.index import IndexConfig

@@ -16,10 +16,8 @@ import polars as pl
 
 from core.errors import DiscoError
 from core.io import Manifest, atomic_path
-from models.distill import train_student
 from models.distill_config import DistillConfig
-from models.examples import Source
-from models.splade import SpladeConfig
+from models.splade_config import SpladeConfig
 from retrieval.report import line_plot_markdown
 from stages.base import Artifact, Stage
 
@@ -32,6 +30,11 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
     """``student/`` (safetensors + tokenizer + card), ``loss.parquet`` and ``dev.parquet``; checkpoints in
     ``work`` make it resumable. ``ingest[i]``, ``index[i]``, ``teacher[i]`` and ``rewrite[i]`` belong to
     training dataset i."""
+    # imported here, not at the top: a cached run reads this module for the config and the key, and must not
+    # pay for torch and transformers (tests/disco/test_cached_run.py)
+    from models.distill import train_student
+    from models.examples import Source
+
     work.mkdir(parents=True, exist_ok=True)
     sources = []
     for i, (d, x, t, rw) in enumerate(zip(ingest, index, teacher, rewrite)):

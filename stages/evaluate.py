@@ -9,10 +9,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from core.io import Manifest, atomic_path, write_json, write_text
-from models.splade import SpladeConfig
+from models.splade_config import SpladeConfig
 from retrieval.report import image_markdown, markdown_report, markdown_table, metrics_plot, results_rows
 from retrieval.index.sparse import Backend
-from retrieval.systems import evaluate_systems, held_out, summarize
 from stages.base import Artifact, Stage
 
 
@@ -29,6 +28,10 @@ class EvalConfig(BaseModel):
 def run(out: Path, work: Path, progress, encoder: SpladeConfig, evaluate: EvalConfig, ingest: Manifest,
         index: Manifest, teacher: Manifest, distill: Manifest) -> dict:
     """``metrics.json``, ``report.md``, ``metrics.png`` and each system's TREC run under ``runs/``."""
+    # imported here, not at the top: a cached run reads this module for the config and the key, and must not
+    # pay for torch and transformers (tests/disco/test_cached_run.py)
+    from retrieval.systems import evaluate_systems, held_out, summarize
+
     turns, qrels = held_out(ingest["turns"], ingest["qrels"], evaluate.split)
     (out / "runs").mkdir()  # each system's TREC run, written chunk by chunk as it is retrieved and measured
     per_q, efficiency = evaluate_systems(turns, qrels, encoder, distill["student"], index["lucene"],

@@ -8,9 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from core.io import Manifest
-from models.splade import SpladeConfig
-from retrieval.index.build import build_index
-from retrieval.index.encode import encode_corpus
+from models.splade_config import SpladeConfig
 from stages.base import Artifact, Stage
 
 
@@ -21,6 +19,11 @@ class IndexConfig(BaseModel):
 
 def run(out: Path, work: Path, progress, encoder: SpladeConfig, index: IndexConfig, ingest: Manifest) -> dict:
     """``collection/`` (JsonVectorCollection), ``doc_vectors.parquet`` and the Lucene impact index ``lucene/``."""
+    # imported here, not at the top: a cached run reads this module for the config and the key, and must not
+    # pay for torch, transformers and Pyserini (tests/disco/test_cached_run.py)
+    from retrieval.index.build import build_index
+    from retrieval.index.encode import encode_corpus
+
     stats = encode_corpus(ingest["corpus"], encoder, out, index.shard_size, progress)
     t0 = time.perf_counter()
     build_index(out / "collection", out / "lucene", threads=index.threads)

@@ -10,10 +10,9 @@ import polars as pl
 from pydantic import BaseModel, Field, field_validator
 
 from core.io import Manifest
-from models.splade import SpladeConfig
+from models.splade_config import SpladeConfig
 from retrieval.index.sparse import Backend
 from retrieval.runs import Fusion
-from retrieval.teachers import write_teacher_runs
 from stages.base import Artifact, Stage
 
 
@@ -51,6 +50,10 @@ def teacher_name(name: str) -> str:
 def run(out: Path, work: Path, progress, encoder: SpladeConfig, teacher: TeacherConfig, rewrite: Manifest,
         index: Manifest) -> dict:
     """``runs.parquet``: every teacher's top-k run and the fused one (column ``system``)."""
+    # imported here, not at the top: a cached run reads this module for the config and the key, and must not
+    # pay for torch and transformers (tests/disco/test_cached_run.py)
+    from retrieval.teachers import write_teacher_runs
+
     rows, summary = write_teacher_runs(out / "runs.parquet", pl.read_parquet(rewrite["rewrites"]), teacher.teachers,
                                        encoder, index["lucene"], teacher.k, teacher.fusion, progress,
                                        teacher.shard_turns, teacher.searcher)

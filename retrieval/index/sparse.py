@@ -21,14 +21,16 @@ Parquet file being decoded), plus the product's hits per query batch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from scipy import sparse
 
 from core.errors import DiscoError
+
+if TYPE_CHECKING:  # scipy is imported where a matrix is built: the stages' configs read `Backend` from here, and
+    from scipy import sparse  # a fully cached run must not pay for scipy
 
 Backend = Literal["auto", "sparse", "lucene"]
 # Up to here the sparse product answers k=1000 faster than Lucene: measured 6.1x at 100k and 1.8x at 300k passages;
@@ -69,6 +71,8 @@ class SparseSearcher:
             rows = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)[keep]
             indptr[row + 1:row + 1 + len(lengths)] = nnz + np.cumsum(np.bincount(rows, minlength=len(lengths)))
             row, nnz = row + len(lengths), nnz + kept
+        from scipy import sparse
+
         self.vocab = {t: i for i, t in enumerate(tokens)}
         docs = sparse.csr_matrix((data[:nnz], indices[:nnz], indptr), shape=(n, len(tokens)))
         del data, indices
@@ -101,6 +105,8 @@ class SparseSearcher:
         return results
 
     def _queries(self, vecs: list[dict[str, int]]) -> sparse.csr_matrix:
+        from scipy import sparse
+
         rows, cols, vals = [], [], []
         for i, vec in enumerate(vecs):
             for token, w in vec.items():
