@@ -75,6 +75,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/query_path.py --out runs/bench-query
 	$(BIN)/python benchmarks/retrieval_backends.py --out runs/bench-retrieval
 	$(BIN)/python benchmarks/teacher_memory.py --out runs/bench-teacher-memory
+	$(BIN)/disco run demo --out runs/demo  # what the next three read (minutes the first time, cached after)
+	$(BIN)/python benchmarks/train_step.py --run-dir runs/demo --out runs/bench-train-step
+	$(BIN)/python benchmarks/orchestration.py --run-dir runs/demo --out runs/bench-orchestration
+	$(BIN)/python benchmarks/query_latency.py --run-dir runs/demo --out runs/bench-latency
+	$(BIN)/python benchmarks/stage_memory.py --encode-slice 200 --out runs/bench-memory
 
 ui: $(STAMP)
 	$(BIN)/disco ui
