@@ -24,7 +24,7 @@ from core.errors import DiscoError
 from core.io import atomic_path
 from core.parallel import bounds
 from models.conversation import StudentInput, format_conversation
-from models.splade import SpladeConfig, SpladeEncoder, quantise_sparse, vocab_tokens
+from models.splade import SpladeConfig, SpladeEncoder, vocab_tokens
 from models.student import StudentCard
 from retrieval import evaluation as ev
 from retrieval.index.retrieve import CHUNK, retrieve
