@@ -62,7 +62,8 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
 
 
 def artifacts(m: Manifest) -> list[Artifact]:
-    """Loss per epoch as a table and the curve; the dev curve (epoch 0: the untrained student) and best epoch."""
+    """Loss per epoch as a table and the curve; the dev curve (epoch 0: the untrained student) and best epoch;
+    the dev measures of each interpolation alpha, when tried."""
     loss = pl.read_parquet(m["loss"])
     parts = [c for c in loss.columns if c not in ("step", "epoch", "lr")]
     per_epoch = loss.group_by("epoch").agg([pl.col(c).mean().round(5) for c in parts]).sort("epoch")
@@ -79,6 +80,12 @@ def artifacts(m: Manifest) -> list[Artifact]:
                 Artifact("markdown", "distill-dev-plot",
                          line_plot_markdown(dev, "epoch", ["RR@10", "nDCG@3", "R@10"], "dev measures per epoch"),
                          "dev curve")]
+    mixes = m.stats.get("interpolation_dev") or []
+    if mixes:  # distill.interpolate: which mix of the best epoch with the starting encoder dev kept
+        out.append(Artifact("table", "distill-interpolation",
+                            [{k: round(v, 4) for k, v in row.items()} for row in mixes],
+                            f"dev measures of alpha * student + (1 - alpha) * starting encoder (WiSE-FT); alpha "
+                            f"{m.stats.get('interpolation_alpha')} kept"))
     return out
 
 

@@ -58,3 +58,27 @@ def test_published_artifacts_have_one_kind_per_key_and_name_their_run(prefect_ap
     for a in newest.values():
         assert "preset demo" in a.description and str(tmp_path / "run") in a.description, a.description
     assert "metrics.json" in newest["evaluate-outputs"].data and "None" not in newest["evaluate-outputs"].data
+
+
+def test_distill_artifacts_show_the_dev_curve_and_the_interpolation_kept(tmp_path):
+    import polars as pl
+
+    from core.io import Output
+    from stages.distill import artifacts
+
+    pl.DataFrame({"step": [1, 2], "epoch": [1, 1], "kl": [0.5, 0.4], "total": [0.5, 0.4], "lr": [1e-4, 1e-4]}
+                 ).write_parquet(tmp_path / "loss.parquet")
+    pl.DataFrame({"epoch": [0, 1], "step": [0, 2], "RR@10": [0.5, 0.6], "nDCG@3": [0.4, 0.5], "R@10": [0.9, 1.0]}
+                 ).write_parquet(tmp_path / "dev.parquet")
+    rows = [{"alpha": 1.0, "RR@10": 0.6}, {"alpha": 0.5, "RR@10": 0.55123}]
+    m = Manifest(stage="distill", key="0" * 16, dir=str(tmp_path), stats={
+        "steps": 2, "dev_turns": 3, "dev_ranked": "corpus", "best_epoch": 1, "interpolation_alpha": 1.0,
+        "interpolation_dev": rows}, outputs={n: Output(name=n, path=str(tmp_path / f"{n}.parquet"), sha256="0" * 64)
+                                            for n in ("loss", "dev")})
+    found = {a.key: a for a in artifacts(m)}
+    assert set(found) == {"distill-loss", "distill-loss-curve", "distill-dev-curve", "distill-dev-plot",
+                          "distill-interpolation"}
+    assert found["distill-interpolation"].content == [{"alpha": 1.0, "RR@10": 0.6}, {"alpha": 0.5, "RR@10": 0.5512}]
+    assert "alpha 1.0 kept" in found["distill-interpolation"].description
+    assert "distill-interpolation" not in {a.key for a in artifacts(m.model_copy(update={"stats": {
+        **m.stats, "interpolation_dev": []}}))}
