@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from models.examples import corpus_size
+from models.impacts import quantise_lists
 
 PathLike = str | Path
 FULL_CORPUS_LIMIT = 200_000  # passages ranked in full up to this size; above it, the teacher's candidates
@@ -120,21 +121,14 @@ class PooledDev:
 
 def quantised_matrix(batches: Iterable[pa.RecordBatch], scale: int, vocab: int) -> sp.csr_matrix:
     """[passages, vocab] int32 impacts of ``term_ids`` / ``weights`` record batches (one row per passage, in
-    order), quantised as in the impact index (:func:`models.splade.quantise_sparse` on each row:
-    ``round(w * scale)``, non-positive impacts dropped), computed on the flat Arrow arrays of one batch at a time
-    (no Python object per weight)."""
+    order), quantised as in the impact index (:func:`models.impacts.quantise_lists`, one batch at a time)."""
     indptr, indices, data, nnz = [np.zeros(1, np.int64)], [], [], 0
     for part in batches:
-        lengths = pc.list_value_length(part.column("term_ids")).to_numpy(zero_copy_only=False).astype(np.int64)
-        terms = pc.list_flatten(part.column("term_ids")).to_numpy(zero_copy_only=False).astype(np.int32)
-        q = np.rint(pc.list_flatten(part.column("weights")).to_numpy(zero_copy_only=False).astype(np.float64)
-                    * scale).astype(np.int32)
-        keep = q > 0
-        rows = np.repeat(np.arange(len(lengths)), lengths)[keep]
-        indptr.append(nnz + np.cumsum(np.bincount(rows, minlength=len(lengths))))
-        indices.append(terms[keep])
-        data.append(q[keep])
-        nnz += int(keep.sum())
+        counts, terms, q = quantise_lists(part.column("term_ids"), part.column("weights"), scale)
+        indptr.append(nnz + np.cumsum(counts))
+        indices.append(terms)
+        data.append(q)
+        nnz += len(q)
     indptr = np.concatenate(indptr)
     return sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, np.int32),
                           np.concatenate(indices) if indices else np.zeros(0, np.int32), indptr),

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.errors import DiscoError
 from core.io import atomic_path
 from core.parallel import bounds
 from models.conversation import StudentInput, format_conversation
+from models.impacts import quantise_lists
 from models.splade import SpladeConfig, SpladeEncoder, vocab_tokens
 from models.student import StudentCard
 from retrieval import evaluation as ev
@@ -177,16 +177,13 @@ def summarize(per_q: dict[str, dict[str, dict[str, float]]], turns: pl.DataFrame
 
 def document_terms(path: str | Path, scale: int, limit: int = 20_000) -> list[np.ndarray]:
     """Quantised non-zero term ids of (up to ``limit``) passages of the first row group, for FLOPS: the term ids
-    whose ``round(w * scale)`` is positive (:func:`models.splade.quantise_sparse`), cut from the flat Arrow
-    arrays (no Python object per weight)."""
+    whose ``round(w * scale)`` is positive (:func:`models.impacts.quantise_lists`)."""
     table = pq.ParquetFile(path).read_row_groups([0], columns=["term_ids", "weights"]).slice(0, limit)
     terms, weights = (table.column(c).combine_chunks() for c in ("term_ids", "weights"))
     if not len(terms):
         return []
-    ends = np.cumsum(pc.list_value_length(terms).to_numpy(zero_copy_only=False).astype(np.int64))[:-1]
-    flat_terms = pc.list_flatten(terms).to_numpy(zero_copy_only=False).astype(np.int32)
-    impacts = np.rint(pc.list_flatten(weights).to_numpy(zero_copy_only=False).astype(np.float64) * scale)
-    return [t[q > 0] for t, q in zip(np.split(flat_terms, ends), np.split(impacts.astype(np.int32), ends))]
+    counts, kept, _ = quantise_lists(terms, weights, scale)
+    return np.split(kept, np.cumsum(counts)[:-1])
 
 
 def latency_ms(enc: SpladeEncoder, searcher: ImpactSearcher, texts: dict[str, str], queries: int, k: int,

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.errors import DiscoError
+from models.impacts import quantise_lists
 
 if TYPE_CHECKING:  # scipy is imported where a matrix is built: the stages' configs read `Backend` from here, and
     from scipy import sparse  # a fully cached run must not pay for scipy
@@ -60,17 +60,12 @@ class SparseSearcher:
         data = np.empty(total, dtype=np.int32)
         row, nnz = 0, 0
         for batch in pf.iter_batches(batch_size=BUILD_BATCH, columns=["term_ids", "weights"]):
-            terms = batch.column("term_ids")
-            lengths = pc.list_value_length(terms).to_numpy(zero_copy_only=False).astype(np.int64)
-            cols = pc.list_flatten(terms).to_numpy()
             # the index's impacts: round(w * scale) as models.splade.quantise_sparse computes them, zeros dropped
-            impacts = np.rint(pc.list_flatten(batch.column("weights")).to_numpy().astype(np.float64) * scale)
-            keep = impacts > 0
-            kept = int(keep.sum())
-            indices[nnz:nnz + kept], data[nnz:nnz + kept] = cols[keep], impacts[keep]
-            rows = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)[keep]
-            indptr[row + 1:row + 1 + len(lengths)] = nnz + np.cumsum(np.bincount(rows, minlength=len(lengths)))
-            row, nnz = row + len(lengths), nnz + kept
+            counts, cols, impacts = quantise_lists(batch.column("term_ids"), batch.column("weights"), scale)
+            kept = len(impacts)
+            indices[nnz:nnz + kept], data[nnz:nnz + kept] = cols, impacts
+            indptr[row + 1:row + 1 + len(counts)] = nnz + np.cumsum(counts)
+            row, nnz = row + len(counts), nnz + kept
         from scipy import sparse
 
         self.vocab = {t: i for i, t in enumerate(tokens)}
