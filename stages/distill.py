@@ -51,7 +51,7 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
     bar = progress("distill-progress", f"distilling from {distill.teacher}", 1)
     summary = train_student(distill, encoder.model, sources, work, max_length=encoder.query_max_length,
                             quant_scale=encoder.quant_scale, k=teachers.k, progress=bar,
-                            dev=sources if distill.dev_datasets == "all" else sources[:1])
+                            dev=sources)  # with dev_datasets="first" the extra datasets have no dev turns
     bar.close()
     shutil.copytree(work / "student", out / "student")
     for name in ("loss.parquet", "dev.parquet"):

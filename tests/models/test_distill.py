@@ -356,6 +356,13 @@ def test_pooled_dev_counts_every_dev_turn_of_every_dataset_once(data, tmp_path):
     single = train_student(cfg(epochs=2), "splade-tiny", [one, two], tmp_path / "s", max_length=MAX_LENGTH,
                            dev=[one])
     assert pooled["dev_turns"] == 2 * single["dev_turns"] == 12
+    # a dataset without dev turns (an extra dataset under dev_datasets="first") adds nothing to the dev set
+    plain = Source(data["turns"], data["qrels"], data["run"], data["docs"], name="b")
+    first = train_student(cfg(epochs=2), "splade-tiny", [one, plain], tmp_path / "f", max_length=MAX_LENGTH,
+                          dev=[one, plain])
+    assert first["dev_turns"] == 6
+    assert pq.read_table(tmp_path / "f" / "dev.parquet").to_pylist()[0] == pytest.approx(
+        pq.read_table(tmp_path / "s" / "dev.parquet").to_pylist()[0])
     # the untrained student's row: the pooled average of two identical sets is the single set's figure
     first = pq.read_table(tmp_path / "p" / "dev.parquet").to_pylist()[0]
     assert first == pytest.approx(pq.read_table(tmp_path / "s" / "dev.parquet").to_pylist()[0])
