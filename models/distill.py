@@ -88,8 +88,8 @@ def train_student(
     ``out_dir/checkpoints`` if a previous call with the same settings and data was interrupted.
 
     ``dev``: the source(s) whose ``dev`` turns select the best epoch (``cfg.select_on_dev``; several are scored as
-    one pooled set, every dev turn counting once; the test split is never read). ``progress(done, total)`` is called per optimizer step, ``on_epoch(row)`` after each epoch with its
-    mean loss and dev measures. Writes ``out_dir/student/`` (from_pretrained-loadable, with its
+    one pooled set, every dev turn counting once; the test split is never read). ``progress(done, total)`` is
+    called per optimizer step, ``on_epoch(row)`` after each epoch with its mean loss and dev measures. Writes ``out_dir/student/`` (from_pretrained-loadable, with its
     ``disco_student.json`` card), ``out_dir/loss.parquet`` (one row per optimizer step: step, epoch, each loss
     part averaged over the accumulated micro-batches, total, lr), ``out_dir/dev.parquet`` (one row per epoch)
     and ``out_dir/summary.json``; returns the summary.

@@ -79,7 +79,8 @@ class DistillConfig(BaseModel):
             if not 1 <= lo <= hi:
                 raise ValueError(f"negative_window must be 1 <= first <= last, got {self.negative_window}")
         if 1.0 not in self.interpolate or not all(0.0 <= a <= 1.0 for a in self.interpolate):
-            raise ValueError(f"interpolate: alphas in [0, 1] including 1.0 (the trained student), got {self.interpolate}")
+            raise ValueError(f"interpolate: alphas in [0, 1] including 1.0 (the trained student), "
+                             f"got {self.interpolate}")
         if self.reg == "none" and self.lambda_q > 0:
             raise ValueError("lambda_q > 0 needs reg='l1' or reg='flops'")
         return self
