@@ -76,3 +76,25 @@ def test_bad_utf8(tmp_path):
     (tmp_path / "dev.json").write_bytes(b'[\n{"History": ["T", "S"],\n "Question": "caf\xe9"}]')
     with pytest.raises(DataError, match=r"dev.json, line 3: not valid UTF-8"):
         list(get_reader("canard", tmp_path).turns())
+
+
+def test_answer_passages_make_each_answer_span_its_turns_positive(tmp_path):
+    """``answer_passages``: the answer span of question n (from question n + 1's History) is a passage titled with
+    the article and section, and question n's only qrel; the last question (no answer) and a CANNOTANSWER have none."""
+    records = [
+        _rec(1, history=["Ada Lovelace", "Early life"]),
+        _rec(2, history=["Ada Lovelace", "Early life", "Q1", "She was taught by tutors."]),
+        _rec(3, history=["Ada Lovelace", "Early life", "Q1", "She was taught by tutors.", "Q2", "CANNOTANSWER"]),
+        _rec(4, history=["Ada Lovelace", "Early life", "Q1", "A1", "Q2", "CANNOTANSWER", "Q3", " Mathematics. "]),
+    ]
+    (tmp_path / "train.json").write_text(json.dumps(records))
+    r = get_reader("canard", tmp_path, answer_passages=True)
+    assert r.has_corpus is True and get_reader("canard", tmp_path).has_corpus is False
+    passages = list(r.passages())
+    assert [(p.doc_id, p.title, p.text) for p in passages] == [
+        ("C_1_1", "Ada Lovelace: Early life", "She was taught by tutors."),
+        ("C_1_3", "Ada Lovelace: Early life", "Mathematics."),
+    ]
+    assert [(q.turn_id, q.doc_id, q.relevance) for q in r.qrels()] == [("C_1_1", "C_1_1", 1), ("C_1_3", "C_1_3", 1)]
+    assert passages[0].where == (str(tmp_path / "train.json"), 1)
+    assert [t.turn_id for t in r.turns()] == ["C_1_1", "C_1_2", "C_1_3", "C_1_4"]  # the turns do not change
