@@ -3,7 +3,8 @@
 For quick exploration of distillation settings without the pipeline: reads ``RUN_DIR/run.json`` (the ingest,
 rewrite, index and teacher manifests), applies ``--set`` overrides to the run's configuration, and calls
 :func:`models.distill.train_student` with the run's dev turns choosing the best epoch. A second ``--run`` pools
-another run's train turns (its own corpus and teacher runs). Settings found here are confirmed through
+another run's train turns (its own corpus and teacher runs); ``--run DIR@TEACHER`` takes that run's examples
+from another teacher than ``distill.teacher`` (e.g. a pooled dataset with human rewrites). Settings found here are confirmed through
 ``benchmarks/ablations.py`` and the presets; results go to ``docs/results.md``.
 
     python benchmarks/distill_probe.py --run runs/demo --out runs/probe-a --set distill.steps=260 \\
@@ -20,7 +21,7 @@ from pathlib import Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", action="append", required=True, help="a finished run folder; repeat to pool")
+    parser.add_argument("--run", action="append", required=True, help="a finished run folder (DIR or DIR@TEACHER); repeat to pool")
     parser.add_argument("--out", required=True)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--threads", type=int, default=0)
@@ -38,16 +39,18 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg, sources = None, []
-    for i, run_dir in enumerate(args.run):
+    for i, spec in enumerate(args.run):
+        run_dir, _, own_teacher = spec.partition("@")
         record = json.loads((Path(run_dir) / "run.json").read_text())
         if cfg is None:
             cfg = apply_overrides(PipelineConfig.model_validate(record["config"]), args.overrides)
         st = record["stages"]
         path = lambda stage, name: st[stage]["outputs"][name]["path"]  # noqa: E731
         runs = pl.read_parquet(path("teacher", "runs"))
-        teacher_run = runs.filter(pl.col("system") == cfg.distill.teacher)
+        name = own_teacher or cfg.distill.teacher
+        teacher_run = runs.filter(pl.col("system") == name)
         if teacher_run.is_empty():
-            raise SystemExit(f"{run_dir}: no teacher run {cfg.distill.teacher!r}; runs: {sorted(set(runs['system']))}")
+            raise SystemExit(f"{run_dir}: no teacher run {name!r}; runs: {sorted(set(runs['system']))}")
         teacher_run.write_parquet(out / f"teacher_run-{i}.parquet")
         sources.append(Source(path("ingest", "turns"), path("ingest", "qrels"), out / f"teacher_run-{i}.parquet",
                               path("index", "doc_vectors"), name="" if len(args.run) == 1 else f"s{i}",
