@@ -54,7 +54,8 @@ def main() -> None:
         teacher_run.write_parquet(out / f"teacher_run-{i}.parquet")
         sources.append(Source(path("ingest", "turns"), path("ingest", "qrels"), out / f"teacher_run-{i}.parquet",
                               path("index", "doc_vectors"), name="" if len(args.run) == 1 else f"s{i}",
-                              rewrites=path("rewrite", "rewrites"), teachers=tuple(cfg.teacher.teachers)))
+                              rewrites=path("rewrite", "rewrites"), teachers=tuple(cfg.teacher.teachers),
+                              teacher=name))
     t0 = time.time()
     summary = train_student(
         cfg.distill, cfg.encoder.model, sources, out / "train", max_length=cfg.encoder.query_max_length,

@@ -72,6 +72,7 @@ class Source:
     pseudo_positives: bool = False  # turns without qrels take the teacher's top passage as positive
     rewrites: PathLike | None = None  # the rewrite stage's table: representation distillation's targets
     teachers: tuple[str, ...] = ()  # the teachers fused into ``run`` (their rewrites are the targets)
+    teacher: str | None = None  # whom ``run`` is from when not the config's ``teacher`` (a pooled dataset's own)
 
 
 @dataclass
@@ -173,7 +174,8 @@ def _examples(cfg: DistillConfig, src: Source, window: tuple[int, int], policy: 
     if cfg.loss == "rep_mse":
         if src.rewrites is None:
             raise DataError(src.run, "loss 'rep_mse' needs the teachers' rewrites (Source.rewrites)")
-        names = list(src.teachers) if cfg.teacher == "fused" else [cfg.teacher]
+        own = src.teacher or cfg.teacher
+        names = list(src.teachers) if own == "fused" else [own]
         rw = pl.read_parquet(src.rewrites, columns=["turn_id", "teacher", "rewrite"]).filter(
             pl.col("turn_id").is_in(tids), pl.col("teacher").is_in(names)).sort("turn_id", "teacher")
         targets_of = {t: tuple(x) for t, x in rw.group_by("turn_id", maintain_order=True).agg("rewrite").iter_rows()}

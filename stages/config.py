@@ -58,7 +58,23 @@ class PipelineConfig(BaseModel):
         if self.distill.teacher not in (*self.teacher.teachers, "fused"):
             raise ValueError(f"distill.teacher {self.distill.teacher!r} is neither 'fused' nor one of "
                              f"teacher.teachers {self.teacher.teachers}")
+        for where, d in (("data", self.data), ("eval_data", self.eval_data)):
+            if d is not None and d.teacher is not None:
+                raise ValueError(f"{where}.teacher: only a pooled training dataset (extra_data) has its own "
+                                 f"teacher; `data` learns from distill.teacher ({self.distill.teacher!r})")
+        for i, d in enumerate(self.extra_data):
+            if d.teacher not in (None, "fused"):
+                try:
+                    teacher_name(d.teacher)
+                except ValueError as e:
+                    raise ValueError(f"extra_data[{i}].teacher: {e}") from None
         return self
+
+    @property
+    def source_teachers(self) -> list[str]:
+        """Whom each training dataset's examples learn from (:meth:`training_data`'s order): ``distill.teacher``
+        unless a pooled dataset names its own."""
+        return [d.teacher or self.distill.teacher for d in self.training_data()]
 
     def training_data(self) -> list[DataConfig]:
         """Every training dataset: ``data`` first, then ``extra_data``, none of whose turns are test turns; with
@@ -73,7 +89,8 @@ class PipelineConfig(BaseModel):
     def for_data(self, data: DataConfig) -> "PipelineConfig":
         """The same models and settings on an extra training dataset (its own stages). Only the teacher runs
         the student learns from are computed there (no LLM rewriting of it unless the student needs it)."""
-        teachers = self.teacher.teachers if self.distill.teacher == "fused" else [self.distill.teacher]
+        own = data.teacher or self.distill.teacher
+        teachers = self.teacher.teachers if own == "fused" else [own]
         return self.model_copy(update={"data": data, "eval_data": None, "extra_data": [],
                                        "teacher": self.teacher.model_copy(update={"teachers": teachers})})
 

@@ -2,7 +2,8 @@
 (Lupart et al., SIGIR 2025, sec. 3; the loop is :func:`models.distill.train_student`).
 
 Pooled training data: the train turns of every training dataset (``data``, then ``extra_data``), each with its
-own ingest, index and teacher instance; the dev turns of every dataset (``distill.dev_datasets=all``) or of the
+own ingest, index and teacher instance and its own teacher (``source_teachers``: ``distill.teacher`` unless the
+dataset names one, e.g. CANARD's human rewrites beside MTRAG-UN's privileged answers); the dev turns of every dataset (``distill.dev_datasets=all``) or of the
 first only choose the best epoch.
 """
 
@@ -26,10 +27,11 @@ if TYPE_CHECKING:  # a type only: the teacher stage's code is not the distillati
 
 
 def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: DistillConfig, teachers: TeacherConfig,
-        ingest: list[Manifest], index: list[Manifest], teacher: list[Manifest], rewrite: list[Manifest]) -> dict:
+        source_teachers: list[str], ingest: list[Manifest], index: list[Manifest], teacher: list[Manifest],
+        rewrite: list[Manifest]) -> dict:
     """``student/`` (safetensors + tokenizer + card), ``loss.parquet`` and ``dev.parquet``; checkpoints in
-    ``work`` make it resumable. ``ingest[i]``, ``index[i]``, ``teacher[i]`` and ``rewrite[i]`` belong to
-    training dataset i."""
+    ``work`` make it resumable. ``ingest[i]``, ``index[i]``, ``teacher[i]``, ``rewrite[i]`` and
+    ``source_teachers[i]`` belong to training dataset i."""
     # imported here, not at the top: a cached run reads this module for the config and the key, and must not
     # pay for torch and transformers (tests/disco/test_cached_run.py)
     from models.distill import train_student
@@ -37,18 +39,18 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
 
     work.mkdir(parents=True, exist_ok=True)
     sources = []
-    for i, (d, x, t, rw) in enumerate(zip(ingest, index, teacher, rewrite)):
+    for i, (d, x, t, rw, own) in enumerate(zip(ingest, index, teacher, rewrite, source_teachers, strict=True)):
         runs = pl.scan_parquet(t["runs"])
-        if not runs.filter(pl.col("system") == distill.teacher).select(pl.len()).collect().item():
+        if not runs.filter(pl.col("system") == own).select(pl.len()).collect().item():
             systems = runs.select(pl.col("system").unique()).collect()["system"]
-            raise DiscoError(f"distill: no teacher run named {distill.teacher!r} for {d.stats.get('format')} "
+            raise DiscoError(f"distill: no teacher run named {own!r} for {d.stats.get('format')} "
                              f"data; runs: {sorted(systems)}")
         with atomic_path(work / f"teacher_run-{i}.parquet") as tmp:  # streamed: the run is never held whole
-            runs.filter(pl.col("system") == distill.teacher).sink_parquet(tmp, compression="zstd")
+            runs.filter(pl.col("system") == own).sink_parquet(tmp, compression="zstd")
         name = "" if len(ingest) == 1 else f"{i}-{d.stats.get('format')}"
         sources.append(Source(d["turns"], d["qrels"], work / f"teacher_run-{i}.parquet", x["doc_vectors"], name,
-                              rewrites=rw["rewrites"], teachers=tuple(teachers.teachers)))
-    bar = progress("distill-progress", f"distilling from {distill.teacher}", 1)
+                              rewrites=rw["rewrites"], teachers=tuple(teachers.teachers), teacher=own))
+    bar = progress("distill-progress", f"distilling from {', '.join(dict.fromkeys(source_teachers))}", 1)
     summary = train_student(distill, encoder.model, sources, work, max_length=encoder.query_max_length,
                             quant_scale=encoder.quant_scale, k=teachers.k, progress=bar,
                             dev=sources)  # with dev_datasets="first" the extra datasets have no dev turns
@@ -58,7 +60,7 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
         shutil.copy2(work / name, out / name)
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     shutil.rmtree(work / "best", ignore_errors=True)
-    return {**summary, "teacher": distill.teacher}
+    return {**summary, "teacher": distill.teacher, "source_teachers": source_teachers}
 
 
 def artifacts(m: Manifest) -> list[Artifact]:
@@ -94,7 +96,7 @@ STAGE = Stage(
     summary="trains the student query encoder on `q_n [SEP] a_{n-1} [SEP] q_{n-1} ...` (KL + in-batch "
             "contrastive + sparsity) over the train turns of every training dataset; dev turns pick the epoch",
     upstream=("ingest", "index", "teacher", "rewrite"),
-    reads=("encoder", "distill", "teacher as teachers"),
+    reads=("encoder", "distill", "teacher as teachers", "source_teachers"),
     outputs={"student": "student", "loss": "loss.parquet", "dev": "dev.parquet"},
     run=run,
     per_dataset=False,

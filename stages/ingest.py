@@ -22,6 +22,9 @@ class DataConfig(BaseModel):
     options: dict[str, Any] = {}
     split: SplitConfig = SplitConfig()
     strict: bool = True  # False: skip bad records, count them in the ingest artifact
+    # A pooled training dataset's own teacher (`extra_data` only; none: distill.teacher), e.g. "human" for
+    # CANARD's rewrites beside MTRAG-UN, which has none. Its teacher stage computes this teacher only.
+    teacher: str | None = None
 
 
 def resolve_data_path(path: str) -> Path:

@@ -87,3 +87,10 @@ def test_pooled_training_data_and_presets_carry_the_dev_choices(tmp_path):
     assert zero_shot.data.split.test_fraction == 0.0 and zero_shot.data.split.dev_fraction == 0.2
     with pytest.raises(Exception, match="distill.teacher"):
         load("demo", None, ["distill.teacher=nobody"])
+    # a pooled dataset may name its own teacher; `data` and `eval_data` learn from distill.teacher
+    own = load("demo", ["data/demo", f"canard:{tmp_path}"], ['extra_data=[{"format": "canard", "path": "%s", '
+                                                            '"teacher": "answer"}]' % tmp_path])
+    assert own.source_teachers == ["human", "answer"] and own.for_data(own.extra_data[0]).teacher.teachers == ["answer"]
+    for bad in ('data.teacher="answer"', 'extra_data=[{"teacher": "a b"}]'):
+        with pytest.raises(Exception, match=r"data(\[0\])?\.teacher"):
+            load("demo", None, [bad])

@@ -38,7 +38,7 @@ def test_zero_shot_plan_instances_the_evaluation_dataset(tmp_path):
     assert set(steps) == {*NAMES, "eval-ingest", "eval-rewrite", "eval-index", "eval-teacher"}
     assert steps["distill"].upstream == {"ingest": ("ingest",), "index": ("index",), "teacher": ("teacher",),
                                          "rewrite": ("rewrite",)}
-    assert steps["distill"].fields.keys() == {"encoder", "distill", "teachers"}
+    assert steps["distill"].fields.keys() == {"encoder", "distill", "teachers", "source_teachers"}
     assert steps["evaluate"].upstream == {"ingest": "eval-ingest", "index": "eval-index",
                                           "teacher": "eval-teacher", "distill": "distill"}
     assert steps["eval-ingest"].fields["data"].path == str((tmp_path / "b").resolve())
@@ -103,3 +103,23 @@ def test_whole_pipeline_as_plain_functions(demo_slice, tmp_path):
     fresh = run_pipeline(cfg, out, stop="teacher", refresh=True)
     assert (Path(fresh["teacher"].dir) / MANIFEST).stat().st_mtime_ns != stamp["teacher"]
     assert (Path(fresh["index"].dir) / MANIFEST).stat().st_mtime_ns == stamp["index"]
+
+
+@pytest.mark.slow
+def test_a_pooled_dataset_learns_from_its_own_teacher(demo_slice, small_demo_slice, tmp_path):
+    """``extra_data[i].teacher``: the pooled dataset's teacher stage computes that teacher only, and the distill
+    stage takes that dataset's examples from it (here: human rewrites for `data`, the privileged answer teacher
+    for the extra), as CANARD's human rewrites pool beside MTRAG-UN's answer teacher in the mtrag-un preset."""
+    cfg = _slice_config(demo_slice, f'extra_data=[{{"path": "{small_demo_slice}", "teacher": "answer"}}]',
+                        "distill.epochs=1", "distill.max_turns=12")
+    assert cfg.source_teachers == ["human", "answer"]
+    done = run_pipeline(cfg, tmp_path / "run", stop="distill")
+    assert set(pl.read_parquet(done["teacher"]["runs"])["system"]) == {"human", "fused"}
+    assert set(pl.read_parquet(done["train1-teacher"]["runs"])["system"]) == {"answer", "fused"}
+    stats = done["distill"].stats
+    assert stats["source_teachers"] == ["human", "answer"] and stats["teacher"] == "human"
+    assert set(stats["sampling"]) == {"0-disco", "1-disco"} and stats["sampling"]["1-disco"]["examples"] > 0
+    # the same extra without its own teacher has no answer run to learn from: the distill stage learns from human
+    plain = _slice_config(demo_slice, f'extra_data=[{{"path": "{small_demo_slice}"}}]')
+    assert plain.source_teachers == ["human", "human"]
+    assert plain.for_data(plain.extra_data[0]).teacher.teachers == ["human"]
