@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from core.errors import DiscoError
 from core.io import Manifest
 from models.splade_config import SpladeConfig
 from stages.base import Artifact, Stage
@@ -24,6 +25,11 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, index: IndexConf
     from retrieval.index.build import build_index
     from retrieval.index.encode import encode_corpus
 
+    if ingest.outputs["corpus"].rows == 0:  # a reader without a corpus (CANARD, CAsT without its collection, ...)
+        fmt = ingest.stats.get("format")
+        hint = "; CANARD: options.answer_passages=true makes its answer spans a corpus" if fmt == "canard" else ""
+        raise DiscoError(f"index: the {fmt} dataset has no passages, so it can neither be searched nor train a "
+                         f"student{hint} (its turns and rewrites alone: --stage rewrite)")
     stats = encode_corpus(ingest["corpus"], encoder, out, index.shard_size, progress)
     t0 = time.perf_counter()
     build_index(out / "collection", out / "lucene", threads=index.threads)

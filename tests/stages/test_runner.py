@@ -123,3 +123,18 @@ def test_a_pooled_dataset_learns_from_its_own_teacher(demo_slice, small_demo_sli
     plain = _slice_config(demo_slice, f'extra_data=[{{"path": "{small_demo_slice}"}}]')
     assert plain.source_teachers == ["human", "human"]
     assert plain.for_data(plain.extra_data[0]).teacher.teachers == ["human"]
+
+
+def test_a_dataset_without_passages_stops_at_the_index_with_a_hint(tmp_path):
+    """CANARD has no corpus unless its answer spans are made one: the index stage says so, naming the format."""
+    from core.errors import DiscoError
+
+    history = ["Ada Lovelace", "Early life"]
+    records = [{"History": history + ["Q1", "A1"] * (n - 1), "QuAC_dialog_id": "C_1", "Question_no": n,
+                "Question": f"Q{n}", "Rewrite": f"R{n}"} for n in (1, 2)]
+    (tmp_path / "dev.json").write_text(json.dumps(records))
+    cfg = load("demo", f"canard:{tmp_path}", ['teacher.teachers=["human"]', "data.split.dev_fraction=0"])
+    with pytest.raises(DiscoError, match=r"the canard dataset has no passages.*options.answer_passages=true"):
+        run_pipeline(cfg, tmp_path / "run", stop="index")
+    done = run_pipeline(apply_overrides(cfg, ['data.options={"answer_passages": true}']), tmp_path / "ok", stop="ingest")
+    assert done["ingest"].outputs["corpus"].rows == 1  # question 1's answer; question 2 has none
