@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retrieval.datasets import canard, cast, ikat, mtrag, native, qrecc, topiocqa  # noqa: F401  (registers the readers)
+from retrieval.datasets import (canard, cast, ikat, mtrag, mtrag_human, native, qrecc,  # noqa: F401  (registers)
+                                topiocqa)
 from retrieval.datasets.base import READERS, DatasetReader, Passage, Qrel, Turn
 from core.errors import DataError
 
