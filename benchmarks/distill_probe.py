@@ -4,8 +4,8 @@ For quick exploration of distillation settings without the pipeline: reads ``RUN
 rewrite, index and teacher manifests), applies ``--set`` overrides to the run's configuration, and calls
 :func:`models.distill.train_student` with the run's dev turns choosing the best epoch. A second ``--run`` pools
 another run's train turns (its own corpus and teacher runs); ``--run DIR@TEACHER`` takes that run's examples
-from another teacher than ``distill.teacher`` (e.g. a pooled dataset with human rewrites). Settings found here are confirmed through
-``benchmarks/ablations.py`` and the presets; results go to ``docs/results.md``.
+from another teacher than ``distill.teacher`` (e.g. a pooled dataset with human rewrites). Settings found here
+are confirmed through ``benchmarks/ablations.py`` and the presets; results go to ``docs/results.md``.
 
     python benchmarks/distill_probe.py --run runs/demo --out runs/probe-a --set distill.steps=260 \\
         --set distill.input.answers=false --set distill.contrastive_weight=0.1
@@ -21,7 +21,8 @@ from pathlib import Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", action="append", required=True, help="a finished run folder (DIR or DIR@TEACHER); repeat to pool")
+    parser.add_argument("--run", action="append", required=True,
+                        help="a finished run folder (DIR or DIR@TEACHER); repeat to pool")
     parser.add_argument("--out", required=True)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--threads", type=int, default=0)

@@ -3,8 +3,8 @@
 
 Pooled training data: the train turns of every training dataset (``data``, then ``extra_data``), each with its
 own ingest, index and teacher instance and its own teacher (``source_teachers``: ``distill.teacher`` unless the
-dataset names one, e.g. CANARD's human rewrites beside MTRAG-UN's privileged answers); the dev turns of every dataset (``distill.dev_datasets=all``) or of the
-first only choose the best epoch.
+dataset names one, e.g. CANARD's human rewrites beside MTRAG-UN's privileged answers); the dev turns of every
+dataset (``distill.dev_datasets=all``) or of the first only choose the best epoch.
 """
 
 from __future__ import annotations

@@ -136,5 +136,6 @@ def test_a_dataset_without_passages_stops_at_the_index_with_a_hint(tmp_path):
     cfg = load("demo", f"canard:{tmp_path}", ['teacher.teachers=["human"]', "data.split.dev_fraction=0"])
     with pytest.raises(DiscoError, match=r"the canard dataset has no passages.*options.answer_passages=true"):
         run_pipeline(cfg, tmp_path / "run", stop="index")
-    done = run_pipeline(apply_overrides(cfg, ['data.options={"answer_passages": true}']), tmp_path / "ok", stop="ingest")
+    answers = apply_overrides(cfg, ['data.options={"answer_passages": true}'])
+    done = run_pipeline(answers, tmp_path / "ok", stop="ingest")
     assert done["ingest"].outputs["corpus"].rows == 1  # question 1's answer; question 2 has none
