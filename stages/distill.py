@@ -93,8 +93,9 @@ def artifacts(m: Manifest) -> list[Artifact]:
 
 STAGE = Stage(
     name="distill",
-    summary="trains the student query encoder on `q_n [SEP] a_{n-1} [SEP] q_{n-1} ...` (KL + in-batch "
-            "contrastive + sparsity) over the train turns of every training dataset; dev turns pick the epoch",
+    summary="trains the student query encoder on the conversation as `distill.input` reads it (KL + in-batch "
+            "contrastive + sparsity) over the train turns of every training dataset, each from its own teacher; "
+            "dev turns pick the epoch",
     upstream=("ingest", "index", "teacher", "rewrite"),
     reads=("encoder", "distill", "teacher as teachers", "source_teachers"),
     outputs={"student": "student", "loss": "loss.parquet", "dev": "dev.parquet"},
