@@ -33,12 +33,12 @@ from typing import Any, Iterator
 
 from retrieval.datasets._common import as_id, read_beir_qrels
 from retrieval.datasets.base import DatasetReader, Passage, Qrel, Turn, field_of, read_jsonl, register
+from retrieval.datasets.mtrag import MtragUnReader
 from core.errors import DataError
 
 DOMAINS = ("clapnq", "fiqa", "govt", "cloud")
 _ALIASES = {"ibmcloud": "cloud"}
 _SUBSET = "evaluations/reference_subset_with_human_evaluations.json"
-_UN_TASKS = "mtragun-human/generation_tasks/reference.jsonl"  # beside mtrag-human: more texts of the same corpora
 _USER = re.compile(r"^\|user\|:\s?", re.MULTILINE)
 
 
@@ -59,10 +59,7 @@ class MtragHumanReader(DatasetReader):
         self._subset: tuple[dict[str, Passage], dict[str, str]] | None = None
 
     def _file(self, domain: str, name: str) -> Path:
-        path = self.base / "retrieval_tasks" / domain / name
-        if not path.exists():
-            raise DataError(path, f"missing: an {self.name} dataset needs this file (folder {self.root})")
-        return path
+        return self.require(str((self.base / "retrieval_tasks" / domain / name).relative_to(self.root)))
 
     def _texts(self, domain: str, kind: str) -> Iterator[tuple[Path, int, str, list[str]]]:
         """(path, line, task id, user utterances) of ``<domain>_<kind>.jsonl``."""
@@ -78,9 +75,7 @@ class MtragHumanReader(DatasetReader):
     def _evaluation_subset(self) -> tuple[dict[str, Passage], dict[str, str]]:
         """The subset's passages by id and reference answers by task id (read once)."""
         if self._subset is None:
-            path = self.base / _SUBSET
-            if not path.exists():
-                raise DataError(path, f"missing: an {self.name} dataset needs this file for its passage texts")
+            path = self.require(str((self.base / _SUBSET).relative_to(self.root)))  # the passage texts
             try:
                 data: Any = json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as e:
@@ -94,13 +89,9 @@ class MtragHumanReader(DatasetReader):
                 doc_id = as_id(field_of(d, "document_id", path, None), "document_id", path, None)
                 passages[doc_id] = Passage(doc_id, field_of(d, "text", path, None).strip(),
                                            str(d.get("title") or "").strip(), where=(str(path), None))
-            un = self.base.parent / _UN_TASKS
-            for line, obj in read_jsonl(un) if un.exists() else ():
-                for c in obj.get("contexts") or []:
-                    if isinstance(c, dict) and isinstance(c.get("text"), str) and c.get("document_id"):
-                        doc_id = str(c["document_id"])
-                        passages.setdefault(doc_id, Passage(doc_id, c["text"].strip(), str(c.get("title") or "")
-                                                            .strip(), where=(str(un), line)))
+            if (self.base.parent / "mtragun-human").is_dir():  # MTRAG-UN's gold passages, read by its own reader
+                for p in MtragUnReader(self.base.parent).passages():
+                    passages.setdefault(p.doc_id, p)
             answers: dict[str, str] = {}
             for t in data.get("tasks") or []:
                 targets = t.get("targets") if isinstance(t, dict) else None
