@@ -106,14 +106,16 @@ def _demo() -> PipelineConfig:
     return PipelineConfig(
         name="demo",
         # A 135M model on 2 CPU cores: prefill dominates (~200-400 prompt tokens/s), so the history given to
-        # the LLM is capped at 1,200 characters (the paper's prompt allows ~3,000) and outputs at 24 tokens;
-        # bf16 (AVX-512 BF16) prefills ~1.8x faster than fp32 here.
+        # the LLM is capped at 1,200 characters (the paper's prompt allows ~3,000) and outputs at 24 tokens.
+        # fp32: the same rewrites on every CPU, and fast on all of them. bf16 is 1.8x faster where the CPU has
+        # AVX-512 BF16 / AMX (--set rewrite.dtype=bfloat16), but emulated elsewhere: on an AMD EPYC without it
+        # the 201 demo turns took 741 s in bf16 against 196 s in fp32 (docs/results.md, "Demo wall time").
         # The prompt and output checks were chosen with `disco rewrite-eval` on the first 64 CANARD dev turns
         # (docs/results.md, "Rewrite quality"): SmolLM2 mostly answers instead of rewriting (token F1 0.205,
         # 96% answer-like, against 0.664 for the raw utterance); the output checks fall back to the utterance
         # when a rewrite is not a query, drops half its words or grows by more than 12 (0.667).
         rewrite=RewriteConfig(teacher="llm", max_new_tokens=24, batch_size=8, max_history_chars=1200,
-                              dtype="bfloat16", output_checks=True),
+                              dtype="float32", output_checks=True),
         # A dev split (20% of the train conversations; the test conversations do not change) chooses the
         # student's best epoch.
         data=DataConfig(split=SplitConfig(dev_fraction=0.2)),
