@@ -37,6 +37,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from core.errors import DiscoError
 from core.io import atomic_path, write_json, write_parquet
+from models.cpu import warn_if_slow_bf16
 from models.distill_config import DistillConfig
 from models.examples import DocStore, Example, Source, build_examples, epoch_batches
 from models.interpolation import choose_interpolation
@@ -112,6 +113,8 @@ def train_student(
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if cfg.precision == "fp16" and torch.device(device).type != "cuda":
         raise DiscoError(f"distill.precision fp16 needs a CUDA device (got {device!r}); on CPU use bf16 or fp32")
+    if cfg.precision == "bf16" and torch.device(device).type == "cpu":
+        warn_if_slow_bf16("distill", "distill.precision=fp32")
     student = SpladeEncoder(str(ckpt / "student") if ckpt else encoder_model).to(device).train()
     devset = None
     if dev is not None and cfg.select_on_dev:

@@ -22,6 +22,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria
 from transformers import StoppingCriteriaList
 
+from models.cpu import warn_if_slow_bf16
 from models.rewrite.prompt import RewriteConfig, choose, finalize, first_line_done, needs_retry
 from models.weights import resolve
 
@@ -60,6 +61,8 @@ class HFRewriter:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=dtype, **ref.kwargs)
         self.model.eval()
+        if self.model.dtype == torch.bfloat16 and self.device.type == "cpu":
+            warn_if_slow_bf16(f"rewrite with {cfg.model}", "rewrite.dtype=float32")
         self.generate_calls = 0  # model.generate invocations (for tests and stats)
         self.sequences = 0  # sequences generated, retries included
 
