@@ -107,7 +107,7 @@ def _demo() -> PipelineConfig:
         name="demo",
         # A 135M model on 2 CPU cores: prefill dominates (~200-400 prompt tokens/s), so the history given to
         # the LLM is capped at 1,200 characters (the paper's prompt allows ~3,000) and outputs at 24 tokens.
-        # fp32: the same rewrites on every CPU, and fast on all of them. bf16 is 1.8x faster where the CPU has
+        # fp32 is fast on every CPU. bf16 is 1.8x faster where the CPU has
         # AVX-512 BF16 / AMX (--set rewrite.dtype=bfloat16), but emulated elsewhere: on an AMD EPYC without it
         # the 201 demo turns took 741 s in bf16 against 196 s in fp32 (docs/results.md, "Demo wall time").
         # The prompt and output checks were chosen with `disco rewrite-eval` on the first 64 CANARD dev turns
