@@ -127,7 +127,9 @@ class RewriteConfig(BaseModel):
     output_checks: bool = False  # replace rewrites failing check_rewrite by the raw utterance (counted)
     batch_size: int = Field(8, ge=1)  # transformers: sequences per generate call
     seed: int = 0
-    dtype: str = "float32"  # torch dtype name; for vLLM on GPU prefer "auto" or "bfloat16"
+    # Weights' dtype; "auto": the checkpoint's (vLLM on GPU: "auto" or "bfloat16"). On a CPU without AVX-512 BF16 / AMX
+    # bf16 is emulated and slower than float32 (models/cpu.py warns).
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     torch_threads: int | None = None  # transformers: torch threads while generating (None: leave as is)
     # Which python runs vLLM and extra vllm.LLM(...) arguments are not config fields (a Prefect deployment's
     # parameters must not name an executable or pass trust_remote_code): env DISCO_VLLM_PYTHON and

@@ -30,6 +30,7 @@ def test_config_with_overrides():
     ("distill.lrr=1", "unknown field 'lrr'"),
     ("nothing", "expected key=value"),
     ("distill.epochs=many", "invalid --set override"),
+    ("rewrite.dtype=float99", "rewrite.dtype: Input should be 'float32', 'bfloat16', 'float16' or 'auto'"),
 ])
 def test_bad_overrides_are_clear(override, message):
     with pytest.raises(DiscoError, match=message):
