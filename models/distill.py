@@ -111,6 +111,9 @@ def train_student(
     if ckpt is not None and json.loads((ckpt / "state.json").read_text())["fingerprint"] != fingerprint:
         raise DiscoError(f"{out / 'checkpoints'} is from other settings or data: delete it or pick another out_dir")
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise DiscoError(f"distill.device {device!r}: no CUDA device here (torch {torch.__version__}); "
+                         f"use distill.device=auto or cpu")
     if cfg.precision == "fp16" and torch.device(device).type != "cuda":
         raise DiscoError(f"distill.precision fp16 needs a CUDA device (got {device!r}); on CPU use bf16 or fp32")
     if cfg.precision == "bf16" and torch.device(device).type == "cpu":

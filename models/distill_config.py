@@ -6,6 +6,7 @@ Lupart, Aliannejadi, Kanoulas, SIGIR 2025 (arXiv 2410.14609): see :mod:`models.d
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -68,12 +69,14 @@ class DistillConfig(BaseModel):
     # Mixed precision of the student's forward: "bf16" autocast (GPU, or a CPU with AVX-512 BF16: see
     # benchmarks/train_step.py), "fp16" autocast with loss scaling (CUDA only; the paper's setting).
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    device: str = "auto"  # "auto": cuda when available, else cpu
+    device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda, cuda:N, mps or xpu")
     max_turns: int | None = Field(None, ge=1)
     keep_checkpoints: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> "DistillConfig":
+        if not re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", self.device):
+            raise ValueError(f"device {self.device!r} is not auto, cpu, cuda, cuda:N, mps, xpu or xpu:N")
         if self.negative_window != "auto":
             lo, hi = self.negative_window
             if not 1 <= lo <= hi:

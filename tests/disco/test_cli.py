@@ -31,6 +31,7 @@ def test_config_with_overrides():
     ("nothing", "expected key=value"),
     ("distill.epochs=many", "invalid --set override"),
     ("rewrite.dtype=float99", "rewrite.dtype: Input should be 'float32', 'bfloat16', 'float16' or 'auto'"),
+    ("distill.device=cdua", "device 'cdua' is not auto, cpu, cuda, cuda:N, mps, xpu or xpu:N"),
 ])
 def test_bad_overrides_are_clear(override, message):
     with pytest.raises(DiscoError, match=message):

@@ -283,6 +283,13 @@ def test_fp16_needs_cuda(data, tmp_path):
         train(data, tmp_path / "fp16", cfg(epochs=1, precision="fp16", device="cpu"))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal of cuda where there is none")
+def test_cuda_without_a_cuda_device_is_one_clear_error(data, tmp_path):
+    with pytest.raises(DiscoError, match=r"distill.device 'cuda:0': no CUDA device here .* use distill.device=auto"):
+        train(data, tmp_path / "cuda", cfg(epochs=1, device="cuda:0"))
+    assert not (tmp_path / "cuda" / "checkpoints").exists()
+
+
 def test_window_rule_follows_the_corpus_size():
     # small corpora: from rank 2 to an eighth of the corpus, at least 4 x n_negatives, within the run's depth
     assert window_for(278, 1000, 16) == (2, 64)
