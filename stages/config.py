@@ -9,6 +9,7 @@ lines; ``--set a.b=value`` overrides any field.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
@@ -177,6 +178,9 @@ def data_spec(spec: str | Path, default_format: str) -> DataConfig:
     fmt, sep, rest = text.partition(":")
     if sep and fmt in READERS:
         return DataConfig(format=fmt, path=str(Path(rest).resolve()))
+    if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]+", fmt) and not Path(text).exists():  # not a drive letter
+        raise DiscoError(f"--data {text}: unknown dataset format {fmt!r}; known: {', '.join(sorted(READERS))} "
+                         f"(a folder whose name holds ':' is given as ./{text})")
     return DataConfig(format=default_format, path=str(Path(text).resolve()))
 
 

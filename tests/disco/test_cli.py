@@ -80,6 +80,11 @@ def test_pooled_training_data_and_presets_carry_the_dev_choices(tmp_path):
     # an extra dataset computes only the teacher runs the student learns from
     assert cfg.for_data(extra).teacher.teachers == ["human"] and cfg.for_data(extra).extra_data == []
     assert data_spec("some/folder", "qrecc").format == "qrecc"
+    with pytest.raises(DiscoError, match=r"--data nope:/x: unknown dataset format 'nope'; known: canard, disco, "):
+        data_spec("nope:/x", "disco")
+    odd = tmp_path / "a:b"
+    odd.mkdir()
+    assert data_spec(str(odd), "qrecc").path == str(odd)  # an existing folder with ':' in its name is a folder
     demo, mtrag = preset("demo"), load("mtrag-un", "../shared/data/mtrag")
     assert demo.data.split.dev_fraction == 0.2 and demo.distill.input.answers is False
     assert demo.distill.steps == 200 and demo.distill.negative_window == "auto"
