@@ -79,6 +79,7 @@ def run(
 
         if stage is not None and stage not in NAMES:
             raise DiscoError(f"unknown stage {stage!r}; stages: {', '.join(NAMES)}")
+        cfg.check_models()
         with run_lock(out_dir), shared_server():  # the lock before Prefect starts: a second run stops at once
             run_flow(cfg, out_dir, stage=stage, refresh=refresh)
     except DiscoError as e:

@@ -77,6 +77,28 @@ class PipelineConfig(BaseModel):
         unless a pooled dataset names its own."""
         return [d.teacher or self.distill.teacher for d in self.training_data()]
 
+    def models(self) -> dict[str, str]:
+        """The model names a run loads, by field: ``encoder.model``, and ``rewrite.model`` where an LLM teacher
+        (``rewrite.teacher`` or its ``+answer`` variant) is computed for some dataset."""
+        llm = {self.rewrite.teacher, f"{self.rewrite.teacher}+answer"}
+        computed = set(self.teacher.teachers)  # `data` (and `eval_data`) compute every teacher; an extra its own
+        computed |= {t for d in self.training_data()[1:] for t in self.for_data(d).teacher.teachers}
+        out = {"encoder.model": self.encoder.model}
+        if computed & llm:
+            out["rewrite.model"] = self.rewrite.model
+        return out
+
+    def check_models(self) -> None:
+        """Resolve every model name before anything runs, so that a mistyped folder or a missing package stops
+        the run at once, not after the stages before the one loading it (hub ids are checked when loaded)."""
+        from models.weights import resolve
+
+        for field, name in self.models().items():
+            try:
+                resolve(name)
+            except DiscoError as e:
+                raise DiscoError(f"{field}: {e}") from None
+
     def training_data(self) -> list[DataConfig]:
         """Every training dataset: ``data`` first, then ``extra_data``, none of whose turns are test turns; with
         ``distill.dev_datasets="all"`` each keeps ``data``'s dev fraction of its conversations for model selection,

@@ -101,3 +101,23 @@ def test_pooled_training_data_and_presets_carry_the_dev_choices(tmp_path):
     for bad in ('data.teacher="answer"', 'extra_data=[{"teacher": "a b"}]'):
         with pytest.raises(Exception, match=r"data(\[0\])?\.teacher"):
             load("demo", None, [bad])
+
+
+def test_model_names_are_checked_before_anything_runs(tmp_path):
+    demo = preset("demo")
+    assert demo.models() == {"encoder.model": "splade-tiny", "rewrite.model": "smollm2-135m-instruct"}
+    human_only = apply_overrides(demo, ['teacher.teachers=["human"]'])
+    assert human_only.models() == {"encoder.model": "splade-tiny"}  # no LLM teacher: the LLM is never loaded
+    pooled = load("demo", ["data/demo", f"canard:{tmp_path}"], ['teacher.teachers=["human"]'])
+    assert "rewrite.model" not in pooled.models()
+    pooled = pooled.model_copy(update={"extra_data": [pooled.extra_data[0].model_copy(update={"teacher": "llm"})]})
+    assert "rewrite.model" in pooled.models()  # the extra dataset's own teacher is the LLM
+    human_only.check_models()  # packaged weights resolve
+
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", "demo", "--out", str(out), "--set", "encoder.model=./no-such-model"])
+    assert result.exit_code == 2
+    assert "encoder.model: model folder ./no-such-model does not exist" in result.output
+    assert not (out / "stages").exists()  # refused before the first stage
+    result = runner.invoke(app, ["run", "demo", "--out", str(out), "--set", f"rewrite.model={tmp_path}"])
+    assert result.exit_code == 2 and f"rewrite.model: model folder {tmp_path}: no config.json there" in result.output
