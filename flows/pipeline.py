@@ -35,6 +35,7 @@ def pipeline(config: PipelineConfig = PipelineConfig(), out: str = "runs/demo", 
     ``stage`` stops after that stage (upstream stages come from cache when unchanged); ``refresh`` recomputes
     every stage that runs, or only ``stage`` when one is named.
     """
+    config.check_models()  # a run started from the UI or a deployment stops here too, before the first stage
     done = run_pipeline(config, out, stop=stage, refresh=refresh, runner=labelled_runner(config))
     record(config, out, done)
     return done
