@@ -25,6 +25,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from core.errors import DiscoError
+from disco.help import tidy
 
 DEBUG_ENV = "DISCO_DEBUG"
 _HINT = "Rerun with `disco --debug ...` for the full traceback."
@@ -149,7 +150,11 @@ def report(e: BaseException) -> int:
 
 
 class Boundary(TyperGroup):
-    """The ``disco`` command group: turns any exception of a command into :func:`report`'s paragraph."""
+    """The ``disco`` command group: turns any exception of a command into :func:`report`'s paragraph (and shows
+    its own options as disco/help.py does)."""
+
+    def get_params(self, ctx):
+        return tidy(super().get_params(ctx))
 
     def invoke(self, ctx):
         try:

@@ -9,13 +9,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
 from core.errors import DataError, DiscoError
 from disco import shutdown
 from disco.boundary import DEBUG_ENV, Boundary, quiet_console_tracebacks, report
+from disco.help import Command
 from flows.env import prefect_env as _prefect_env
 from flows.server import shared_server
 
@@ -48,21 +49,22 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(report(e))
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     preset: str = typer.Argument("demo", help="named configuration: demo, mtrag-un, paper"),
-    data: Optional[list[str]] = typer.Option(None, help="dataset folder (default: the preset's); repeat to pool "
-                                                        "training data: PATH or FORMAT:PATH, the first one is "
-                                                        "split into train/dev/test, the others are all train"),
+    data: Optional[list[str]] = typer.Option(
+        None, metavar="[FORMAT:]PATH", help="dataset folder (default: the preset's); repeat to pool training data: "
+                                            "the first one is split into train/dev/test, the others are all train"),
     out: Optional[Path] = typer.Option(None, help="output folder (default: runs/<preset>)"),
-    stage: Optional[str] = typer.Option(None, help="run only up to this stage (see `disco stages`)"),
+    stage: Optional[str] = typer.Option(None, metavar="STAGE", help="run only up to this stage (see `disco stages`)"),
     refresh: bool = typer.Option(False, "--refresh", help="recompute instead of reusing cached outputs"),
-    set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set distill.lr=1e-4"),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="override a config field, e.g. --set "
+                                                                          "distill.lr=1e-4; repeatable"),
     eval_data: Optional[Path] = typer.Option(None, help="zero-shot: train on all of --data, evaluate on this"),
     eval_format: Optional[str] = typer.Option(None, help="format of --eval-data (default: the same as --data)"),
-    runner: Optional[str] = typer.Option(None, help="local or ray: shards of encoding, rewriting and teacher "
-                                                    "retrieval as tasks on a Ray cluster (runner.address; default "
-                                                    "a local one); = --set runner.kind=..."),
+    runner: Optional[Literal["local", "ray"]] = typer.Option(
+        None, help="local or ray: shards of encoding, rewriting and teacher retrieval as tasks on a Ray cluster "
+                   "(runner.address; default a local one); = --set runner.kind=..."),
 ) -> None:
     """Run the whole pipeline (or one stage with --stage), then print the results table."""
     prefect_env()
@@ -98,13 +100,14 @@ def _print_results(out_dir: str) -> None:
     typer.echo(f"\nmetrics: {metrics}\nreport:  {Path(out_dir) / 'report.md'}")
 
 
-@app.command()
+@app.command(cls=Command)
 def evaluate(
     run_dir: Path = typer.Argument(..., help="folder of an earlier `disco run` (holds run.json)"),
     data: Path = typer.Option(..., help="dataset to evaluate on (every turn is held out)"),
     format: Optional[str] = typer.Option(None, help="its format (default: the training data's)"),
-    out: Optional[Path] = typer.Option(None, help="output folder (default: <run_dir>/eval-<data name>)"),
-    set_: list[str] = typer.Option([], "--set", help="override a config field of the earlier run"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default: RUN_DIR/eval-<data name>)"),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="override a config field of the earlier "
+                                                                          "run; repeatable"),
 ) -> None:
     """Evaluate a student trained by an earlier run on another dataset, without retraining (zero-shot)."""
     prefect_env()
@@ -138,13 +141,14 @@ def evaluate(
     _print_results(out_dir)
 
 
-@app.command("rewrite-eval")
+@app.command("rewrite-eval", cls=Command)
 def rewrite_eval(
     dataset: str = typer.Argument("demo", help="demo, canard-dev, cast2019, or a dataset folder (with --format)"),
-    rewrites: list[Path] = typer.Option([], "--rewrites", help="a rewrites.parquet, a run folder, or a "
+    rewrites: list[Path] = typer.Option([], "--rewrites", metavar="PATH", help="a rewrites.parquet, a run folder, or a "
                                         "JSONL (turn_id, rewrite) / TSV file; repeatable"),
     preset: Optional[str] = typer.Option(None, help="also generate rewrites with this preset's `rewrite` config"),
-    set_: list[str] = typer.Option([], "--set", help="override the preset, e.g. --set rewrite.prompt=few-shot"),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="override the preset, e.g. --set "
+                                                                          "rewrite.prompt=few-shot; repeatable"),
     run_dir: Optional[Path] = typer.Option(None, "--run", help="an earlier `disco run` folder: its rewrites, and "
                                            "retrieval with each source on its index"),
     limit: Optional[int] = typer.Option(None, help="about this many turns (whole conversations)"),
@@ -174,10 +178,10 @@ def rewrite_eval(
     typer.echo((out / "report.md").read_text(encoding="utf-8"))
 
 
-@app.command("config")
+@app.command("config", cls=Command)
 def show_config(
-    preset: str = typer.Argument("demo"),
-    set_: list[str] = typer.Option([], "--set", help="override a config field"),
+    preset: str = typer.Argument("demo", help="named configuration (see `disco presets`)"),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="override a config field; repeatable"),
 ) -> None:
     """Print a preset's full configuration as JSON (after --set overrides)."""
     from stages import config as configs
@@ -188,7 +192,7 @@ def show_config(
         _fail(e)
 
 
-@app.command()
+@app.command(cls=Command)
 def presets() -> None:
     """List the named configurations."""
     from stages.config import PRESETS
@@ -197,7 +201,7 @@ def presets() -> None:
         typer.echo(f"{name:10s} {(fn.__doc__ or '').strip().splitlines()[0] if fn.__doc__ else ''}")
 
 
-@app.command("stages")
+@app.command("stages", cls=Command)
 def show_stages() -> None:
     """The pipeline's stages as a markdown table (the README's, generated from the declarations)."""
     from stages.table import stage_table
@@ -205,51 +209,46 @@ def show_stages() -> None:
     typer.echo(stage_table())
 
 
-BACKEND_HELP = ("auto (the in-memory sparse matrix up to 500,000 passages, else Lucene: the teacher and evaluate "
-                "stages' rule), lucene or sparse: the same hits either way")
+BACKEND_HELP = ("auto: the in-memory sparse matrix up to 500,000 passages, else Lucene (the teacher and evaluate "
+                "stages' rule); lucene or sparse: that one. The same hits either way")
+BackendName = Literal["auto", "lucene", "sparse"]  # retrieval.index.sparse.Backend (not imported: --help stays fast)
 
 
-def _backend(name: str) -> str:
-    if name not in ("auto", "lucene", "sparse"):
-        raise typer.BadParameter(f"{name!r}: use auto, lucene or sparse", param_hint="--backend")
-    return name
-
-
-@app.command()
+@app.command(cls=Command)
 def search(
     run_dir: Path = typer.Argument(..., help="folder of a finished `disco run`"),
     conversation: Optional[Path] = typer.Option(None, help='JSON file: [{"speaker": "user"|"agent", "text": '
                                                              '...}, ...], oldest first (default: interactive)'),
     k: int = typer.Option(10, min=1, help="passages to show"),
     json_: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    backend: BackendName = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
     """Search a trained run for a conversation's last turn, or interactively turn by turn."""
     from disco.serving import terminal
 
     try:
-        terminal.search(run_dir, conversation, k, json_, _backend(backend))
+        terminal.search(run_dir, conversation, k, json_, backend)
     except DiscoError as e:
         _fail(e)
 
 
-@app.command()
+@app.command(cls=Command)
 def serve(
     run_dir: Path = typer.Argument(..., help="folder of a finished `disco run`"),
     host: str = typer.Option("127.0.0.1", help="address to bind (loopback by default)"),
     port: int = typer.Option(8000, help="port"),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    backend: BackendName = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
     """Serve the run's student over HTTP: POST /search, POST /search/batch, GET /health, a page at GET /."""
     from disco.serving import terminal
 
     try:
-        terminal.serve(run_dir, host, port, _backend(backend))
+        terminal.serve(run_dir, host, port, backend)
     except DiscoError as e:
         _fail(e)
 
 
-@app.command()
+@app.command(cls=Command)
 def export(
     run_dir: Path = typer.Argument(..., help="folder of a finished `disco run`"),
     out_dir: Path = typer.Argument(..., help="output folder (include 'splade' in its name for Pyserini)"),
@@ -263,11 +262,12 @@ def export(
         _fail(e)
 
 
-@app.command("gc")
+@app.command("gc", cls=Command)
 def gc_(
     run_dir: Path = typer.Argument(..., help="folder of a `disco run` (its --out)"),
     yes: bool = typer.Option(False, "--yes", help="remove (without it: only show what would go and its size)"),
-    only_last_run: bool = typer.Option(False, help="also remove cached stages the last run did not use"),
+    only_last_run: bool = typer.Option(False, "--only-last-run",
+                                       help="also remove cached stages the last run did not use"),
 ) -> None:
     """Remove stage folders no cache entry uses and temporary folders of killed runs (dry run by default)."""
     from disco.gc import gc
@@ -275,7 +275,7 @@ def gc_(
     gc(run_dir, yes, only_last_run, typer.echo)
 
 
-@app.command()
+@app.command(cls=Command)
 def ui(port: int = typer.Option(4200, help="port on 127.0.0.1")) -> None:
     """Start the Prefect server and UI on 127.0.0.1 with the project's Prefect home."""
     prefect_env()
@@ -296,7 +296,7 @@ def ui(port: int = typer.Option(4200, help="port on 127.0.0.1")) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=Command)
 def deploy(
     limit: int = typer.Option(1, min=1, help="flow runs at a time (1: stages share one GPU)"),
     prefect_yaml: Path = typer.Option(Path(__file__).resolve().parents[1] / "prefect.yaml", help="deployments"),
@@ -313,7 +313,7 @@ def deploy(
 
 from disco.encode_cli import encode as _encode  # noqa: E402  (`disco encode`: its code lives there)
 
-app.command("encode")(_encode)
+app.command("encode", cls=Command)(_encode)
 
 
 def main() -> None:  # pragma: no cover

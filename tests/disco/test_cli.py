@@ -20,6 +20,29 @@ def test_help(command):
     assert result.exit_code == 0 and "Usage" in result.output
 
 
+COMMANDS = ["run", "evaluate", "rewrite-eval", "config", "presets", "stages", "search", "serve", "export", "gc", "ui",
+            "deploy", "encode"]
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)], ids=lambda c: " ".join(c) or "disco")
+def test_help_reads_as_a_person_expects(command):
+    """Flags take no value, so no type after them; arguments are named RUN_DIR on the usage line (not {run_dir});
+    a choice lists its values; repeatable options name what they take."""
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "120", "NO_COLOR": "1"})
+    text = result.output
+    assert result.exit_code == 0, text
+    assert "<bool>" not in text and "list[" not in text, text
+    assert "--help " in text and "Show this message" in text
+    usage = next(line for line in text.splitlines() if "Usage:" in line)
+    assert "{" not in usage and "[OPTIONS]" in usage, usage
+    if command and command[0] in ("search", "serve", "export", "gc", "evaluate"):
+        assert "RUN_DIR" in usage and "run_dir" not in text, usage
+    if command and command[0] in ("search", "serve"):
+        assert "<auto|lucene|sparse>" in text and "<str>" not in text.split("--backend", 1)[1].split("\n")[0]
+    if command and command[0] in ("run", "config", "evaluate", "rewrite-eval"):
+        assert "KEY=VALUE" in text
+
+
 def test_config_with_overrides():
     result = runner.invoke(app, ["config", "demo", "--set", "distill.lr=0.001", "--set", "teacher.teachers=[\"human\"]"])
     cfg = json.loads(result.output)
