@@ -33,6 +33,7 @@ def main() -> None:
 
     from models.distill import train_student
     from models.examples import Source
+    from core.run_record import RunRecord
     from stages.config import PipelineConfig, apply_overrides
 
     if args.threads:
@@ -42,11 +43,10 @@ def main() -> None:
     cfg, sources = None, []
     for i, spec in enumerate(args.run):
         run_dir, _, own_teacher = spec.partition("@")
-        record = json.loads((Path(run_dir) / "run.json").read_text())
+        record = RunRecord[PipelineConfig].read(run_dir, need=("ingest", "index", "teacher", "rewrite"))
         if cfg is None:
-            cfg = apply_overrides(PipelineConfig.model_validate(record["config"]), args.overrides)
-        st = record["stages"]
-        path = lambda stage, name: st[stage]["outputs"][name]["path"]  # noqa: E731
+            cfg = apply_overrides(record.config, args.overrides)
+        path = record.output
         runs = pl.read_parquet(path("teacher", "runs"))
         name = own_teacher or cfg.distill.teacher
         teacher_run = runs.filter(pl.col("system") == name)

@@ -19,7 +19,6 @@ Reported: p50 / p95 / mean ms per path and the p50 / p95 ratios. The rewrite pat
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -69,13 +68,16 @@ def main() -> None:
     from core.io import write_json, write_text
     from disco.serving.search import Searcher, run_paths
     from models.rewrite.hf import HFRewriter
-    from models.rewrite.prompt import RewriteConfig, build_messages
+    from models.rewrite.prompt import build_messages
     from models.splade import SpladeEncoder, impact_vector, vocab_tokens
 
-    record = json.loads((args.run_dir / "run.json").read_text())
-    cfg, stages = record["config"], record["stages"]
-    turns = pl.read_parquet(stages["ingest"]["outputs"]["turns"]["path"]).filter(
-        pl.col("split") == cfg.get("evaluate", {}).get("split", "test")).to_dicts()
+    from core.run_record import RunRecord
+    from stages.config import PipelineConfig
+
+    record = RunRecord[PipelineConfig].read(args.run_dir, need=("ingest",))
+    cfg = record.config
+    turns = pl.read_parquet(record.output("ingest", "turns")).filter(
+        pl.col("split") == cfg.evaluate.split).to_dicts()
     convs = [[{"speaker": h["role"], "text": h["text"]} for h in t["history"] or []]
              + [{"speaker": "user", "text": t["question"]}] for t in turns]
     searcher = Searcher.open(args.run_dir, backend=args.backend)
@@ -88,9 +90,9 @@ def main() -> None:
         student.append(1000 * (time.perf_counter() - t0))
     print(f"student: {percentiles(student)}", flush=True)
 
-    rcfg = RewriteConfig.model_validate({**cfg["rewrite"], "backend": "transformers"})
+    rcfg = cfg.rewrite.model_copy(update={"backend": "transformers"})
     llm = HFRewriter(rcfg)
-    frozen = SpladeEncoder(cfg["encoder"]["model"], frozen=True)
+    frozen = SpladeEncoder(cfg.encoder.model, frozen=True)
     tokens = vocab_tokens(frozen.tokenizer)
     card = searcher.card
 

@@ -15,7 +15,6 @@ Starts a real ``disco serve RUN_DIR`` (uvicorn, 127.0.0.1, a free port), then
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import subprocess
 import sys
@@ -161,8 +160,9 @@ def main() -> None:
 
     from core.io import write_json, write_text
 
-    stages = json.loads((args.run_dir / "run.json").read_text())["stages"]
-    turns = pl.read_parquet(stages["ingest"]["outputs"]["turns"]["path"]).to_dicts()
+    from core.run_record import RunRecord
+
+    turns = pl.read_parquet(RunRecord.read(args.run_dir).output("ingest", "turns")).to_dicts()
     convs = [[{"speaker": h["role"], "text": h["text"]} for h in t["history"] or []]
              + [{"speaker": "user", "text": t["question"]}] for t in turns]
     args.out.mkdir(parents=True, exist_ok=True)

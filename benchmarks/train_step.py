@@ -27,7 +27,6 @@ losses of bf16 (and of re-encode) drift from precomputed fp32 over the same step
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import resource
 import statistics
@@ -35,6 +34,8 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from core.run_record import RunRecord
 
 VARIANTS = {"re-encode": ("reencode", "fp32"), "precomputed": ("precomputed", "fp32"),
             "precomputed + bf16": ("precomputed", "bf16"), "sentence-transformers": ("st", "fp32")}
@@ -48,12 +49,11 @@ def stage_files(run_dir: Path) -> dict[str, Path]:
     wanted = {"turns": ("ingest", "turns.parquet"), "qrels": ("ingest", "qrels.parquet"),
               "corpus": ("ingest", "corpus.parquet"), "doc_vectors": ("index", "doc_vectors.parquet"),
               "runs": ("teacher", "runs.parquet")}
-    meta = run_dir / "run.json"
-    stages = json.loads(meta.read_text()).get("stages", {}) if meta.exists() else {}
+    stages = RunRecord.read(run_dir).stages if RunRecord.path(run_dir).exists() else {}
     files = {}
     for name, (stage, file) in wanted.items():
-        if stage in stages and (Path(stages[stage]["dir"]) / file).exists():
-            files[name] = Path(stages[stage]["dir"]) / file
+        if stage in stages and (Path(stages[stage].dir) / file).exists():
+            files[name] = Path(stages[stage].dir) / file
             continue
         found = sorted(run_dir.glob(f"stages/{stage}-*/{file}"))
         if len(found) != 1:
@@ -206,8 +206,7 @@ def main() -> None:
         parser.error("--steps must be >= 1 and --warmup-steps >= 0")
 
     files = stage_files(args.run_dir)
-    meta = args.run_dir / "run.json"
-    config = json.loads(meta.read_text())["config"] if meta.exists() else {}
+    config = RunRecord.read(args.run_dir).config if RunRecord.path(args.run_dir).exists() else {}
     opts = {"steps": args.steps, "warmup_steps": args.warmup_steps, "batch_size": args.batch_size,
             "threads": args.threads, "distill": config.get("distill", {}),
             "model": config.get("encoder", {}).get("model", "splade-tiny")}

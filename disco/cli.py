@@ -13,7 +13,7 @@ from typing import Literal, Optional
 
 import typer
 
-from core.errors import DataError, DiscoError
+from core.errors import DiscoError
 from disco import shutdown
 from disco.boundary import DEBUG_ENV, Boundary, quiet_console_tracebacks, report
 from disco.help import Command
@@ -112,24 +112,14 @@ def evaluate(
     """Evaluate a student trained by an earlier run on another dataset, without retraining (zero-shot)."""
     prefect_env()
     try:
+        from core.run_record import RunRecord
         from stages.config import PipelineConfig, apply_overrides
         from stages.ingest import DataConfig
-        from core.io import Manifest
 
-        record = run_dir / "run.json"
-        if not record.exists():
-            raise DiscoError(f"{record} not found: pass the folder of a finished `disco run`")
-        try:
-            saved = json.loads(record.read_text(encoding="utf-8"))
-            saved["stages"], saved["config"]
-        except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
-            raise DataError(record, f"not a run record ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else e}"
-                            "); it is written by `disco run`: rerun that run to rewrite it") from None
-        if "distill" not in saved["stages"]:
-            raise DiscoError(f"{record}: that run has no trained student (it stopped before distill)")
-        cfg = apply_overrides(PipelineConfig.model_validate(saved["config"]), set_)
+        saved = RunRecord[PipelineConfig].read(run_dir, need=("distill",))
+        cfg = apply_overrides(saved.config, set_)
         cfg.eval_data = DataConfig(format=format or cfg.data.format, path=str(data.resolve()))
-        student = Manifest.model_validate(saved["stages"]["distill"])
+        student = saved.manifest("distill")
         student.outputs["student"].check()
         out_dir = str((out or run_dir / f"eval-{data.resolve().name}").resolve())
         from flows.pipeline import evaluate_student

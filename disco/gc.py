@@ -14,7 +14,6 @@ lock (core/lock.py) while it works, so it never removes anything a running `disc
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from core.errors import DataError, DiscoError
 from core.io import run_temporaries, size_of
 from core.lock import run_lock
+from core.run_record import RunRecord
 
 
 @dataclass
@@ -40,15 +40,13 @@ def _human(n: int) -> str:
 
 
 def _last_run(run_dir: Path) -> set[str]:
-    record = run_dir / "run.json"
-    if not record.exists():
+    if not RunRecord.path(run_dir).exists():
         return set()
     try:
-        stages = json.loads(record.read_text(encoding="utf-8"))["stages"]
-        return {Path(m["dir"]).name for m in stages.values()}
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataError(record, f"not a run record ({type(e).__name__}); gc cannot tell which stages it used "
-                        "without it: rerun the run, or delete run.json to keep only cached stages") from None
+        return {Path(m.dir).name for m in RunRecord.read(run_dir).stages.values()}
+    except DataError as e:
+        raise DataError(e.path, f"{e.problem}; gc cannot tell which stages the last run used without it: rerun "
+                        "the run, or delete run.json to keep only cached stages") from None
 
 
 def plan(run_dir: Path, only_last_run: bool = False) -> tuple[list[Item], list[Item]]:
@@ -77,7 +75,7 @@ def plan(run_dir: Path, only_last_run: bool = False) -> tuple[list[Item], list[I
 def gc(run_dir: Path, yes: bool = False, only_last_run: bool = False, echo=print) -> int:
     """Print (and with ``yes``, remove) what :func:`plan` finds; return the bytes freed (or to free)."""
     run_dir = run_dir.resolve()
-    if not run_dir.is_dir() or not ((run_dir / "stages").is_dir() or (run_dir / "run.json").exists()):
+    if not run_dir.is_dir() or not ((run_dir / "stages").is_dir() or RunRecord.path(run_dir).exists()):
         raise DiscoError(f"{run_dir} is not a run folder (no stages/ or run.json): pass the --out of a `disco run`")
     with run_lock(run_dir):
         remove, keep = plan(run_dir, only_last_run)

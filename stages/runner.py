@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 from typing import Callable, Mapping
 
-from core.io import Manifest, run_temporaries, write_json
+from core.io import Manifest, run_temporaries
 from core.lock import run_lock
+from core.run_record import RunRecord
 from stages.base import run_stage
 from stages.config import PipelineConfig
 from stages.evaluate import publish
@@ -46,6 +47,6 @@ def run_pipeline(config: PipelineConfig, out: str | Path, stop: str | None = Non
 
 
 def record(config: PipelineConfig, out: str | Path, done: Mapping[str, Manifest]) -> None:
-    """``<out>/run.json``: the configuration and every stage's manifest (what `disco evaluate` reads back)."""
-    write_json(Path(out) / "run.json", {"config": config.model_dump(mode="json"),
-                                        "stages": {k: v.model_dump(mode="json") for k, v in done.items()}})
+    """``<out>/run.json``: the configuration and every stage's manifest (core/run_record.py; what `disco
+    evaluate`, `search`, `serve`, `export` and `gc` read back)."""
+    RunRecord[PipelineConfig](config=config, stages=dict(done)).write(out)

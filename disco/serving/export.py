@@ -3,7 +3,8 @@
 The folder holds ``model.safetensors``, ``config.json`` and the tokenizer (a plain ``BertForMaskedLM``: SPLADE
 is max-pooled ``log(1 + relu(MLM logits))``, Formal et al., arXiv 2109.10086), the sentence-transformers
 SparseEncoder files (``modules.json``: MLMTransformer + SpladePooling max/relu), the DiSCo student card
-(``disco_student.json``: how the conversation is formatted, query length, quantisation) and ``README.md``.
+(``disco_student.json``: how the conversation is formatted, query length, quantisation) and ``README.md`` (the
+model card, written from the run's record: disco/serving/card.py).
 It loads with ``AutoModelForMaskedLM.from_pretrained``, ``SparseEncoder(path)`` and Pyserini's
 ``LuceneImpactSearcher(index, path)`` (which picks its SPLADE encoder only when the path contains "splade").
 The tokenizer is saved with the student's truncation side, so every loader cuts long conversations as in training.
@@ -12,6 +13,7 @@ The tokenizer is saved with the student's truncation side, so every loader cuts 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +21,8 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from core.errors import DiscoError
 from core.io import atomic_path, write_json, write_text
-from disco.serving.search import run_paths
+from core.run_record import RunRecord
+from disco.serving.card import model_card
 from models.student import CARD, StudentCard
 
 # sentence-transformers 6.x SparseEncoder layout (as its own ``save`` writes it): MLM logits, max-pooled relu.
@@ -34,87 +37,16 @@ ST_MLM = {"transformer_task": "fill-mask", "modality_config": {"text": {"method"
           "module_output_name": "token_embeddings"}
 
 
-def _summary(run_dir: Path) -> tuple[dict, dict]:
-    """(the run's config, its metrics.json or {})."""
-    record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    metrics = run_dir / "metrics.json"
-    return record.get("config", {}), (json.loads(metrics.read_text(encoding="utf-8")) if metrics.exists() else {})
-
-
-def model_card(card: StudentCard, config: dict, metrics: dict, name: str) -> str:
-    """README.md: what the model is, what it was trained on and by whom, how well it did, how to query it."""
-    base = card.base_model or config.get("encoder", {}).get("model", "unknown")
-    data = config.get("data", {})
-    tcfg, rcfg = config.get("teacher", {}), config.get("rewrite", {})
-    names = [f"{t} ({rcfg.get('model', '?')})" if t == rcfg.get("teacher") else f"{t} rewrites"
-             for t in tcfg.get("teachers", [])]
-    teachers = card.teacher or (f"{', '.join(names)}; distilled from {tcfg.get('distill_from', '?')}"
-                                if names else "see run.json")
-    systems = metrics.get("systems", {})
-    measures = sorted({m for s in systems.values() for m in s})[:6]
-    rows = "\n".join(f"| {s} | " + " | ".join(f"{v[m]:.3f}" if isinstance(v.get(m), (int, float)) else ""
-                                              for m in measures) + " |" for s, v in systems.items())
-    table = (f"| system | {' | '.join(measures)} |\n|---|{'---|' * len(measures)}\n{rows}" if systems
-             else "(the run recorded no metrics)")
-    example = card.text("and how long is it?", [{"role": "user", "text": "what is the eiffel tower?"},
-                                                {"role": "agent", "text": "A tower in Paris."}])
-    return f"""---
-license: apache-2.0
-library_name: sentence-transformers
-pipeline_tag: feature-extraction
-base_model: {base}
-tags: [splade, sparse-encoder, conversational-search, disco, learned-sparse-retrieval]
----
-
-# {name}: a DiSCo conversational SPLADE student
-
-A SPLADE query encoder that reads a whole conversation and searches a sparse (impact) index directly, with no
-LLM rewrite at query time: DiSCo, "LLM knowledge distillation for efficient sparse retrieval in conversational
-search" (Lupart et al., SIGIR 2025, arXiv 2410.14609).
-
-- **Base model**: {base}
-- **Training data**: {data.get("format", "?")} ({Path(str(data.get("path", "?"))).name}), run `{config.get("name", "?")}`
-- **Teacher(s)**: {teachers} (the student's query vectors are distilled from the teacher rewrites' vectors)
-- **Query length**: {card.max_length} tokens, truncation side `{card.input.truncation_side()}`
-- **Index quantisation**: impacts are `round(w * {card.quant_scale})` on both sides
-
-## Metrics of the run ({metrics.get("dataset", "?")} {metrics.get("split", "")}, {metrics.get("turns", "?")} turns)
-
-{table}
-
-## Input format
-
-The conversation is one text: {card.input.model_dump()}. Example:
-
-    {example}
-
-## How to query it
-
-```python
-from transformers import AutoModelForMaskedLM, AutoTokenizer   # plain SPLADE-max
-import torch
-tok, mlm = AutoTokenizer.from_pretrained(PATH), AutoModelForMaskedLM.from_pretrained(PATH)
-batch = tok([TEXT], truncation=True, max_length={card.max_length}, return_tensors="pt")
-rep = torch.log1p(torch.relu(mlm(**batch).logits)).amax(dim=1)   # [1, vocab]
-
-from sentence_transformers import SparseEncoder                  # sentence-transformers
-rep = SparseEncoder(PATH).encode_query([TEXT])
-
-from pyserini.search.lucene import LuceneImpactSearcher          # Pyserini (PATH must contain "splade")
-hits = LuceneImpactSearcher(INDEX, PATH).search(TEXT, k=10)
-
-from disco.serving.search import Searcher                        # disco: formats the conversation for you
-Searcher(PATH, INDEX).search([{{"speaker": "user", "text": "..."}}], k=10)
-```
-"""
-
-
 def export(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the run's student to ``out_dir`` (atomically) and return it."""
+    from stages.config import PipelineConfig  # the run's configuration, typed (no stage runs here)
+
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    student = run_paths(run_dir)["student"]
+    record = RunRecord[PipelineConfig].read(run_dir, need=("ingest", "index", "distill"))
+    student = record.output("distill", "student")
     card = StudentCard.load(student)
-    config, metrics = _summary(run_dir)
+    metrics_file = run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else {}
     try:
         mlm = AutoModelForMaskedLM.from_pretrained(str(student))
         tokenizer = AutoTokenizer.from_pretrained(str(student))
@@ -136,5 +68,17 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
         write_json(tmp / "config_sentence_transformers.json", {
             "model_type": "SparseEncoder", "similarity_fn_name": "dot", "prompts": {"query": "", "document": ""},
             "default_prompt_name": None})
-        write_text(tmp / "README.md", model_card(card, config, metrics, out_dir.name))
+        write_text(tmp / "README.md", model_card(card, record.config, record.manifest("distill").stats, metrics,
+                                                 out_dir.name))
+        readable(tmp)
     return out_dir
+
+
+def readable(folder: Path) -> None:
+    """Files 0644 and folders 0755, less the umask: a model folder is for others to read (transformers writes
+    ``model.safetensors`` 0600, through a temporary file)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [folder, *folder.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod((0o755 if p.is_dir() else 0o644) & ~umask)

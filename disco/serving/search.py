@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import DiscoError
-from core.io import Manifest
+from core.run_record import RunRecord
 from retrieval.index.search import ImpactSearcher
 from retrieval.index.sparse import Backend, SparseSearcher, choose_backend
 from models.splade import SpladeEncoder, impact_vector, vocab_tokens
@@ -67,19 +67,9 @@ def check_conversation(conversation: Sequence[Any]) -> list[Turn]:
 
 def run_paths(run_dir: str | Path) -> dict[str, Path]:
     """student / lucene / corpus paths recorded in ``<run_dir>/run.json``, checked to exist."""
-    record = Path(run_dir) / "run.json"
-    if not record.exists():
-        raise DiscoError(f"{record} not found: pass the folder of a finished `disco run`")
-    try:
-        stages = json.loads(record.read_text(encoding="utf-8"))["stages"]
-    except (ValueError, KeyError) as e:
-        raise DiscoError(f"{record}: not a run record ({e})") from None
-    for stage in ("ingest", "index", "distill"):
-        if stage not in stages:
-            raise DiscoError(f"{record}: the run has no {stage} stage (it stopped early): run it to the end")
-    get = lambda stage, name: Manifest.model_validate(stages[stage])[name]  # noqa: E731
-    return {"student": get("distill", "student"), "lucene": get("index", "lucene"),
-            "corpus": get("ingest", "corpus")}
+    record = RunRecord.read(run_dir, need=("ingest", "index", "distill"))
+    return {"student": record.output("distill", "student"), "lucene": record.output("index", "lucene"),
+            "corpus": record.output("ingest", "corpus")}
 
 
 def open_index(index: str | Path, scale: int, tokens: list[str], backend: Backend = "auto", threads: int = 1):

@@ -127,8 +127,6 @@ def _loopback(host: str) -> bool:
 def export(run_dir: Path, out_dir: Path) -> None:
     from disco.serving.export import export as write
 
-    if not (run_dir / "run.json").exists():
-        raise DiscoError(f"{run_dir / 'run.json'} not found: pass the folder of a finished `disco run`")
     out = write(run_dir, out_dir)
     print(f"exported: {out}")
     if "splade" not in str(out.resolve()).lower():

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
+
+from core.io import Manifest
+from core.run_record import RunRecord
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "train_step.py"
 _spec = importlib.util.spec_from_file_location("train_step", _PATH)
@@ -55,7 +57,8 @@ def test_stage_files_by_glob_and_run_json(tmp_path):
         _touch(tmp_path / "stages" / "ingest-z" / f"{f}.parquet")
     with pytest.raises(SystemExit, match="ambiguous"):
         train_step.stage_files(tmp_path)
-    (tmp_path / "run.json").write_text(json.dumps({"stages": {"ingest": {"dir": str(tmp_path / "stages/ingest-z")}}}))
+    RunRecord(config={}, stages={"ingest": Manifest(stage="ingest", key="z", dir=str(tmp_path / "stages/ingest-z"))}
+              ).write(tmp_path)
     assert train_step.stage_files(tmp_path)["turns"] == tmp_path / "stages/ingest-z/turns.parquet"
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from typer.testing import CliRunner
 
+from core.io import Manifest
+from core.run_record import RunRecord
 from disco.cli import app
 
 
@@ -19,8 +20,9 @@ def _run_folder(root: Path) -> Path:
     (root / "cache").mkdir()
     for name in ("ingest-aaa", "index-bbb", "index-cached"):
         (root / "cache" / name).write_text("{}")
-    (root / "run.json").write_text(json.dumps({"config": {}, "stages": {
-        "ingest": {"dir": str(stages / "ingest-aaa")}, "index": {"dir": str(stages / "index-bbb")}}}))
+    RunRecord(config={}, stages={
+        "ingest": Manifest(stage="ingest", key="aaa", dir=str(stages / "ingest-aaa")),
+        "index": Manifest(stage="index", key="bbb", dir=str(stages / "index-bbb"))}).write(root)
     return root
 
 
@@ -47,3 +49,11 @@ def test_dry_run_then_remove(tmp_path):
 def test_not_a_run_folder(tmp_path):
     result = CliRunner().invoke(app, ["gc", str(tmp_path)])
     assert result.exit_code == 2 and "is not a run folder" in result.output
+
+
+def test_a_damaged_run_record_is_named(tmp_path):
+    run = _run_folder(tmp_path / "run")
+    (run / "run.json").write_text('{"config": {}, "stages": {"ingest": {"dir": 3}}}')
+    result = CliRunner().invoke(app, ["gc", str(run)])
+    assert result.exit_code == 2 and "run.json: not a run record (stages.ingest.stage: Field required" in result.output
+    assert "gc cannot tell which stages" in result.output and "Traceback" not in result.output

@@ -4,6 +4,8 @@ Pyserini's LuceneImpactSearcher each load, and that ranks a demo turn exactly as
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +52,11 @@ def test_folder_and_model_card(exported, trained_run):
         assert fragment in card, fragment
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert f"{metrics['systems']['disco']['RR@10']:.3f}" in card
+    assert "score distillation: the KL divergence" in card and "rewrites' vectors" not in card and "{'" not in card
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [exported, *exported.rglob("*")]:  # others can read the model (model.safetensors was 0600)
+        assert stat.S_IMODE(path.stat().st_mode) == (0o755 if path.is_dir() else 0o644) & ~umask, path
 
 
 def test_transformers_loads_it_and_ranks_the_same(exported, searcher, demo_turn):

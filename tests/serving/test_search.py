@@ -10,6 +10,8 @@ from collections import defaultdict
 import pytest
 
 from core.errors import DiscoError
+from core.io import Manifest
+from core.run_record import RunRecord
 from disco.serving.search import Searcher, check_conversation
 
 pytestmark = pytest.mark.slow
@@ -92,7 +94,7 @@ def test_k_must_be_positive(searcher):
 def test_open_names_what_is_missing(tmp_path):
     with pytest.raises(DiscoError, match="run.json not found"):
         Searcher.open(tmp_path)
-    (tmp_path / "run.json").write_text('{"config": {}, "stages": {"ingest": {}}}')
+    RunRecord(config={}, stages={"ingest": Manifest(stage="ingest", key="k", dir=str(tmp_path))}).write(tmp_path)
     with pytest.raises(DiscoError, match="no index stage"):
         Searcher.open(tmp_path)
 
