@@ -30,9 +30,9 @@ SectionT = TypeVar("SectionT", bound=BaseModel)
 
 def _problem(e: ValidationError) -> str:
     err = e.errors(include_input=False)[0]
-    where = ".".join(map(str, err["loc"])) or "record"
     more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-    return f"{where}: {err['msg']}{more}"
+    where = ".".join(map(str, err["loc"]))
+    return f"{where + ': ' if where else ''}{err['msg']}{more}"
 
 
 class RunRecord(BaseModel, Generic[ConfigT]):

@@ -41,8 +41,8 @@ def test_the_pipeline_writes_it_and_readers_get_it_typed(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('{"config": {}, "stages": {"distill": ', r"run\.json: not a run record \(record: Invalid JSON"),
-    ('[1, 2]', r"run\.json: not a run record \(record: Input should be an object"),
+    ('{"config": {}, "stages": {"distill": ', r"run\.json: not a run record \(Invalid JSON: EOF while parsing"),
+    ('[1, 2]', r"run\.json: not a run record \(Input should be an object"),
     ('{"config": {}, "stages": {"distill": {"dir": "x"}}}', r"not a run record \(stages\.distill\.stage: Field "
                                                              r"required \(and 1 more\)\); it is written by `disco run`"),
     ('{"config": {}, "stages": {}, "extra": 1}', r"not a run record \(extra: Extra inputs are not permitted"),
