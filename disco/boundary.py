@@ -67,17 +67,22 @@ def quiet_console_tracebacks() -> None:
                 h.setFormatter(_NoTraceback(h.formatter))
 
 
-def describe(e: BaseException) -> tuple[str, int]:
-    """(the paragraph shown for ``e``, the exit code)."""
+# the commands that run stages: an interrupted one resumes from its finished stages
+STAGE_COMMANDS = ("run", "evaluate", "rewrite-eval", "deploy")
+RESUMES = " Finished stages are kept; the same command resumes from them."
+
+
+def describe(e: BaseException, stages: bool = True) -> tuple[str, int]:
+    """(the paragraph shown for ``e``, the exit code); ``stages``: the command runs pipeline stages."""
     where = "".join(f"\n  {n}" for n in getattr(e, "__notes__", []))
     if isinstance(e, DiscoError):
         return f"{e}{where}", 2
     if isinstance(e, KeyboardInterrupt):
-        return "interrupted (SIGINT). Finished stages are kept; the same command resumes from them.", 130
+        return f"interrupted (SIGINT).{RESUMES if stages else ''}", 130
     signum = getattr(e, "signum", getattr(e, "signal", None))  # disco.shutdown.Terminated, Prefect's own
     if type(e).__name__ in ("Terminated", "TerminationSignal") and isinstance(signum, int):
         name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else f"signal {signum}"
-        return f"terminated ({name}). Finished stages are kept; the same command resumes from them.", 128 + signum
+        return f"terminated ({name}).{RESUMES if stages else ''}", 128 + signum
     name = type(e).__name__
     if isinstance(e, MemoryError) or name == "OutOfMemoryError":
         return (f"out of memory{where}\n  Lower the batch sizes (e.g. --set encoder.batch_size=8 --set "
@@ -138,9 +143,9 @@ def without_tracebacks(text: str, max_lines: int = 12) -> str:
     return "\n".join(out)
 
 
-def report(e: BaseException) -> int:
+def report(e: BaseException, stages: bool = True) -> int:
     """Print ``e`` as a short paragraph (with the traceback when debugging) and return the exit code."""
-    message, code = describe(e)
+    message, code = describe(e, stages)
     if debug_enabled():
         traceback.print_exception(e, file=sys.stderr)
     else:
@@ -162,4 +167,4 @@ class Boundary(TyperGroup):
         except (typer.Exit, typer.Abort, TyperException, SystemExit):  # --help, usage errors, our own exits
             raise
         except BaseException as e:  # noqa: BLE001 (the boundary: everything becomes a message and an exit code)
-            raise typer.Exit(report(e)) from None
+            raise typer.Exit(report(e, ctx.invoked_subcommand in STAGE_COMMANDS)) from None

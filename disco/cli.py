@@ -154,15 +154,16 @@ def rewrite_eval(
         from stages import config as configs
 
         resolve_dataset(dataset, format)  # bad input fails here, before Prefect starts
-        llm = configs.load(preset, None, set_).rewrite if preset else None
+        cfg = configs.load(preset, None, set_) if preset else None
         sources = [str(p) for p in rewrites] + ([str(run_dir)] if run_dir else [])
         for s in sources:
             read_rewrites(s)
         from flows.rewrite_eval import rewrite_eval_flow
 
         with shared_server():
-            rewrite_eval_flow(dataset, str(out.resolve()), sources, llm, str(run_dir) if run_dir else None, skip,
-                              limit, format, str(cache.resolve()) if cache else None)
+            rewrite_eval_flow(dataset, str(out.resolve()), sources, cfg.rewrite if cfg else None,
+                              str(run_dir) if run_dir else None, skip, limit, format,
+                              str(cache.resolve()) if cache else None, rewriter=cfg.rewriter if cfg else None)
     except DiscoError as e:
         _fail(e)
     typer.echo((out / "report.md").read_text(encoding="utf-8"))
@@ -267,7 +268,11 @@ def gc_(
 
 @app.command(cls=Command)
 def ui(port: int = typer.Option(4200, help="port on 127.0.0.1")) -> None:
-    """Start the Prefect server and UI on 127.0.0.1 with the project's Prefect home."""
+    """Start the Prefect server and UI on 127.0.0.1 with the project's Prefect home (SIGTERM or Ctrl-C stops it)."""
+    from core.proc import stop_group
+    from disco.serving.service import bind
+
+    bind("127.0.0.1", port).close()  # a port in use is one line here, not Prefect's traceback
     prefect_env()
     typer.echo(f"Prefect UI: http://127.0.0.1:{port}  (PREFECT_HOME={os.environ['PREFECT_HOME']})")
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
@@ -278,9 +283,11 @@ def ui(port: int = typer.Option(4200, help="port on 127.0.0.1")) -> None:
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
         code = proc.wait()
+    except (KeyboardInterrupt, shutdown.Terminated) as e:  # the normal way to stop a service: not an error
+        stop_group(proc, grace_s=10)
+        typer.echo(f"Prefect UI: stopped ({shutdown.signal_name(e)})", err=True)
+        raise typer.Exit(0) from None
     except BaseException:
-        from core.proc import stop_group
-
         stop_group(proc, grace_s=10)
         raise
     raise typer.Exit(code)

@@ -11,6 +11,9 @@ started with ``-Xrs`` (retrieval/index/java.py): without it the JVM takes SIGTER
 
 What a killed command leaves (a temporary stage folder) is removed by the next run, as after SIGKILL.
 
+The services (``disco serve``, ``disco ui``) and the interactive ``disco search`` are stopped this way on purpose:
+they catch :class:`Terminated` / ``KeyboardInterrupt`` themselves, say "stopped" and exit 0.
+
 The shared Prefect server of flows/server.py (the default when no ``PREFECT_API_URL`` is set) is not the command's
 to stop: other commands may be using it, and it stops itself once no command has held its lease for
 ``DISCO_PREFECT_SERVER_IDLE`` seconds (the kernel drops a killed command's lease). What this module stops is
@@ -33,6 +36,11 @@ class Terminated(BaseException):
     def __init__(self, signum: int = signal.SIGTERM):
         super().__init__(f"terminated by {signal.Signals(signum).name}")
         self.signum = signum
+
+
+def signal_name(e: BaseException) -> str:
+    """The signal a stop exception stands for: ``SIGINT`` for KeyboardInterrupt, else :class:`Terminated`'s."""
+    return signal.Signals(getattr(e, "signum", signal.SIGINT)).name
 
 
 def _handler(signum: int, frame) -> None:

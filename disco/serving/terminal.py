@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from core.errors import DataError, DiscoError
 from disco.serving.search import Result, Searcher, Turn, check_conversation
+from disco.shutdown import Terminated, signal_name
 
 SNIPPET = 100
 
@@ -61,58 +62,53 @@ def _open(run_dir: Path, backend: str = "auto") -> Searcher:
 
 
 def search(run_dir: Path, conversation: Path | None, k: int, as_json: bool, backend: str = "auto") -> None:
+    """The ranked passages for a conversation file, or a conversation typed turn by turn
+    (disco/serving/interactive.py)."""
+    from disco.serving import interactive
+
     turns = read_conversation(conversation) if conversation is not None else None
-    searcher = _open(run_dir, backend)
+    try:
+        searcher = _open(run_dir, backend)
+    except (KeyboardInterrupt, Terminated):
+        if turns is not None:
+            raise  # a search given a file was interrupted: the command line says so (exit 130 / 143)
+        print("stopped", file=sys.stderr)  # a session ended while it loaded
+        return
     try:
         if turns is not None:
             got = searcher.search(turns, k)
             print(got.model_dump_json(indent=2, exclude_none=True) if as_json else table(got))
         else:
-            interactive(searcher, k, as_json)
+            interactive.run(searcher, k, lambda r: r.model_dump_json(exclude_none=True) if as_json else table(r))
     finally:
         searcher.close()
-
-
-def interactive(searcher: Searcher, k: int, as_json: bool) -> None:
-    """Read user turns; after each, show the passages and ask for the agent's reply (Enter: the top passage)."""
-    print("Type a question (empty line or Ctrl-D ends, /new starts a new conversation).", file=sys.stderr)
-    turns: list[dict[str, str]] = []
-    while True:
-        question = _ask("you> ")
-        if not question:
-            return
-        if question == "/new":
-            turns = []
-            continue
-        turns.append({"speaker": "user", "text": question})
-        got = searcher.search(turns, k)
-        print(got.model_dump_json(exclude_none=True) if as_json else table(got), flush=True)
-        reply = _ask("agent> (Enter: the top passage stands in) ")
-        top = got.results[0].text if got.results else ""
-        if reply or top:
-            turns.append({"speaker": "agent", "text": reply or top})
-
-
-def _ask(prompt: str) -> str:
-    print(prompt, end="", file=sys.stderr, flush=True)
-    line = sys.stdin.readline()
-    return line.strip()
 
 
 def serve(run_dir: Path, host: str, port: int, backend: str = "auto") -> None:
-    import uvicorn
-
+    """The HTTP service (disco/serving/service.py) until SIGTERM or Ctrl-C, which finish the requests in flight
+    and end it with "stopped" and exit code 0."""
     from disco.serving.app import create_app
+    from disco.serving.service import bind
+    from disco.serving.service import serve as run_server
 
+    sock = bind(host, port)  # before the model loads: a port in use is one line, at once
     if not _loopback(host):
         print(f"warning: binding {host}: the service is reachable from other machines and has no "
               "authentication; use --host 127.0.0.1 unless that is what you want", file=sys.stderr)
-    searcher = _open(run_dir, backend)
+    searcher, stopped_by = None, None
     try:
-        print(f"disco search: http://{host}:{port}/  (API docs: /docs)", file=sys.stderr)
-        uvicorn.run(create_app(searcher), host=host, port=port, log_level="warning")
+        searcher = _open(run_dir, backend)
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        print(f"disco serve: {url}/ (the search page), {url}/docs (the API); SIGTERM or Ctrl-C stops it",
+              file=sys.stderr, flush=True)
+        stopped_by = run_server(create_app(searcher), sock)
+    except (KeyboardInterrupt, Terminated) as e:  # while loading: nothing was served yet
+        stopped_by = signal_name(e)
     finally:
-        searcher.close()
+        sock.close()
+        if searcher is not None:
+            searcher.close()
+    print(f"disco serve: stopped{f' ({stopped_by})' if stopped_by else ''}", file=sys.stderr)
 
 
 def _loopback(host: str) -> bool:

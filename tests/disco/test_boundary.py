@@ -37,6 +37,12 @@ def test_describe(exc, code, text):
     assert got == code and text in message and "Traceback" not in message
 
 
+def test_commands_without_stages_do_not_promise_resuming():
+    """`disco search FILE` or `export` interrupted: no word of stages (they have none)."""
+    assert describe(_raised(KeyboardInterrupt()), stages=False) == ("interrupted (SIGINT).", 130)
+    assert describe(_raised(Terminated()), stages=False) == ("terminated (SIGTERM).", 143)
+
+
 def test_the_stage_note_is_shown():
     e = OSError(errno.ENOSPC, "No space left on device", "/runs/x")
     e.add_note("in stage index (folder /runs/stages/index-1; nothing of it was kept)")

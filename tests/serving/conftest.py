@@ -74,9 +74,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(trained_run, tmp_path_factory):
-    """A real `disco serve` process (uvicorn on loopback) over the trained run; yields its base URL."""
+def start_serve(run: Path, log: Path, *extra: str):
+    """`disco serve RUN` as a process (its own session; stdout and stderr to ``log``), once /health answers;
+    returns (process, base URL)."""
     import subprocess
     import sys
     import time
@@ -84,25 +84,43 @@ def server(trained_run, tmp_path_factory):
     import httpx
 
     port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
     disco = Path(sys.executable).with_name("disco")
     with open(log, "w") as f:
-        proc = subprocess.Popen([str(disco), "serve", str(trained_run), "--port", str(port)], stdout=f,
+        proc = subprocess.Popen([str(disco), "serve", str(run), "--port", str(port), *extra], stdout=f,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"disco serve exited {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            stop_group(proc, 20)
+            raise RuntimeError(f"disco serve did not start:\n{log.read_text()}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def serve_log(tmp_path_factory) -> Path:
+    """The shared `disco serve`'s output (its access log among it)."""
+    return tmp_path_factory.mktemp("serve") / "serve.log"
+
+
+@pytest.fixture(scope="session")
+def server(trained_run, serve_log):
+    """A real `disco serve` process (uvicorn on loopback) over the trained run; yields its base URL."""
+    proc, url = start_serve(trained_run, serve_log)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"disco serve exited {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"disco serve did not start:\n{log.read_text()}")
-            time.sleep(0.5)
         yield url
     finally:
         stop_group(proc, 20)
+
+
+@pytest.fixture(scope="session")
+def serving(trained_run):
+    """``start_serve`` for the tests that stop a service themselves."""
+    return lambda log, *extra: start_serve(trained_run, log, *extra)

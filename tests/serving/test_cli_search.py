@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +71,43 @@ def test_bad_conversation_files_are_named_without_traceback(tmp_path, content, m
 def test_missing_run_is_named(tmp_path):
     done = _run(str(tmp_path))
     assert done.returncode == 2 and "run.json not found" in done.stderr and "Traceback" not in done.stderr
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_interactive_names_the_agent_turn_new_and_show(trained_run, searcher, test_turns):
+    conv = next(t["conversation"] for t in test_turns if len(t["conversation"]) >= 3)
+    first = searcher.search(conv[:1], k=3).results
+    lines = [conv[0]["text"], "", "/show 1", "/new", conv[0]["text"], "", "/show 9", ""]
+    done = _run(str(trained_run), "--k", "3", stdin="\n".join(lines) + "\n")
+    assert done.returncode == 0, done.stderr
+    # Enter at agent>: which passage now stands as the agent's turn
+    assert f"agent's turn: passage #1 {first[0].id}: " in done.stderr
+    # /show 1: the top passage whole (the table cuts it at 100 characters)
+    assert len(_normal(first[0].text)) > 100 and _normal(first[0].text) in _normal(done.stdout)
+    assert f"#1  {first[0].id}  (score {first[0].score:.3f})" in done.stdout
+    # /new says so, and the same question after it gets the same table as at the start
+    assert "new conversation" in done.stderr
+    tables = [t for t in done.stdout.split("  #  ") if t.strip()]
+    rows = [[line for line in t.splitlines() if re.match(r"^ +\d+  ", line)] for t in tables]
+    assert len(rows) == 2 and len(rows[0]) == 3 and rows[0] == rows[1]
+    assert "/show N: N is a rank between 1 and 3" in done.stderr and "error" not in done.stderr
+
+
+def test_ctrl_c_ends_the_session_without_an_error(trained_run, test_turns):
+    proc = subprocess.Popen([DISCO, "search", str(trained_run), "--k", "3"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write(test_turns[0]["conversation"][-1]["text"] + "\n")
+        proc.stdin.flush()
+        while not (line := proc.stdout.readline()).startswith("("):  # the table's last line: now at agent>
+            assert line, proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert err.rstrip().endswith("stopped") and "error" not in err and "Traceback" not in err

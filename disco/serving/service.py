@@ -1,0 +1,116 @@
+"""Running ``disco serve``'s HTTP service: the port checked before anything loads, one access-log line per
+request, and a stop on SIGTERM or Ctrl-C that finishes the requests in flight and exits 0.
+
+- :func:`bind` takes the port first (before the model loads): a port in use or not ours to bind is one line
+  naming it, exit 2, instead of a banner, a loaded model and then uvicorn's ``address already in use``. The
+  bound socket is what uvicorn serves on, so nothing can take the port in between.
+- :class:`AccessLog` (ASGI middleware) logs ``METHOD PATH STATUS MS`` for every request to the
+  ``disco.serve.access`` logger, which :func:`serve` prints on stderr.
+- :class:`Server` is uvicorn's, with its signal handling kept to the serving itself: SIGTERM (the normal way to
+  stop a service) or SIGINT stops accepting, waits for the requests in flight (at most ``grace_s``), and returns
+  the signal's name. uvicorn would raise the signal again afterwards, and the command line's handler
+  (disco/shutdown.py) would then report a stopped service as an interrupted command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+
+import uvicorn
+
+from core.errors import DiscoError
+
+ACCESS = logging.getLogger("disco.serve.access")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port``, or a DiscoError naming the port and what to do."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a port in TIME_WAIT is free
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise DiscoError(f"port {port} on {host} is already in use (another `disco serve`?): stop that service "
+                             "or choose another port with --port") from None
+        if e.errno in (errno.EACCES, errno.EPERM):
+            raise DiscoError(f"port {port} on {host}: permission denied (ports below 1024 need root): choose "
+                             "another with --port") from None
+        raise DiscoError(f"cannot listen on {host}:{port}: {e.strerror or e}; give an address of this machine "
+                         "with --host") from None
+    return sock
+
+
+class AccessLog:
+    """ASGI middleware: one line per HTTP request, ``METHOD PATH STATUS MS``, when its response is complete."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0, status = time.perf_counter(), [500]
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                ACCESS.info("%s %s %d %.1f ms", scope["method"], scope["path"], status[0],
+                            1000 * (time.perf_counter() - t0))
+
+        await self.app(scope, receive, sending)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server; a stop signal ends the serving (requests in flight finish) and is not raised again."""
+
+    stopped_by: str | None = None
+
+    def handle_exit(self, sig: int, frame) -> None:
+        if self.stopped_by is None:
+            self.stopped_by = signal.Signals(sig).name
+            print(f"stopping ({self.stopped_by}): finishing the requests in flight", file=sys.stderr, flush=True)
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        before = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
+
+
+def serve(app, sock: socket.socket, grace_s: float = 30.0) -> str | None:
+    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT; returns the signal's name (None if it ended by itself)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    ACCESS.addHandler(handler)
+    ACCESS.setLevel(logging.INFO)
+    ACCESS.propagate = False
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(AccessLog(app), host=host, port=port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=grace_s)
+    server = Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        ACCESS.removeHandler(handler)
+        sock.close()
+    return server.stopped_by

@@ -1,0 +1,81 @@
+"""`disco serve` as an operator meets it: a port in use is one line before anything loads; SIGTERM or Ctrl-C
+finish the requests in flight, say "stopped" and exit 0; every request is one access-log line."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+DISCO = str(Path(sys.executable).with_name("disco"))
+
+
+@pytest.mark.parametrize("command", [["serve", "RUN"], ["ui"]])
+def test_a_port_in_use_is_one_line_before_anything_loads(command, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = [tmp_path if a == "RUN" else a for a in command]  # no run there: the port is checked first
+        t0 = time.monotonic()
+        done = subprocess.run([DISCO, *map(str, args), "--port", str(port)], capture_output=True, text=True,
+                              timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == (f"error: port {port} on 127.0.0.1 is already in use (another `disco serve`?): "
+                                   "stop that service or choose another port with --port"), done.stderr
+    assert done.stdout == "" and time.monotonic() - t0 < 60
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_finishes_the_requests_in_flight_and_exits_0(serving, test_turns, tmp_path, sig):
+    log = tmp_path / "serve.log"
+    proc, url = serving(log)
+    longest = max((t["conversation"] for t in test_turns), key=len)
+    body = {"conversations": [longest] * 32, "k": 100}  # about 0.7 s each on 2 cores, one after the other
+    answers: list[httpx.Response] = []
+    clients = [threading.Thread(target=lambda: answers.append(httpx.post(url + "/search/batch", json=body,
+                                                                         timeout=300))) for _ in range(4)]
+    try:
+        for c in clients:
+            c.start()
+        time.sleep(0.3)  # the four requests are in flight (one searching, three waiting for the searcher)
+        proc.send_signal(sig)
+        code = proc.wait(timeout=300)
+        for c in clients:
+            c.join(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert code == 0, text
+    assert len(answers) == 4 and all(a.status_code == 200 and len(a.json()["responses"]) == 32 for a in answers)
+    name = signal.Signals(sig).name
+    stopping, stopped = text.index(f"stopping ({name}): finishing the requests in flight"), \
+        text.index(f"disco serve: stopped ({name})")
+    assert stopping < text.rindex("POST /search/batch 200") < stopped, text  # served after the signal
+    assert "error" not in text.lower() and "Traceback" not in text
+    with pytest.raises(httpx.HTTPError):  # and it is gone
+        httpx.get(url + "/health", timeout=2)
+
+
+@pytest.mark.slow
+def test_every_request_is_one_access_log_line(server, serve_log, test_turns):
+    httpx.post(server + "/search", json={"conversation": test_turns[0]["conversation"], "k": 3}, timeout=60)
+    httpx.post(server + "/search", json={"conversation": []}, timeout=60)
+    httpx.get(server + "/no-such-page", timeout=60)
+    time.sleep(0.5)
+    lines = serve_log.read_text().splitlines()
+    for method, path, status in (("POST", "/search", 200), ("POST", "/search", 422), ("GET", "/no-such-page", 404),
+                                 ("GET", "/health", 200)):
+        pattern = rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d {method} {re.escape(path)} {status} \d+\.\d ms$"
+        assert any(re.match(pattern, line) for line in lines), (method, path, status, lines[-10:])
+    assert "disco serve: http://127.0.0.1:" in serve_log.read_text() and "disco search:" not in serve_log.read_text()
