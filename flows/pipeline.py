@@ -21,7 +21,7 @@ from stages.runner import record, run_pipeline
 from tasks.parallel import task_runner
 from tasks.stage import labelled_runner
 
-Stage = Literal["ingest", "rewrite", "index", "teacher", "distill", "evaluate"]  # stages.graph.NAMES
+Stage = Literal["ingest", "rewriter", "rewrite", "index", "teacher", "distill", "evaluate"]  # stages.graph.NAMES
 STAGES: tuple[str, ...] = NAMES
 if Stage.__args__ != NAMES:  # pragma: no cover (a type for the Prefect UI's form, checked against the graph)
     raise RuntimeError(f"flows.pipeline.Stage lists {Stage.__args__}, the declarations {NAMES}")

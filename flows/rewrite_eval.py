@@ -14,6 +14,15 @@ from retrieval import rewrite_eval as rq
 from core.errors import DiscoError
 from core.io import write_json, write_parquet, write_text
 from models.rewrite.prompt import RewriteConfig
+from models.rewriter.config import RewriterConfig
+from stages.rewriter import resolve_llm
+
+
+def prompted(llm: RewriteConfig) -> RewriteConfig:
+    """The base LLM prompted as before fine-tuning (the instruction prompt, the earlier demo settings), to
+    report beside the fine-tuned rewriter."""
+    return llm.model_copy(update={"teacher": "llm-prompted", "model": RewriterConfig().base, "prompt": "instruction",
+                                  "max_new_tokens": 24, "max_history_chars": 1200})
 
 
 def generate(turns: pl.DataFrame, cfg: RewriteConfig, cache: Path) -> tuple[pl.DataFrame, dict]:
@@ -36,10 +45,13 @@ def generate(turns: pl.DataFrame, cfg: RewriteConfig, cache: Path) -> tuple[pl.D
 def rewrite_eval_flow(dataset: str = "demo", out: str = "runs/rewrite-eval", rewrites: list[str] = (),
                       llm: RewriteConfig | None = None, run_dir: str | None = None, skip: int = 0,
                       limit: int | None = None, data_format: str | None = None, cache: str | None = None,
-                      worst_n: int = 10) -> dict:
+                      worst_n: int = 10, rewriter: RewriterConfig | None = None, baseline: bool = True) -> dict:
     """Score each rewrite source against the human rewrites of ``dataset`` (a short name of
     :func:`retrieval.rewrite_eval.known_datasets` or a folder of format ``data_format``); write ``report.md``,
-    ``summary.json`` and ``per_turn.parquet`` under ``out`` and a ``rewrite-eval`` markdown artifact."""
+    ``summary.json`` and ``per_turn.parquet`` under ``out`` and a ``rewrite-eval`` markdown artifact.
+
+    ``llm`` naming the fine-tuned rewriter (``model="rewriter"``, made as ``rewriter`` says) is reported beside the
+    base LLM prompted as before (``baseline``) and the automatic rewrites the dataset ships (CAsT 2021)."""
     from prefect.artifacts import create_markdown_artifact
 
     from tasks.artifacts import try_
@@ -47,15 +59,26 @@ def rewrite_eval_flow(dataset: str = "demo", out: str = "runs/rewrite-eval", rew
     fmt, path, options = rq.resolve_dataset(dataset, data_format)
     turns = rq.slice_turns(rq.load_turns(fmt, path, **options), skip, limit)
     sources = [rq.read_rewrites(p) for p in rewrites]
+    shipped = rq.dataset_rewrites(fmt, path, **options)
+    if shipped is not None:
+        sources.append(shipped)
     notes = [f"Dataset `{dataset}` ({fmt}, {path}): {len(turns)} turns with a human rewrite"
              + (f" (conversations after the first {skip} turns)" if skip else "") + "."]
     stats = {}
+    cache_dir = Path(cache or Path(out) / "cache")
+    llms = []
     if llm is not None:
-        generated, stats = generate(turns, llm, Path(cache or Path(out) / "cache"))
+        fine_tuned = llm.model == "rewriter"
+        llms = [(resolve_llm(rewriter or RewriterConfig(mode="packaged"), llm, cache_dir / "rewriter"), llm.model)]
+        if fine_tuned and baseline:
+            llms.append((prompted(llm), prompted(llm).model))
+    for cfg, name in llms:
+        generated, st = generate(turns, cfg, cache_dir)
+        stats[cfg.teacher] = st
         sources.append(generated)
-        notes.append(f"`{llm.teacher}`: {llm.model} via {llm.backend}, prompt `{llm.prompt}`, output checks "
-                     f"{'on' if llm.output_checks else 'off'}: {stats.get('fallback', 0)} fallbacks to the "
-                     f"utterance {stats.get('fallback_reasons', {})}.")
+        notes.append(f"`{cfg.teacher}`: {name} via {cfg.backend}, prompt `{cfg.prompt}`, output checks "
+                     f"{'on' if cfg.output_checks else 'off'}: {st.get('fallback', 0)} fallbacks to the "
+                     f"utterance {st.get('fallback_reasons', {})}.")
     rewrites_df = pl.concat(sources) if sources else None
     per_turn, summary = rq.evaluate(turns, rewrites_df)
     retrieval = None

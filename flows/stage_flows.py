@@ -36,7 +36,7 @@ def _describe(params: dict) -> str:
 def pipeline_flow(preset: str = "demo", data: list[str] | None = None, eval_data: str | None = None,
                   overrides: list[str] | None = None, out: str = "runs/scheduled", refresh: bool = False,
                   eval_format: str | None = None) -> dict[str, Manifest]:
-    """ingest -> rewrite -> index -> teacher -> distill -> evaluate on ``preset`` (``data`` / ``eval_data``:
+    """ingest -> rewriter -> rewrite -> index -> teacher -> distill -> evaluate on ``preset`` (``data`` / ``eval_data``:
     dataset folders, ``FORMAT:PATH`` allowed; ``overrides``: ``key=value`` as ``--set``)."""
     from flows.pipeline import run as run_flow
 
@@ -65,6 +65,7 @@ def stage_flow(name: str) -> Flow:
 
 
 ingest_flow = stage_flow("ingest")
+rewriter_flow = stage_flow("rewriter")
 rewrite_flow = stage_flow("rewrite")
 index_flow = stage_flow("index")
 teacher_flow = stage_flow("teacher")

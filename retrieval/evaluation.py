@@ -7,13 +7,14 @@ and iKAT use graded labels, where the threshold matters).
 
 from __future__ import annotations
 
-import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 import ir_measures
 import numpy as np
 import polars as pl
 from ir_measures import Qrel, ScoredDoc
+
+from core.text import token_f1  # noqa: F401  (re-exported: rewrite_eval, rewrites)
 
 MEASURES = ("RR@10", "nDCG@3", "R@10", "R@100")
 DEPTHS = (("1", 1, 1), ("2-3", 2, 3), ("4-6", 4, 6), ("7+", 7, 10**9))
@@ -92,17 +93,6 @@ def paired_test(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]], 
     extreme = int((np.abs(flipped) >= abs(observed) - 1e-12).sum())
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return {**out, "diff": observed, "p": (extreme + 1) / (trials + 1), "ci": [float(lo), float(hi)]}
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    """Bag-of-words F1 between a rewrite and a reference rewrite (lower-cased, punctuation stripped)."""
-    p = Counter(re.findall(r"\w+", prediction.lower()))
-    r = Counter(re.findall(r"\w+", reference.lower()))
-    common = sum((p & r).values())
-    if not common:
-        return 0.0
-    precision, recall = common / sum(p.values()), common / sum(r.values())
-    return 2 * precision * recall / (precision + recall)
 
 
 def flops(query_terms: list[np.ndarray], doc_terms: list[np.ndarray], vocab_size: int) -> float:

@@ -105,6 +105,18 @@ def load_turns(fmt: str, path: str | Path, limit: int | None = None, **options) 
     return pl.DataFrame(rows)
 
 
+def dataset_rewrites(fmt: str, path: str | Path, **options) -> pl.DataFrame | None:
+    """``turn_id, source, rewrite`` of the automatic rewrites a dataset ships (TREC CAsT 2020-2021: the
+    organisers' ``automatic_rewritten_utterance``, as source ``cast-automatic``), or None."""
+    from retrieval.datasets import get_reader
+
+    reader = get_reader(fmt, path, **options)
+    got = reader.automatic_rewrites() if hasattr(reader, "automatic_rewrites") else {}
+    if not got:
+        return None
+    return pl.DataFrame({"turn_id": list(got), "source": ["cast-automatic"] * len(got), "rewrite": list(got.values())})
+
+
 def read_rewrites(path: str | Path, name: str | None = None) -> pl.DataFrame:
     """``turn_id, source, rewrite`` from a rewrites table (Parquet with ``teacher``: one source per teacher), a
     run or stage folder holding one, a JSONL file (``turn_id``, ``rewrite``) or a TSV (``turn_id<TAB>rewrite``)."""

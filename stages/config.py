@@ -20,6 +20,7 @@ from core.paths import DEMO_DATA
 from models.conversation import StudentInput
 from models.distill_config import DistillConfig
 from models.rewrite.prompt import RewriteConfig
+from models.rewriter.config import RewriterConfig
 from models.splade_config import SpladeConfig
 from retrieval.ingest import SplitConfig
 from stages.evaluate import EvalConfig
@@ -42,6 +43,7 @@ class PipelineConfig(BaseModel):
     name: str = "demo"
     data: DataConfig = DataConfig()
     encoder: SpladeConfig = SpladeConfig()
+    rewriter: RewriterConfig = RewriterConfig()
     rewrite: RewriteConfig = RewriteConfig()
     index: IndexConfig = IndexConfig()
     teacher: TeacherConfig = TeacherConfig()
@@ -56,6 +58,9 @@ class PipelineConfig(BaseModel):
     @model_validator(mode="after")
     def _known_teacher(self) -> "PipelineConfig":
         teacher_name(self.rewrite.teacher)
+        if self.rewrite.model == "rewriter" and self.rewriter.mode == "off":
+            raise ValueError("rewrite.model 'rewriter' names the rewriter stage's model, but rewriter.mode is 'off' "
+                             "(packaged: the adapter the project ships; train: fine-tune here)")
         if self.distill.teacher not in (*self.teacher.teachers, "fused"):
             raise ValueError(f"distill.teacher {self.distill.teacher!r} is neither 'fused' nor one of "
                              f"teacher.teachers {self.teacher.teachers}")
@@ -85,7 +90,10 @@ class PipelineConfig(BaseModel):
         computed |= {t for d in self.training_data()[1:] for t in self.for_data(d).teacher.teachers}
         out = {"encoder.model": self.encoder.model}
         if computed & llm:
-            out["rewrite.model"] = self.rewrite.model
+            if self.rewrite.model == "rewriter":  # the rewriter stage's output, made from rewriter.base
+                out["rewriter.base"] = self.rewriter.base
+            else:
+                out["rewrite.model"] = self.rewrite.model
         return out
 
     def check_models(self) -> None:
@@ -137,8 +145,12 @@ def _demo() -> PipelineConfig:
         # (docs/results.md, "Rewrite quality"): SmolLM2 mostly answers instead of rewriting (token F1 0.205,
         # 96% answer-like, against 0.664 for the raw utterance); the output checks fall back to the utterance
         # when a rewrite is not a query, drops half its words or grows by more than 12 (0.667).
-        rewrite=RewriteConfig(teacher="llm", max_new_tokens=24, batch_size=8, max_history_chars=1200,
-                              dtype="float32", output_checks=True),
+        # The LLM teacher is SmolLM2 fine-tuned with LoRA on public rewrite data (CANARD, TREC CAsT 2019 / 2022,
+        # the demo's train turns): the adapter the project ships (data/rewriter/, its card says how it was trained;
+        # `--set rewriter.mode=train` trains it again). It reads the short prompt it was trained on.
+        rewriter=RewriterConfig(mode="packaged"),
+        rewrite=RewriteConfig(teacher="llm", model="rewriter", prompt="compact", max_new_tokens=40, batch_size=8,
+                              max_history_chars=1000, dtype="float32", output_checks=True),
         # A dev split (20% of the train conversations; the test conversations do not change) chooses the
         # student's best epoch.
         data=DataConfig(split=SplitConfig(dev_fraction=0.2)),

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stages import distill, evaluate, index, ingest, rewrite, teacher
+from stages import distill, evaluate, index, ingest, rewrite, rewriter, teacher
 from stages.base import Stage, read_fields
 from stages.config import PipelineConfig
 
-STAGES: tuple[Stage, ...] = (ingest.STAGE, rewrite.STAGE, index.STAGE, teacher.STAGE, distill.STAGE, evaluate.STAGE)
+STAGES: tuple[Stage, ...] = (ingest.STAGE, rewriter.STAGE, rewrite.STAGE, index.STAGE, teacher.STAGE, distill.STAGE,
+                              evaluate.STAGE)
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 
@@ -64,15 +65,17 @@ def plan(config: PipelineConfig, stop: str | None = None, given: tuple[str, ...]
     if set(given) & needed:  # what only the given stages need is not needed
         needed = {stop}.union(*(upstream_of(u) for u in BY_NAME[stop].upstream if u not in given)) | set(given)
     sets = datasets(config)
+    # a pooled stage reads the instances of every training dataset (the rewriter their ingest, distill all four)
+    pooled = set().union(*(upstream_of(n) for n in needed if BY_NAME[n].pooled))
     steps: list[Step] = []
     for stage in STAGES:
         if stage.name not in needed or stage.name in given:
             continue
         if stage.per_dataset:
             for ds in sets:
-                if ds.train and (ds.prefix == "" or "distill" in needed) or ds.evaluate and "evaluate" in needed:
+                if ds.train and (ds.prefix == "" or stage.name in pooled) or ds.evaluate and "evaluate" in needed:
                     steps.append(Step(ds.prefix + stage.name, stage, read_fields(stage, ds.config),
-                                      {u: ds.prefix + u for u in stage.upstream}))
+                                      {u: ds.prefix + u if BY_NAME[u].per_dataset else u for u in stage.upstream}))
             continue
         role = [ds for ds in sets if (ds.train if stage.pooled else ds.evaluate)]
         upstream: dict[str, str | tuple[str, ...]] = {}

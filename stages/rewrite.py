@@ -7,15 +7,24 @@ from pathlib import Path
 import polars as pl
 
 from core import schema
+from core.errors import DiscoError
 from core.io import Manifest, write_parquet
 from models.rewrite.prompt import RewriteConfig
 from retrieval.rewrites import rewrite_quality, rewrite_samples, teacher_rewrites
 from stages.base import Artifact, Stage
+from stages.rewriter import REWRITER
 
 
-def run(out: Path, work: Path, progress, rewrite: RewriteConfig, teachers: list[str], ingest: Manifest) -> dict:
-    """``rewrites.parquet``; LLM parts are resumable and shared between keys under ``work``'s parent."""
+def run(out: Path, work: Path, progress, rewrite: RewriteConfig, teachers: list[str], ingest: Manifest,
+        rewriter: Manifest) -> dict:
+    """``rewrites.parquet``; LLM parts are resumable and shared between keys under ``work``'s parent. With
+    ``rewrite.model = "rewriter"`` the LLM is the rewriter stage's merged model folder."""
     turns = pl.read_parquet(ingest["turns"])
+    if rewrite.model == REWRITER:
+        if not rewriter.stats.get("used"):
+            raise DiscoError("rewrite.model is 'rewriter' but rewriter.mode is 'off': set rewriter.mode=packaged "
+                             "(the adapter the project ships) or train")
+        rewrite = rewrite.model_copy(update={"model": str(rewriter["model"])})
     fallbacks: dict[str, dict] = {}  # LLM teacher -> rewrites replaced by the utterance (output checks), by reason
     table = teacher_rewrites(turns, teachers, rewrite, work.parent, progress, fallbacks)
     write_parquet(out / "rewrites.parquet", table.to_arrow().cast(schema.REWRITES))
@@ -37,7 +46,7 @@ STAGE = Stage(
     name="rewrite",
     summary="LLM rewrites of every turn (transformers on CPU, vLLM on GPU; resumable), plus the dataset's human "
             "rewrites",
-    upstream=("ingest",),
+    upstream=("ingest", "rewriter"),
     reads=("rewrite", "teacher.teachers"),
     outputs={"rewrites": "rewrites.parquet"},
     rows={"rewrites": "rows"},

@@ -66,6 +66,19 @@ class HFRewriter:
         self.generate_calls = 0  # model.generate invocations (for tests and stats)
         self.sequences = 0  # sequences generated, retries included
 
+    @classmethod
+    def from_loaded(cls, cfg: RewriteConfig, model, tokenizer) -> "HFRewriter":
+        """A rewriter around a model already in memory (e.g. one being fine-tuned, models/rewriter/): the same
+        prompt rendering, batching, stopping and retries as a loaded one; ``cfg.model`` is not read."""
+        self = object.__new__(cls)
+        self.cfg, self.model, self.tokenizer = cfg, model, tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.generate_calls = 0
+        self.sequences = 0
+        return self
+
     def with_config(self, cfg: RewriteConfig) -> "HFRewriter":
         """A rewriter sharing this one's loaded model, with other generation settings (same model/dtype)."""
         if (cfg.model, cfg.dtype) != (self.cfg.model, self.cfg.dtype):

@@ -155,6 +155,18 @@ class TrecCastReader(DatasetReader):
                     )
                 history.extend(exchange(question, answer))
 
+    def automatic_rewrites(self) -> dict[str, str]:
+        """The organisers' automatic rewrites (2020-2021 ``automatic_rewritten_utterance``: their T5 rewriter's
+        output, given with the topics), by turn id; empty for years without them."""
+        out = {}
+        for line, topic in json_records(self.topics):
+            conv = as_id(field_of(topic, "number", self.topics, line, object), "topic number", self.topics, line)
+            for t in topic.get("turn") or []:
+                text = t.get("automatic_rewritten_utterance") if isinstance(t, dict) else None
+                if isinstance(text, str) and text.strip() and "number" in t:
+                    out[f"{conv}_{as_id(t['number'], 'turn number', self.topics, line)}"] = " ".join(text.split())
+        return out
+
     def qrels(self) -> Iterator[Qrel]:
         if self.qrels_path is None:
             return iter(())

@@ -29,13 +29,17 @@ def test_plan_of_one_dataset_in_graph_order():
     steps = plan(preset("demo"))
     assert [s.name for s in steps] == list(NAMES)
     assert steps[-1].upstream == {"ingest": "ingest", "index": "index", "teacher": "teacher", "distill": "distill"}
-    assert [s.name for s in plan(preset("demo"), stop="teacher")] == ["ingest", "rewrite", "index", "teacher"]
+    assert [s.name for s in plan(preset("demo"), stop="teacher")] == ["ingest", "rewriter", "rewrite", "index",
+                                                                      "teacher"]
+    assert steps[2].upstream == {"ingest": "ingest", "rewriter": "rewriter"}
 
 
 def test_zero_shot_plan_instances_the_evaluation_dataset(tmp_path):
     cfg = load("demo", str(tmp_path / "a"), [], str(tmp_path / "b"))
     steps = {s.name: s for s in plan(cfg)}
     assert set(steps) == {*NAMES, "eval-ingest", "eval-rewrite", "eval-index", "eval-teacher"}
+    assert steps["eval-rewrite"].upstream == {"ingest": "eval-ingest", "rewriter": "rewriter"}
+    assert steps["rewriter"].upstream == {"ingest": ("ingest",)}
     assert steps["distill"].upstream == {"ingest": ("ingest",), "index": ("index",), "teacher": ("teacher",),
                                          "rewrite": ("rewrite",)}
     assert steps["distill"].fields.keys() == {"encoder", "distill", "teachers", "source_teachers"}
@@ -45,10 +49,10 @@ def test_zero_shot_plan_instances_the_evaluation_dataset(tmp_path):
     assert steps["eval-ingest"].fields["data"].split.test_fraction == 1.0
     assert steps["ingest"].fields["data"].split.test_fraction == 0.0
     # up to the teacher: the evaluation dataset is not needed yet
-    assert [s.name for s in plan(cfg, stop="teacher")] == ["ingest", "rewrite", "index", "teacher"]
+    assert [s.name for s in plan(cfg, stop="teacher")] == ["ingest", "rewriter", "rewrite", "index", "teacher"]
     # a given student: the evaluation dataset's stages and evaluate only
     assert [s.name for s in plan(cfg.target(), stop="evaluate", given=("distill",))] == [
-        "ingest", "rewrite", "index", "teacher", "evaluate"]
+        "ingest", "rewriter", "rewrite", "index", "teacher", "evaluate"]
 
 
 def test_pooled_training_datasets_each_get_their_instances_and_feed_one_distill(tmp_path):
@@ -62,8 +66,11 @@ def test_pooled_training_datasets_each_get_their_instances_and_feed_one_distill(
     assert steps["train1-ingest"].fields["data"].path == str((tmp_path / "b").resolve())
     assert steps["train1-ingest"].fields["data"].split.test_fraction == 0.0
     assert steps["evaluate"].upstream["teacher"] == "eval-teacher"
-    # up to the index: the primary dataset only
+    # up to the index: the primary dataset only; the rewriter reads every training dataset's turns
     assert [s.name for s in plan(cfg, stop="index")] == ["ingest", "index"]
+    assert [s.name for s in plan(cfg, stop="rewrite")] == ["ingest", "train1-ingest", "train2-ingest", "rewriter",
+                                                           "rewrite"]
+    assert steps["rewriter"].upstream == {"ingest": ("ingest", "train1-ingest", "train2-ingest")}
 
 
 def _slice_config(data: Path, *extra: str):
