@@ -1,18 +1,22 @@
 """The HTTP service over a :class:`~disco.serving.search.Searcher` (FastAPI; run by uvicorn in ``disco serve``).
 
 ``POST /search`` ({"conversation": [...], "k": 10, "explain": false}), ``POST /search/batch``, ``GET /health``,
-``GET /`` (one self-contained page to try it), ``GET /openapi.json`` and ``/docs``. Request limits come from
-:class:`Limits` and appear in the OpenAPI schema; a request outside them is answered 422 with the field named.
-Handlers are plain ``def``: FastAPI runs them in its thread pool and the searcher serialises the model and the
-JVM searcher itself.
+``GET /`` (one self-contained page to try it), ``GET /openapi.json`` and ``/docs`` (Swagger UI served from the
+installed ``fastapi-offline`` package, so it works without a network). Request limits come from :class:`Limits`
+and appear in the OpenAPI schema. Every error has one shape, :class:`Problem` (``{"detail": "..."}``, one line
+naming the field), and never repeats the request: a body that is not JSON is 400, a request outside the limits
+422. Handlers are plain ``def``: FastAPI runs them in its thread pool and the searcher serialises the model and
+the JVM searcher itself.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the request models defined inside create_app.
 
 from importlib import resources
 
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 
 from disco.serving.search import Hit, Searcher, check_conversation
@@ -27,6 +31,39 @@ class Limits(BaseModel):
     max_text_chars: int = Field(4000, ge=1, description="characters in one turn")
     max_k: int = Field(100, ge=1, description="passages per conversation")
     max_batch: int = Field(32, ge=1, description="conversations in one batch request")
+
+
+class Problem(BaseModel):
+    """Every error's body: what is wrong, naming the field (``conversation[0].text: ...``); never the input."""
+
+    detail: str
+
+
+ERRORS = {400: {"model": Problem, "description": "the body is not JSON"},
+          422: {"model": Problem, "description": "a field is missing, of the wrong type or outside the limits"}}
+
+
+def field(loc) -> str:
+    """``("body", "conversation", 0, "text")`` -> ``conversation[0].text``."""
+    out = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part}"
+    return out
+
+
+def problem(e: RequestValidationError) -> tuple[int, str]:
+    """(status, detail) of a request FastAPI could not validate: 400 for a body that is not JSON or is missing,
+    422 naming the first three problems otherwise. pydantic's own messages quote no input."""
+    errors = e.errors()
+    first = errors[0] if errors else {"type": "", "loc": (), "msg": "invalid request"}
+    if first["type"] == "json_invalid":
+        at = f" (character {first['loc'][1]})" if len(first["loc"]) > 1 else ""
+        return 400, f"the body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}{at}"
+    if first["type"] == "missing" and tuple(first["loc"]) == ("body",):
+        return 400, "the body is empty: send a JSON object (Content-Type: application/json)"
+    parts = [f"{field(err['loc']) or 'body'}: {err['msg']}" for err in errors[:3]]
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return 422, "; ".join(parts) + more
 
 
 def create_app(searcher: Searcher, limits: Limits | None = None) -> FastAPI:
@@ -74,8 +111,14 @@ def create_app(searcher: Searcher, limits: Limits | None = None) -> FastAPI:
             raise HTTPException(422, f"{where}: {e}") from None
         return conversation
 
-    app = FastAPI(title="disco search", version="1",
-                  description="Conversational passage search with a trained DiSCo student (no LLM at query time).")
+    app = FastAPIOffline(title="disco search", version="1", redoc_url=None,
+                         description="Conversational passage search with a trained DiSCo student (no LLM at query "
+                                     "time). Every error is `{\"detail\": \"...\"}`.")
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        status, detail = problem(e)
+        return JSONResponse({"detail": detail}, status_code=status)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -87,13 +130,13 @@ def create_app(searcher: Searcher, limits: Limits | None = None) -> FastAPI:
                 "max_length": searcher.card.max_length,
                 "quant_scale": searcher.card.quant_scale, "limits": lim.model_dump()}
 
-    @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True)
+    @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True, responses=ERRORS)
     def search(req: SearchRequest) -> SearchResponse:
         conv = checked(req.conversation, "conversation")
         got = searcher.search([t.model_dump() for t in conv], req.k, req.explain)
         return SearchResponse.model_validate(got.model_dump())
 
-    @app.post("/search/batch", response_model=BatchResponse, response_model_exclude_none=True)
+    @app.post("/search/batch", response_model=BatchResponse, response_model_exclude_none=True, responses=ERRORS)
     def search_batch(req: BatchRequest) -> BatchResponse:
         convs = [checked(c, f"conversations[{i}]") for i, c in enumerate(req.conversations)]
         got = searcher.search_batch([[t.model_dump() for t in c] for c in convs], req.k, req.explain)

@@ -3,6 +3,7 @@ OpenAPI schema, concurrent clients, and a bounded Schemathesis fuzz that must fi
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -69,9 +70,51 @@ def test_limits_give_4xx_naming_the_problem(server, body, status, fragment):
     assert fragment in resp.text
 
 
-def test_malformed_json_is_4xx(server):
+def test_malformed_json_is_400(server):
     resp = httpx.post(server + "/search", content=b"{not json", headers={"content-type": "application/json"})
-    assert resp.status_code == 422 and "json" in resp.text.lower()
+    assert resp.status_code == 400
+    assert resp.json() == {"detail": "the body is not valid JSON: Expecting property name enclosed in double quotes "
+                                     "(character 1)"}
+
+
+@pytest.mark.parametrize("method, path, body, status, detail", [
+    ("post", "/search", {"conversation": _conv("x" * 100_000)}, 422,
+     "conversation[0].text: String should have at most 4000 characters"),
+    ("post", "/search", {"conversation": _conv("hi"), "k": 101}, 422, "k: Input should be less than or equal to 100"),
+    ("post", "/search", {"conversation": _conv("hi", "hello")}, 422,
+     "conversation: the last turn (turn 2) must be the user's current question, not 'agent'"),
+    ("post", "/search/batch", {"conversations": [[{"speaker": "bot", "text": "y" * 5000}]]}, 422,
+     "conversations[0][0].speaker: String should match pattern '^(user|agent)$'; conversations[0][0].text: String "
+     "should have at most 4000 characters"),
+    ("post", "/search", None, 400, "the body is empty: send a JSON object (Content-Type: application/json)"),
+    ("post", "/search", [1, 2], 422, "body: Input should be a valid dictionary or object to extract fields from"),
+    ("get", "/search", None, 405, "Method Not Allowed"),
+    ("get", "/nothing-here", None, 404, "Not Found"),
+])
+def test_every_error_is_one_shape_without_the_input(server, method, path, body, status, detail):
+    """{"detail": one line naming the field} for every error: no pydantic list, no echo of a 100 kB turn."""
+    resp = httpx.request(method, server + path, json=body, timeout=60)
+    assert resp.status_code == status
+    assert resp.json() == {"detail": detail}
+    assert len(resp.content) < 500 and "xxxxxxxxxx" not in resp.text and "yyyyyyyyyy" not in resp.text
+
+
+def test_the_schema_documents_the_error_shape(server):
+    schema = httpx.get(server + "/openapi.json").json()
+    for path in ("/search", "/search/batch"):
+        responses = schema["paths"][path]["post"]["responses"]
+        assert {r["content"]["application/json"]["schema"]["$ref"] for code, r in responses.items()
+                if code in ("400", "422")} == {"#/components/schemas/Problem"}, responses
+
+
+def test_docs_are_served_without_a_network(server):
+    """/docs names no other host: Swagger UI's script and style come from the service itself."""
+    html = httpx.get(server + "/docs").text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+    assert assets and not [a for a in assets if a.startswith(("http:", "https:", "//"))], assets
+    for asset in (a for a in assets if a.endswith((".js", ".css"))):
+        got = httpx.get(server + asset)
+        assert got.status_code == 200 and len(got.content) > 10_000, asset
 
 
 def test_sixteen_concurrent_clients(server, test_turns):
