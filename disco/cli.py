@@ -146,6 +146,8 @@ def rewrite_eval(
     format: Optional[str] = typer.Option(None, help="format of a dataset folder"),
     out: Path = typer.Option(Path("runs/rewrite-eval"), help="report.md, summary.json, per_turn.parquet"),
     cache: Optional[Path] = typer.Option(None, help="where generated rewrites are kept (default: OUT/cache)"),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="with a preset whose LLM is the "
+                                  "fine-tuned rewriter, also the base LLM prompted as before fine-tuning"),
 ) -> None:
     """Rewrite quality against human rewrites: token F1, ROUGE, exact match, copies, answer-like outputs."""
     prefect_env()
@@ -163,7 +165,8 @@ def rewrite_eval(
         with shared_server():
             rewrite_eval_flow(dataset, str(out.resolve()), sources, cfg.rewrite if cfg else None,
                               str(run_dir) if run_dir else None, skip, limit, format,
-                              str(cache.resolve()) if cache else None, rewriter=cfg.rewriter if cfg else None)
+                              str(cache.resolve()) if cache else None, rewriter=cfg.rewriter if cfg else None,
+                              baseline=baseline)
     except DiscoError as e:
         _fail(e)
     typer.echo((out / "report.md").read_text(encoding="utf-8"))

@@ -89,10 +89,16 @@ def run_systems(turns: pl.DataFrame, encoder: SpladeConfig, student: str | Path,
         efficiency[name] = _efficiency(got, frozen, enc, searcher, texts, doc_terms, latency_queries, k, max_length,
                                        scale, side)
     teachers = pl.read_parquet(teacher_runs).filter(pl.col("turn_id").is_in(turns["turn_id"].implode()))
-    for name in sorted(set(teachers["system"]) - {"fused"}):
+    for name in reported_teachers(set(teachers["system"])):
         runs[f"rewrite:{name}"] = teachers.filter(pl.col("system") == name)
     searcher.close()
     return runs, efficiency
+
+
+def reported_teachers(systems: set[str]) -> list[str]:
+    """The teacher runs reported as ``rewrite:<name>``: each teacher, and ``fused`` when it fuses two or more."""
+    own = sorted(systems - {"fused"})
+    return own + (["fused"] if "fused" in systems and len(own) > 1 else [])
 
 
 def evaluate_systems(turns: pl.DataFrame, qrels: pl.DataFrame, encoder: SpladeConfig, student: str | Path,
@@ -123,7 +129,7 @@ def evaluate_systems(turns: pl.DataFrame, qrels: pl.DataFrame, encoder: SpladeCo
         searcher.close()
     ids = sorted(turns["turn_id"].to_list())
     scan = pl.scan_parquet(teacher_runs)
-    for name in sorted(set(scan.select(pl.col("system").unique()).collect()["system"]) - {"fused"}):
+    for name in reported_teachers(set(scan.select(pl.col("system").unique()).collect()["system"])):
         with _run_sink(runs_dir, f"rewrite:{name}", qrels, rel_threshold) as sink:
             for a, b in bounds(len(ids), chunk):  # the range lets row-group statistics skip the rest of the file
                 turn = pl.col("turn_id")

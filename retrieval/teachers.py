@@ -99,12 +99,13 @@ class RunStats:
 
 def write_teacher_runs(path: str | Path, rewrites: pl.DataFrame, teachers: list[str], encoder: SpladeConfig,
                        lucene: str | Path, k: int, fusion: Fusion, progress: Callable | None = None,
-                       shard_turns: int = 100_000, backend: Backend = "auto", chunk: int = CHUNK
-                       ) -> tuple[int, list[dict]]:
-    """Every teacher's run, then ``fused``, into the Parquet file ``path`` (column ``system``; each system's rows
-    sorted by turn, then rank), written through a temporary file renamed at the end. Returns the row count and a
-    summary row per run (as :func:`teacher_runs`)."""
+                       shard_turns: int = 100_000, backend: Backend = "auto", chunk: int = CHUNK,
+                       fuse_only: list[str] | None = None) -> tuple[int, list[dict]]:
+    """Every teacher's run, then ``fused`` (of the ``fuse_only`` teachers; default all), into the Parquet file
+    ``path`` (column ``system``; each system's rows sorted by turn, then rank), written through a temporary file
+    renamed at the end. Returns the row count and a summary row per run (as :func:`teacher_runs`)."""
     texts = _texts(rewrites, teachers)
+    fused_names = _fused_names(teachers, fuse_only)
     path = Path(path)
     parts_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.parts.", suffix=TMP_SUFFIX, dir=path.parent))
     try:
@@ -138,16 +139,17 @@ def write_teacher_runs(path: str | Path, rewrites: pl.DataFrame, teachers: list[
                 part = pq.ParquetFile(f)
                 for g in range(part.num_row_groups):
                     writer.write_table(part.read_row_group(g).cast(RUNS_FILE))
-            n_systems = sum(1 for s in stats.values() if s.rows)
-            ids = sorted({t for name in teachers for t, _ in texts[name]})
+            n_systems = sum(1 for name, s in stats.items() if s.rows and name in fused_names)
+            ids = sorted({t for name in fused_names for t, _ in texts[name]})
+            fused_files = [args[5] for args in shards if args[2] in fused_names]
             for a, b in bounds(len(ids), chunk):  # the fused run, `chunk` turns at a time
-                part = (pl.scan_parquet(files)
+                part = (pl.scan_parquet(fused_files)
                         .filter(pl.col("turn_id").is_between(pl.lit(ids[a]), pl.lit(ids[b - 1]))).collect())
                 fused = fuse(part, fusion, "fused", n_systems=n_systems)
                 fused_stats.add(fused)
                 writer.write_table(fused.to_arrow().cast(RUNS_FILE))
         summary = [stats[name].describe(name, len(texts[name])) for name in teachers]
-        summary.append(fused_stats.describe(f"fused ({fusion})", len(rewrites["turn_id"].unique())))
+        summary.append(fused_stats.describe(f"fused ({fusion}: {'+'.join(fused_names)})", len(ids)))
         return sum(s.rows for s in stats.values()) + fused_stats.rows, summary
     finally:
         shutil.rmtree(parts_dir, ignore_errors=True)
@@ -179,10 +181,11 @@ def retrieve_shard(lucene: str, encoder: SpladeConfig, system: str, texts: dict[
 
 def teacher_runs(rewrites: pl.DataFrame, teachers: list[str], encoder: SpladeConfig, lucene: str | Path, k: int,
                  fusion: Fusion, progress: Callable | None = None, shard_turns: int = 100_000,
-                 backend: Backend = "auto") -> tuple[pl.DataFrame, list[dict]]:
+                 backend: Backend = "auto", fuse_only: list[str] | None = None) -> tuple[pl.DataFrame, list[dict]]:
     """The runs of every teacher plus ``fused`` as one table in memory (the reference for
     :func:`write_teacher_runs`, which gives the same rows in the same order without holding them)."""
     texts = _texts(rewrites, teachers)
+    fused_names = _fused_names(teachers, fuse_only)
     enc = frozen_encoder(encoder.model)
     searcher = open_searcher(lucene, encoder.quant_scale, encoder_tokens(enc), backend=backend)
     runs, summary = [], []
@@ -197,9 +200,20 @@ def teacher_runs(rewrites: pl.DataFrame, teachers: list[str], encoder: SpladeCon
     finally:
         searcher.close()
     all_runs = pl.concat(runs)
-    fused = fuse(all_runs, fusion, "fused")
-    summary.append(describe_run(fused, f"fused ({fusion})", len(rewrites["turn_id"].unique())))
+    fused = fuse(all_runs.filter(pl.col("system").is_in(fused_names)), fusion, "fused")
+    ids = {t for name in fused_names for t, _ in texts[name]}
+    summary.append(describe_run(fused, f"fused ({fusion}: {'+'.join(fused_names)})", len(ids)))
     return pl.concat([all_runs, fused]), summary
+
+
+def _fused_names(teachers: list[str], fuse_only: list[str] | None) -> list[str]:
+    """The teachers the fused run averages: ``fuse_only`` (in ``teachers``' order), or all of them."""
+    if fuse_only is None:
+        return list(teachers)
+    missing = sorted(set(fuse_only) - set(teachers))
+    if missing:
+        raise DiscoError(f"teacher.fuse names {missing}, which teacher.teachers {teachers} does not compute")
+    return [t for t in teachers if t in fuse_only]
 
 
 def describe_run(run: pl.DataFrame, name: str, queries: int) -> dict:

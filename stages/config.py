@@ -64,6 +64,9 @@ class PipelineConfig(BaseModel):
         if self.distill.teacher not in (*self.teacher.teachers, "fused"):
             raise ValueError(f"distill.teacher {self.distill.teacher!r} is neither 'fused' nor one of "
                              f"teacher.teachers {self.teacher.teachers}")
+        if self.teacher.fuse is not None and not set(self.teacher.fuse) <= set(self.teacher.teachers):
+            raise ValueError(f"teacher.fuse {self.teacher.fuse} names teachers that teacher.teachers "
+                             f"{self.teacher.teachers} does not compute")
         for where, d in (("data", self.data), ("eval_data", self.eval_data)):
             if d is not None and d.teacher is not None:
                 raise ValueError(f"{where}.teacher: only a pooled training dataset (extra_data) has its own "
@@ -81,6 +84,12 @@ class PipelineConfig(BaseModel):
         """Whom each training dataset's examples learn from (:meth:`training_data`'s order): ``distill.teacher``
         unless a pooled dataset names its own."""
         return [d.teacher or self.distill.teacher for d in self.training_data()]
+
+    @property
+    def rewriter_needed(self) -> bool:
+        """Whether the rewriter stage must make its model: ``rewrite.model`` names it and some dataset of the run
+        computes an LLM teacher (runs that learn from human rewrites only skip the merge)."""
+        return self.rewrite.model == "rewriter" and self.rewriter.mode != "off" and "rewriter.base" in self.models()
 
     def models(self) -> dict[str, str]:
         """The model names a run loads, by field: ``encoder.model``, and ``rewrite.model`` where an LLM teacher
@@ -122,8 +131,10 @@ class PipelineConfig(BaseModel):
         the student learns from are computed there (no LLM rewriting of it unless the student needs it)."""
         own = data.teacher or self.distill.teacher
         teachers = self.teacher.teachers if own == "fused" else [own]
+        fuse = self.teacher.fuse if own == "fused" else None
         return self.model_copy(update={"data": data, "eval_data": None, "extra_data": [],
-                                       "teacher": self.teacher.model_copy(update={"teachers": teachers})})
+                                       "teacher": self.teacher.model_copy(update={"teachers": teachers,
+                                                                                  "fuse": fuse})})
 
     def target(self) -> "PipelineConfig":
         """The configuration evaluated on: ``eval_data`` with every turn held out, the same models otherwise."""

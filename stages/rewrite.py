@@ -20,10 +20,11 @@ def run(out: Path, work: Path, progress, rewrite: RewriteConfig, teachers: list[
     """``rewrites.parquet``; LLM parts are resumable and shared between keys under ``work``'s parent. With
     ``rewrite.model = "rewriter"`` the LLM is the rewriter stage's merged model folder."""
     turns = pl.read_parquet(ingest["turns"])
-    if rewrite.model == REWRITER:
+    llm_teachers = {rewrite.teacher, f"{rewrite.teacher}+answer"} & set(teachers)
+    if rewrite.model == REWRITER and llm_teachers:
         if not rewriter.stats.get("used"):
-            raise DiscoError("rewrite.model is 'rewriter' but rewriter.mode is 'off': set rewriter.mode=packaged "
-                             "(the adapter the project ships) or train")
+            raise DiscoError("rewrite.model is 'rewriter' but the rewriter stage made no model (rewriter.mode "
+                             "'off'): set rewriter.mode=packaged (the adapter the project ships) or train")
         rewrite = rewrite.model_copy(update={"model": str(rewriter["model"])})
     fallbacks: dict[str, dict] = {}  # LLM teacher -> rewrites replaced by the utterance (output checks), by reason
     table = teacher_rewrites(turns, teachers, rewrite, work.parent, progress, fallbacks)
@@ -32,11 +33,32 @@ def run(out: Path, work: Path, progress, rewrite: RewriteConfig, teachers: list[
             "quality": rewrite_quality(turns, table), "rows": len(table), "samples": rewrite_samples(turns, table)}
 
 
+def quality_rows(stats: dict) -> list[dict]:
+    """Each LLM teacher's quality row with how many of its rewrites fell back to the utterance and why (the output
+    checks), so that a teacher equal to the last turn shows as such; teachers without checks as they were."""
+    fallbacks = stats.get("fallbacks") or {}
+    rows = []
+    for row in stats.get("quality") or []:
+        fb = fallbacks.get(row["teacher"])
+        if fb:
+            reasons = {k: v for k, v in fb.items() if k not in ("turns", "fallback")}
+            row = {**row, "fallbacks": f"{fb['fallback']} of {fb['turns']}",
+                   "why": ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])) or "-"}
+        rows.append(row)
+    listed = {r["teacher"] for r in rows}
+    rows += [{"teacher": name, "fallbacks": f"{fb['fallback']} of {fb['turns']}",
+              "why": ", ".join(f"{k} {v}" for k, v in fb.items() if k not in ("turns", "fallback")) or "-"}
+             for name, fb in fallbacks.items() if name not in listed]
+    return rows
+
+
 def artifacts(m: Manifest) -> list[Artifact]:
     out = []
-    if m.stats["quality"]:
-        out.append(Artifact("table", "rewrite-quality", m.stats["quality"],
-                            "each teacher's rewrites against the dataset's human rewrites"))
+    rows = quality_rows(m.stats)
+    if rows:
+        out.append(Artifact("table", "rewrite-quality", rows,
+                            "each teacher's rewrites against the dataset's human rewrites, and the LLM rewrites that "
+                            "fell back to the utterance (output checks)"))
     out.append(Artifact("table", "rewrite-samples", m.stats["samples"],
                         "sample rewrites per teacher (turns after the first)"))
     return out

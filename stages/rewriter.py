@@ -29,17 +29,19 @@ PACKAGED = ROOT / "data" / "rewriter"
 PROMPT_FIELDS = ("prompt", "max_history_chars")  # what an adapter was trained with must be what rewriting uses
 
 
-def run(out: Path, work: Path, progress, rewriter: RewriterConfig, llm: str, prompt: str, max_history_chars: int,
+def run(out: Path, work: Path, progress, rewriter: RewriterConfig, needed: bool, prompt: str, max_history_chars: int,
         max_new_tokens: int, output_checks: bool, ingest: list[Manifest]) -> dict:
-    """``rewriter.json`` (the card) and ``model/`` (the merged model folder; empty when unused), ``adapter/``."""
+    """``rewriter.json`` (the card) and ``model/`` (the merged model folder; empty when unused), ``adapter/``.
+    ``needed``: ``rewrite.model`` names this stage's model and some dataset computes an LLM teacher."""
     from models.rewrite.prompt import RewriteConfig
 
     (out / "model").mkdir()
-    used = llm == REWRITER and rewriter.mode != "off"
+    used = needed and rewriter.mode != "off"
     card: dict = {"used": used, "mode": rewriter.mode, "base": rewriter.base, "prompt": prompt,
                   "max_history_chars": max_history_chars}
     if not used:
-        (out / "model" / "README.txt").write_text("No rewriter: rewrite.model names the LLM that rewrites.\n")
+        (out / "model" / "README.txt").write_text("No rewriter: rewrite.model names another LLM, or no LLM teacher "
+                                                  "is computed in this run.\n")
         write_json(out / "rewriter.json", card)
         return {"used": False, "mode": rewriter.mode}
     rewrite = RewriteConfig(prompt=prompt, max_history_chars=max_history_chars, max_new_tokens=max_new_tokens,
@@ -109,7 +111,7 @@ def resolve_llm(rewriter: RewriterConfig, llm, cache: Path):
 
     if llm.model != REWRITER:
         return llm
-    holder = type("Config", (), {"rewriter": rewriter, "rewrite": llm})
+    holder = type("Config", (), {"rewriter": rewriter, "rewrite": llm, "rewriter_needed": True})
     m = run_stage(STAGE, read_fields(STAGE, holder), {"ingest": []}, cache)
     if not m.stats.get("used"):
         raise DiscoError("rewrite.model is 'rewriter' but rewriter.mode is 'off'")
@@ -139,7 +141,7 @@ STAGE = Stage(
     summary="the rewriting LLM fine-tuned with LoRA on public rewrite data (CANARD, TREC CAsT 2019/2022, the "
             "run's own train turns) or the packaged adapter, merged into a model folder both backends load",
     upstream=("ingest",),
-    reads=("rewriter", "rewrite.model as llm", "rewrite.prompt", "rewrite.max_history_chars",
+    reads=("rewriter", "rewriter_needed as needed", "rewrite.prompt", "rewrite.max_history_chars",
            "rewrite.max_new_tokens", "rewrite.output_checks"),
     outputs={"card": "rewriter.json", "model": "model"},
     run=run,

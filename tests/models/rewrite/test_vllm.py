@@ -200,9 +200,13 @@ def test_vllm_end_to_end_survives_a_killed_worker(tmp_path):
     from core.schema import REWRITES
     from models.rewrite import rewrites_table
 
+    from stages.rewriter import resolve_llm
+
     _vllm_python_or_skip()
     turns = _demo_turns(12)
-    cfg = preset("demo").rewrite.model_copy(update={"backend": "vllm", "vllm_batch_size": 1})
+    demo = preset("demo")  # its LLM is the fine-tuned rewriter (the packaged adapter merged into SmolLM2)
+    cfg = resolve_llm(demo.rewriter, demo.rewrite, tmp_path / "rewriter").model_copy(
+        update={"backend": "vllm", "vllm_batch_size": 1})
     parts = tmp_path / "parts"
     journal = parts / "vllm" / "output.jsonl"
     failure: list[BaseException] = []
@@ -245,3 +249,9 @@ def test_vllm_end_to_end_survives_a_killed_worker(tmp_path):
     # Everything is in the parts now: a third run starts no worker.
     st3: dict = {}
     assert rewrite_turns(turns, cfg, parts, stats=st3) == out and st3["generated"] == 0
+    # the fine-tuned rewriter rewrites (it is not the prompted model copying the utterance), and transformers
+    # gives the same greedy rewrites from the same merged folder (docs/benchmarks.md measures the agreement)
+    assert sum(r["rewrite"] != t["question"] for r, t in zip(out, turns) if t["history"]) >= 3
+    hf = rewrite_turns(turns, cfg.model_copy(update={"backend": "transformers"}), tmp_path / "hf-parts")
+    same = sum(a["rewrite"] == b["rewrite"] for a, b in zip(out, hf))
+    assert same >= len(turns) - 2, [(a["rewrite"], b["rewrite"]) for a, b in zip(out, hf) if a != b]
