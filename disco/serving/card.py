@@ -42,7 +42,7 @@ def teacher_text(name: str, cfg: "PipelineConfig") -> str:
     if name == "answer":
         return "the question with the dataset's reference answer (privileged: the student never sees it)"
     if name == "fused":
-        parts = ", ".join(teacher_text(t, cfg) for t in cfg.teacher.teachers)
+        parts = ", ".join(teacher_text(t, cfg) for t in cfg.teacher.fuse or cfg.teacher.teachers)
         return f"the fusion ({cfg.teacher.fusion}) of {parts}"
     return f"teacher {name!r}"
 

@@ -35,7 +35,8 @@ def test_other_settings_change_the_card():
     text = _card(["distill.loss=rep_mse", "distill.teacher=fused", "distill.lambda_q=0.01"])
     assert "representation distillation: the student's vector of the conversation pulled onto the teacher " \
            "rewrite's vector" in text and "KL" not in text
-    assert "the fusion (mean_score) of the dataset's human rewrites, the rewrites of " in text
+    assert "the fusion (mean_score) of the dataset's human rewrites, the rewrites of " in text  # teacher.fuse's
+    assert "reference answer" not in text.split("**Teacher**")[1].split("\n")[0]
     assert "FLOPS sparsity of the query, lambda_q 0.01" in text
     assert "MarginMSE" in _card(["distill.loss=margin_mse"])
 
