@@ -1,14 +1,12 @@
-"""Results people look at: the metrics table (terminal and markdown) and plots (PNG, embeddable)."""
+"""Results people look at: the metrics table (terminal and markdown) and the report (plots: retrieval/plots.py)."""
 
 from __future__ import annotations
 
-import base64
-import io
-from pathlib import Path
-
 from retrieval.evaluation import MEASURES
+from retrieval.plots import image_markdown, metrics_plot, png  # noqa: F401  (also this module's: its users')
 
-EFFICIENCY = (("query_terms", "q terms"), ("flops", "FLOPS"), ("latency_ms", "ms/query"))
+# (metrics.json's key, column, decimals): as many as tell systems apart, so the tables stay narrow
+EFFICIENCY = (("query_terms", "q terms", 1), ("flops", "FLOPS", 2), ("latency_ms", "ms/query", 1))
 
 
 def _fmt(v) -> str:
@@ -16,9 +14,11 @@ def _fmt(v) -> str:
 
 
 def results_rows(metrics: dict) -> list[dict]:
+    """One row per system: its measures (floats) and its efficiency (text, to the decimals above)."""
     eff = metrics.get("efficiency", {})
     return [{"system": name, **{m: vals.get(m) for m in MEASURES},
-             **{label: eff.get(name, {}).get(k) for k, label in EFFICIENCY}}
+             **{label: None if (v := eff.get(name, {}).get(k)) is None else f"{v:.{digits}f}"
+                for k, label, digits in EFFICIENCY}}
             for name, vals in metrics["systems"].items()]
 
 
@@ -83,39 +83,6 @@ def significance_markdown(metrics: dict) -> str:
         markdown_table(rows)])
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def metrics_plot(metrics: dict, path: Path) -> bytes:
-    """Grouped bars: each measure per system, and RR@10 by turn depth."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    systems = list(metrics["systems"])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    width = 0.8 / max(len(systems), 1)
-    for i, s in enumerate(systems):
-        axes[0].bar(np.arange(len(MEASURES)) + i * width, [metrics["systems"][s][m] for m in MEASURES], width,
-                    label=s)
-    axes[0].set_xticks(np.arange(len(MEASURES)) + 0.4 - width / 2, MEASURES)
-    axes[0].set_title("effectiveness on held-out turns")
-    axes[0].legend(fontsize=8)
-    for s, depths in metrics.get("by_depth", {}).items():
-        axes[1].plot(list(depths), [v["RR@10"] for v in depths.values()], marker="o", label=s)
-    axes[1].set_title("RR@10 by turn depth")
-    axes[1].set_xlabel("turn")
-    png = _png(fig)
-    plt.close(fig)
-    path.write_bytes(png)
-    return png
-
-
 def line_plot_markdown(df, x: str, ys: list[str], title: str) -> str:
     """A small line plot (polars frame) as a markdown image with a data URI (for Prefect artifacts)."""
     import matplotlib
@@ -129,25 +96,26 @@ def line_plot_markdown(df, x: str, ys: list[str], title: str) -> str:
     ax.set_title(title)
     ax.set_xlabel(x)
     ax.legend(fontsize=8)
-    png = _png(fig)
-    plt.close(fig)
-    return image_markdown(png, title)
-
-
-def image_markdown(png: bytes, alt: str) -> str:
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+    return image_markdown(png(fig), title)
 
 
 def markdown_report(metrics: dict, plot_name: str) -> str:
+    """The report: effectiveness and efficiency (two tables, narrow enough for the Prefect UI's artifact page),
+    RR@10 by turn depth, disco against each system, and the plot (``plot_name``: a file beside the report, or a
+    ``data:`` URI for an artifact that carries it)."""
+    rows = results_rows(metrics)
+    effectiveness = [{k: r[k] for k in ("system", *MEASURES)} for r in rows]
+    efficiency = [{k: r[k] for k in ("system", *(label for _, label, _ in EFFICIENCY))} for r in rows
+                  if any(r[label] is not None for _, label, _ in EFFICIENCY)]
     parts = [
         f"# DiSCo results: {metrics.get('dataset', '')}",
         f"{metrics.get('turns')} held-out turns ({metrics.get('split')} split), relevant = grade >= "
-        f"{metrics.get('rel_threshold')}. Efficiency: mean non-zero query terms, FLOPS (expected shared terms "
-        f"per query-document pair), median encode+search latency per query on this machine; "
-        f"mean non-zero terms per passage: {metrics.get('doc_terms_mean', 0):.1f}.",
-        markdown_table(results_rows(metrics)),
-        "## RR@10 by turn depth",
-        markdown_table(depth_rows(metrics, "RR@10")) if metrics.get("by_depth") else "",
+        f"{metrics.get('rel_threshold')}.",
+        markdown_table(effectiveness),
+        "## Efficiency\n\nMean non-zero query terms, FLOPS (expected shared terms per query-document pair), median "
+        "encode+search latency per query on this machine; mean non-zero terms per passage: "
+        f"{metrics.get('doc_terms_mean', 0):.1f}.\n\n" + markdown_table(efficiency) if efficiency else "",
+        "## RR@10 by turn depth\n\n" + markdown_table(depth_rows(metrics, "RR@10")) if metrics.get("by_depth") else "",
         significance_markdown(metrics),
         f"![metrics]({plot_name})",
     ]

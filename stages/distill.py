@@ -19,6 +19,7 @@ from core.errors import DiscoError
 from core.io import Manifest, atomic_path
 from models.distill_config import DistillConfig
 from models.splade_config import SpladeConfig
+from retrieval.plots import image_markdown, loss_figure, png
 from retrieval.report import line_plot_markdown
 from stages.base import Artifact, Stage
 
@@ -60,7 +61,18 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
         shutil.copy2(work / name, out / name)
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     shutil.rmtree(work / "best", ignore_errors=True)
-    return {**summary, "teacher": distill.teacher, "source_teachers": source_teachers}
+    return {**summary, "teacher": distill.teacher, "source_teachers": source_teachers,
+            "loss_weights": loss_weights(distill)}
+
+
+def loss_weights(cfg: DistillConfig) -> dict[str, float | str]:
+    """The weight of each term of the loss log (``loss.parquet``'s columns, models/losses.py): a number, or for
+    the sparsity term the column holding its per-step weight (``lambda_q``, warmed up)."""
+    weights: dict[str, float | str] = {cfg.loss: cfg.kl_weight, "contrastive": cfg.contrastive_weight,
+                                       "anti_zero": cfg.anti_zero_weight}
+    if cfg.reg != "none":
+        weights[cfg.reg] = "lambda_q"
+    return weights
 
 
 def artifacts(m: Manifest) -> list[Artifact]:
@@ -69,10 +81,12 @@ def artifacts(m: Manifest) -> list[Artifact]:
     loss = pl.read_parquet(m["loss"])
     parts = [c for c in loss.columns if c not in ("step", "epoch", "lr")]
     per_epoch = loss.group_by("epoch").agg([pl.col(c).mean().round(5) for c in parts]).sort("epoch")
+    weights = m.stats.get("loss_weights")
     out = [Artifact("table", "distill-loss", per_epoch.to_dicts(),
-                    f"training loss per epoch ({m.stats.get('steps')} steps)"),
-           Artifact("markdown", "distill-loss-curve", line_plot_markdown(loss, "step", parts, "distillation loss"),
-                    "loss curve")]
+                    f"training loss per epoch, each term unweighted ({m.stats.get('steps')} steps)"),
+           Artifact("markdown", "distill-loss-curve", image_markdown(png(loss_figure(loss, weights)),
+                                                                     "distillation loss"),
+                    "loss curve: each term times its weight, and the total optimised")]
     dev = pl.read_parquet(m["dev"])
     if not dev.is_empty() and "RR@10" in dev.columns:
         s = m.stats

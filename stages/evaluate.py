@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 
 from core.io import Manifest, atomic_path, write_json, write_text
 from models.splade_config import SpladeConfig
-from retrieval.report import image_markdown, markdown_report, markdown_table, metrics_plot, results_rows
+from retrieval.plots import data_uri, metrics_plot
+from retrieval.report import markdown_report, results_rows
 from retrieval.index.sparse import Backend
 from stages.base import Artifact, Stage
 
@@ -51,14 +52,14 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, evaluate: EvalCo
 
 
 def artifacts(m: Manifest) -> list[Artifact]:
+    """The metrics table, and the whole report as report.md has it (RR@10 by turn depth, the paired tests of
+    disco against each system) with its plot inside."""
     import json
 
     result = json.loads(m["metrics"].read_text())
-    rows = results_rows(result)
-    return [Artifact("table", "evaluate-metrics", rows, f"{result['turns']} held-out turns"),
-            Artifact("markdown", "evaluate-report",
-                     markdown_table(rows) + "\n\n" + image_markdown(m["plot"].read_bytes(), "metrics"),
-                     "metrics table and plot")]
+    return [Artifact("table", "evaluate-metrics", results_rows(result), f"{result['turns']} held-out turns"),
+            Artifact("markdown", "evaluate-report", markdown_report(result, data_uri(m["plot"].read_bytes())),
+                     "the report: metrics, RR@10 by turn depth, disco vs each system, plot")]
 
 
 def publish(report: Manifest, out: str | Path) -> None:

@@ -23,3 +23,16 @@ def test_report_renders_significance_table():
 def test_report_without_significance():
     md = markdown_report({"dataset": "demo", "turns": 60, "systems": SYSTEMS}, "metrics.png")
     assert "paired randomization" not in md and "| disco |" in md and "![metrics](metrics.png)" in md
+
+
+def test_report_has_every_section_in_narrow_tables():
+    metrics = {"dataset": "demo", "turns": 60, "split": "test", "rel_threshold": 1, "systems": SYSTEMS,
+               "efficiency": {"disco": {"query_terms": 37.727, "flops": 6.3106, "latency_ms": 16.601}},
+               "by_depth": {s: {"1": {"RR@10": 0.5, "turns": 10}} for s in SYSTEMS},
+               "significance": {"last_turn": {"RR@10": _test(0.1, 0.0012)}}}
+    md = markdown_report(metrics, "data:image/png;base64,AAAA")
+    assert "| system | RR@10 | nDCG@3 | R@10 | R@100 |" in md  # effectiveness and efficiency apart: each fits
+    assert "## Efficiency" in md and "| system | q terms | FLOPS | ms/query |" in md
+    assert "| disco | 37.7 | 6.31 | 16.6 |" in md
+    assert "## RR@10 by turn depth" in md and "| last_turn | 0.500 |" in md
+    assert "paired randomization test" in md and "![metrics](data:image/png;base64,AAAA)" in md

@@ -82,3 +82,59 @@ def test_distill_artifacts_show_the_dev_curve_and_the_interpolation_kept(tmp_pat
     assert "alpha 1.0 kept" in found["distill-interpolation"].description
     assert "distill-interpolation" not in {a.key for a in artifacts(m.model_copy(update={"stats": {
         **m.stats, "interpolation_dev": []}}))}
+
+
+def _evaluate_manifest(tmp_path) -> Manifest:
+    import json
+
+    from retrieval.plots import metrics_plot
+
+    d = tmp_path / "evaluate"
+    d.mkdir()
+    test = {"diff": 0.07, "p": 0.13, "ci": [-0.02, 0.17], "wins": 12, "ties": 40, "losses": 8, "n": 60,
+            "trials": 10_000}
+    systems = ("last_turn", "disco")
+    metrics = {"dataset": "disco", "split": "test", "turns": 60, "rel_threshold": 1, "doc_terms_mean": 185.0,
+               "systems": {s: {"RR@10": 0.7, "nDCG@3": 0.6, "R@10": 0.9, "R@100": 1.0} for s in systems},
+               "by_depth": {s: {"1": {"RR@10": 0.9, "turns": 8}, "2-3": {"RR@10": 0.6, "turns": 52}} for s in systems},
+               "efficiency": {s: {"query_terms": 30.0, "flops": 5.0, "latency_ms": 9.0} for s in systems},
+               "significance": {"last_turn": {"RR@10": test}}}
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    metrics_plot(metrics, d / "metrics.png")
+    return Manifest(stage="evaluate", key="k", dir=str(d), outputs={
+        name: Output(name=name, path=str(d / file), sha256="0" * 64)
+        for name, file in (("metrics", "metrics.json"), ("plot", "metrics.png"))})
+
+
+def test_the_evaluate_report_artifact_is_the_whole_report(tmp_path):
+    """report.md's sections, not only the metrics table and the plot: RR@10 by turn depth, the paired tests."""
+    from stages.evaluate import artifacts
+
+    report = next(a for a in artifacts(_evaluate_manifest(tmp_path)) if a.key == "evaluate-report")
+    assert report.kind == "markdown"
+    for section in ("| system | RR@10 | nDCG@3 | R@10 | R@100 |", "## Efficiency", "## RR@10 by turn depth",
+                    "| disco | 0.900 | 0.600 |", "## disco vs each system (paired randomization test, 10,000 trials)",
+                    "| last_turn | RR@10 | +0.070 | [-0.020, +0.170] | 0.1300 | 12/40/8 |",
+                    "![metrics](data:image/png;base64,"):
+        assert section in report.content, section
+
+
+def test_the_loss_curve_artifact_draws_the_weighted_terms(tmp_path):
+    import polars as pl
+
+    from stages.distill import artifacts
+
+    d = tmp_path / "distill"
+    d.mkdir()
+    pl.DataFrame({"step": [1, 2, 3], "epoch": [1, 1, 1], "lambda_q": [0.0] * 3, "kl": [0.8, 0.6, 0.5],
+                  "contrastive": [2.0] * 3, "flops": [40.0] * 3, "anti_zero": [0.002] * 3,
+                  "total": [0.99 * k + 0.2 + 0.002 for k in (0.8, 0.6, 0.5)], "lr": [1e-4] * 3}
+                 ).write_parquet(d / "loss.parquet")
+    pl.DataFrame({"epoch": [0]}).write_parquet(d / "dev.parquet")
+    m = Manifest(stage="distill", key="k", dir=str(d), stats={
+        "steps": 3, "loss_weights": {"kl": 0.99, "contrastive": 0.1, "anti_zero": 1.0, "flops": "lambda_q"}},
+        outputs={name: Output(name=name, path=str(d / f"{name}.parquet"), sha256="0" * 64)
+                 for name in ("loss", "dev")})
+    curve = next(a for a in artifacts(m) if a.key == "distill-loss-curve")
+    assert curve.description == "loss curve: each term times its weight, and the total optimised"
+    assert curve.content.startswith("![distillation loss](data:image/png;base64,")
