@@ -6,7 +6,6 @@ Set ``DISCO_TEST_RUN`` to the folder of a finished ``disco run demo`` to reuse i
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import polars as pl
 import pytest
 
 from core.proc import stop_group
+from core.run_record import RunRecord
 
 from stages.config import apply_overrides, preset
 
@@ -37,7 +37,7 @@ def trained_run(tmp_path_factory, request, demo_slice) -> Path:
 
 
 def stage_output(run: Path, stage: str, name: str) -> Path:
-    return Path(json.loads((run / "run.json").read_text())["stages"][stage]["outputs"][name]["path"])
+    return RunRecord.read(run).output(stage, name)
 
 
 @pytest.fixture(scope="session")
