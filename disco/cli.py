@@ -217,7 +217,10 @@ def search(
     json_: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     backend: BackendName = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
-    """Search a trained run for a conversation's last turn, or interactively turn by turn."""
+    """Search a trained run for a conversation's last turn, or interactively turn by turn.
+
+    Interactive commands: /show N (a passage whole), /new, /help; Ctrl-D or Ctrl-C ends.
+    """
     from disco.serving import terminal
 
     try:
@@ -233,7 +236,10 @@ def serve(
     port: int = typer.Option(8000, help="port"),
     backend: BackendName = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
-    """Serve the run's student over HTTP: POST /search, POST /search/batch, GET /health, a page at GET /."""
+    """Serve the run's student over HTTP until SIGTERM or Ctrl-C: a page at /, POST /search, the API at /docs.
+
+    Also POST /search/batch and GET /health; one access-log line per request on stderr.
+    """
     from disco.serving import terminal
 
     try:
