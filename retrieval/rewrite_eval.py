@@ -265,22 +265,19 @@ def retrieval(texts: dict[str, dict[str, str]], run_dir: Path, measures: tuple[s
               ) -> dict[str, dict[str, float]]:
     """Mean effectiveness of each source's texts (``source -> turn_id -> query``) as queries of the index and
     frozen encoder of an earlier ``disco run`` (its run.json), against that run's qrels."""
-    import json
-
     from models.splade import SpladeConfig
     from retrieval.evaluation import aggregate, per_query
     from retrieval.index.retrieve import retrieve
     from retrieval.index.search import ImpactSearcher
     from models.splade import SpladeEncoder
 
-    record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    stages = record.get("stages", {})
-    if "index" not in stages or "ingest" not in stages:
-        raise DiscoError(f"{run_dir / 'run.json'}: the run has no index stage (run it with --stage index)")
-    encoder = SpladeConfig.model_validate(record["config"]["encoder"])
-    rel_threshold = int(record["config"].get("evaluate", {}).get("rel_threshold", 1))
-    index_dir = stages["index"]["outputs"]["lucene"]["path"]
-    qrels = pl.read_parquet(stages["ingest"]["outputs"]["qrels"]["path"])
+    from core.run_record import RunRecord
+
+    record = RunRecord.read(run_dir, need=("ingest", "index"))
+    encoder = record.section("encoder", SpladeConfig)
+    rel_threshold = int(record.config.get("evaluate", {}).get("rel_threshold", 1))
+    index_dir = record.output("index", "lucene")
+    qrels = pl.read_parquet(record.output("ingest", "qrels"))
     enc = SpladeEncoder(encoder.model, frozen=True)
     searcher = ImpactSearcher(index_dir)
     out = {}

@@ -22,8 +22,8 @@ class TeacherConfig(BaseModel):
     teachers: list[str] = Field(["human", "llm"], min_length=1)  # "human" = the dataset's rewrites; others name
     k: int = Field(1000, ge=1, le=100_000)                          # rewrite teachers
     fusion: Fusion = "mean_score"
-    fuse: list[str] | None = Field(None, description="the teachers the fused run averages (none: all of teachers), "
-                                                     "e.g. human + LLM beside a privileged answer teacher")
+    fuse: list[str] | None = Field(None, description="the teachers the fused run averages, among those computed "
+                                                     "(none: all), e.g. human + LLM beside a privileged answer")
     shard_turns: int = Field(100_000, description="turns per retrieval shard (a task each on a cluster)")
     searcher: Backend = Field("auto", description="auto: the exact sparse-matrix searcher for corpora it is faster "
                                                   "on and fits in memory, else Lucene (retrieval/index/sparse.py: "

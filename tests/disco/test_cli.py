@@ -128,13 +128,14 @@ def test_pooled_training_data_and_presets_carry_the_dev_choices(tmp_path):
 
 def test_model_names_are_checked_before_anything_runs(tmp_path):
     demo = preset("demo")
-    assert demo.models() == {"encoder.model": "splade-tiny", "rewrite.model": "smollm2-135m-instruct"}
+    # the demo's LLM is the rewriter stage's model, made from rewriter.base
+    assert demo.models() == {"encoder.model": "splade-tiny", "rewriter.base": "smollm2-135m-instruct"}
     human_only = apply_overrides(demo, ['teacher.teachers=["human"]'])
     assert human_only.models() == {"encoder.model": "splade-tiny"}  # no LLM teacher: the LLM is never loaded
     pooled = load("demo", ["data/demo", f"canard:{tmp_path}"], ['teacher.teachers=["human"]'])
-    assert "rewrite.model" not in pooled.models()
+    assert "rewriter.base" not in pooled.models()
     pooled = pooled.model_copy(update={"extra_data": [pooled.extra_data[0].model_copy(update={"teacher": "llm"})]})
-    assert "rewrite.model" in pooled.models()  # the extra dataset's own teacher is the LLM
+    assert "rewriter.base" in pooled.models()  # the extra dataset's own teacher is the LLM
     human_only.check_models()  # packaged weights resolve
 
     out = tmp_path / "run"
@@ -144,3 +145,5 @@ def test_model_names_are_checked_before_anything_runs(tmp_path):
     assert not (out / "stages").exists()  # refused before the first stage
     result = runner.invoke(app, ["run", "demo", "--out", str(out), "--set", f"rewrite.model={tmp_path}"])
     assert result.exit_code == 2 and f"rewrite.model: model folder {tmp_path}: no config.json there" in result.output
+    result = runner.invoke(app, ["run", "demo", "--out", str(out), "--set", f"rewriter.base={tmp_path}"])
+    assert result.exit_code == 2 and f"rewriter.base: model folder {tmp_path}: no config.json there" in result.output

@@ -84,3 +84,18 @@ def test_evaluate_streamed_equals_the_unchunked_runs_with_either_searcher(demo):
         assert set(efficiency) == {"last_turn", "conversation", "disco"}
     assert set(runs) == {"last_turn", "conversation", "disco", "rewrite:human", "rewrite:last"}
     assert min(run.height for run in runs.values()) > 1_000
+
+
+def test_fused_run_averages_the_chosen_teachers_only(demo):
+    """``teacher.fuse``: a fused run of one chosen teacher equals that teacher's run, streamed or not."""
+    root, rewrites = demo
+    lucene = root / "index" / "lucene"
+    want, summary = teacher_runs(rewrites, ["human", "last"], CFG, lucene, 1000, "mean_score", backend="sparse",
+                                 fuse_only=["human", "other"])
+    fused = want.filter(pl.col("system") == "fused").drop("system")
+    human = want.filter(pl.col("system") == "human").drop("system")
+    assert fused.equals(human) and summary[-1]["teacher"].endswith(": human)")
+    out = root / "runs-fuse-only.parquet"
+    write_teacher_runs(out, rewrites, ["human", "last"], CFG, lucene, 1000, "mean_score", backend="sparse",
+                       fuse_only=["human"])
+    assert pl.read_parquet(out).equals(want)
