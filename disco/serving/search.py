@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import DiscoError
 from core.run_record import RunRecord
+from disco.serving.batching import BatchConfig, Job, MicroBatcher, bucketed_batches
 from retrieval.index.search import ImpactSearcher
 from retrieval.index.sparse import Backend, SparseSearcher, choose_backend
+from models.projection import max_logits
 from models.splade import SpladeEncoder, impact_vector, vocab_tokens
 from models.student import StudentCard
 
@@ -112,17 +114,19 @@ def _impact_mismatch(sparse: SparseSearcher, tokens: list[str], collection: Path
 class Searcher:
     """A loaded student, its index and the passage texts; safe to share between threads.
 
-    Encoding sets the tokenizer's truncation side and the JVM searcher swaps its query table per call, so every
-    encode + search runs on one dedicated worker thread, one call at a time; torch and Lucene each use their own
-    threads inside a call. One thread (rather than a lock taken by whichever request thread comes) also keeps
-    torch's allocations in one malloc arena: with a lock, the server's resident memory crept up by about 100 MiB
-    per 5,000 requests at 16 concurrent clients (``benchmarks/service.py``), with the worker it stays flat.
+    Encoding and the JVM searcher's query table are not thread-safe, so every encode + search runs on one
+    dedicated worker thread (:class:`~disco.serving.batching.MicroBatcher`), which encodes the conversations
+    queued together in one forward pass per padded length (``batching``). One thread (rather than a lock taken
+    by whichever request thread comes) also keeps torch's allocations in one malloc arena: with a lock, the
+    server's resident memory crept up by about 100 MiB per 5,000 requests at 16 concurrent clients
+    (``benchmarks/service.py``), with the worker it stays flat.
     """
 
     def __init__(self, student: str | Path, index: str | Path, corpus: str | Path | None = None,
-                 threads: int = 1, backend: Backend = "auto"):
+                 threads: int = 1, backend: Backend = "auto", batching: BatchConfig | None = None):
         self.card = StudentCard.load(student)
         self.encoder = SpladeEncoder(str(student), frozen=True)
+        self.encoder.tokenizer.truncation_side = self.card.input.truncation_side()  # this searcher's own copy
         self.tokens = vocab_tokens(self.encoder.tokenizer)
         self.index = open_index(index, self.card.quant_scale, self.tokens, backend, threads)
         self.backend = "sparse" if isinstance(self.index, SparseSearcher) else "lucene"
@@ -131,13 +135,15 @@ class Searcher:
             table = pq.read_table(corpus, columns=["doc_id", "title", "text"]).to_pydict()
             self.passages = {d: (t or "", x or "") for d, t, x in zip(table["doc_id"], table["title"],
                                                                       table["text"])}
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disco-search")
+        self.batching = batching or BatchConfig()
+        self.batcher = MicroBatcher(self._work, self.batching)
 
     @classmethod
-    def open(cls, run_dir: str | Path, threads: int = 1, backend: Backend = "auto") -> "Searcher":
+    def open(cls, run_dir: str | Path, threads: int = 1, backend: Backend = "auto",
+             batching: BatchConfig | None = None) -> "Searcher":
         """The searcher of a finished ``disco run`` folder."""
         p = run_paths(run_dir)
-        return cls(p["student"], p["lucene"], p["corpus"], threads=threads, backend=backend)
+        return cls(p["student"], p["lucene"], p["corpus"], threads=threads, backend=backend, batching=batching)
 
     def text(self, conversation: Sequence[Any]) -> str:
         """The student's input for a conversation (oldest first, the last turn the current question)."""
@@ -146,10 +152,27 @@ class Searcher:
         return self.card.text(turns[-1].text, history)
 
     def query_vectors(self, texts: Sequence[str]) -> list[dict[str, int]]:
-        """Quantised ``{token: impact}`` vectors of the student's input texts (as at evaluation)."""
-        vecs = self.encoder.encode(list(texts), self.card.max_length, batch_size=max(1, len(texts)),
-                                   truncation_side=self.card.input.truncation_side())
-        return [impact_vector(ids, w, self.tokens, self.card.quant_scale) for ids, w in vecs]
+        """Quantised ``{token: impact}`` vectors of the student's input texts (as at evaluation), one forward pass
+        per group of texts of the same padded length (the same vectors whatever the grouping)."""
+        tok = self.encoder.tokenizer
+        ids = tok(list(texts), truncation=True, max_length=self.card.max_length)
+        out: list[dict[str, int]] = [{} for _ in texts]
+        cfg = self.batching
+        for group in bucketed_batches([len(x) for x in ids["input_ids"]], cfg.bucket_tokens, cfg.max_batch):
+            batch = tok.pad({key: [ids[key][i] for i in group] for key in ids.keys()},
+                            pad_to_multiple_of=cfg.bucket_tokens, return_tensors="pt")
+            with torch.inference_mode():
+                pooled = max_logits(self.encoder.mlm, dict(batch))
+                if pooled is None:  # a head models.projection does not know: the plain masked max
+                    logits = self.encoder.mlm(**batch).logits
+                    pooled = logits.masked_fill(~batch["attention_mask"].unsqueeze(-1).bool(), float("-inf"))
+                    pooled = pooled.amax(dim=1)
+                reps = torch.log1p(torch.relu(pooled)).float()
+            for i, row in zip(group, reps):
+                nz = torch.nonzero(row).squeeze(-1)
+                out[i] = impact_vector(nz.numpy().astype(np.int32), row[nz].numpy().astype(np.float32),
+                                       self.tokens, self.card.quant_scale)
+        return out
 
     def search(self, conversation: Sequence[Any], k: int = 10, explain: bool = False) -> Result:
         """The top-``k`` passages for the conversation's last (user) turn."""
@@ -157,34 +180,36 @@ class Searcher:
 
     def search_batch(self, conversations: Sequence[Sequence[Any]], k: int = 10, explain: bool = False
                      ) -> list[Result]:
-        """Top-``k`` passages for each conversation, encoded in one batch and searched in one call."""
+        """Top-``k`` passages for each conversation, encoded and searched with the requests queued beside them."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         texts = [self.text(c) for c in conversations]
-        if not texts:
-            return []
+        futures = self.batcher.submit([Job(t, k) for t in texts])
         scale = self.card.quant_scale
-        qids = [str(i) for i in range(len(texts))]
-        vectors, hits, (t0, t1, t2) = self._worker.submit(self._encode_and_search, texts, qids, k).result()
-        share = 1000 / len(texts)  # a batch's time, shared equally by its conversations
-        timing = {"encode": (t1 - t0) * share, "search": (t2 - t1) * share, "total": (t2 - t0) * share}
         out = []
-        for q, text, vec in zip(qids, texts, vectors):
+        for text, fut in zip(texts, futures):
+            vec, hits, timing = fut.result()
             rows = [Hit(id=d, score=s / scale**2, title=self.passages.get(d, ("", ""))[0],
-                        text=self.passages.get(d, ("", ""))[1]) for d, s in hits.get(q, [])]
+                        text=self.passages.get(d, ("", ""))[1]) for d, s in hits]
             terms = ({t: w / scale for t, w in sorted(vec.items(), key=lambda x: -x[1])} if explain else None)
-            out.append(Result(results=rows, timing_ms=dict(timing), query=text, terms=terms))
+            out.append(Result(results=rows, timing_ms=timing, query=text, terms=terms))
         return out
 
-    def _encode_and_search(self, texts: list[str], qids: list[str], k: int):
-        """Runs on the worker thread only."""
+    def _work(self, jobs: list[Job]) -> None:
+        """One batch, on the worker thread: encode, search (one call per k), answer each job."""
         t0 = time.perf_counter()
-        vectors = self.query_vectors(texts)
+        vectors = self.query_vectors([j.text for j in jobs])
         t1 = time.perf_counter()
-        hits = self.index.search({q: v for q, v in zip(qids, vectors) if v}, k)
-        return vectors, hits, (t0, t1, time.perf_counter())
+        hits: dict[str, list] = {}
+        for k in sorted({j.k for j in jobs}):
+            hits.update(self.index.search({str(i): v for i, (j, v) in enumerate(zip(jobs, vectors))
+                                           if v and j.k == k}, k))
+        t2 = time.perf_counter()
+        share = 1000 / len(jobs)  # a batch's time, shared equally by its conversations
+        timing = {"encode": (t1 - t0) * share, "search": (t2 - t1) * share, "total": (t2 - t0) * share}
+        for i, (j, v) in enumerate(zip(jobs, vectors)):
+            j.future.set_result((v, hits.get(str(i), []), dict(timing)))
 
     def close(self) -> None:
-        """Wait for the call in progress, then close the index."""
-        self._worker.submit(self.index.close).result()
-        self._worker.shutdown(wait=True)
+        """Finish the queued requests, then close the index."""
+        self.batcher.close(self.index.close)

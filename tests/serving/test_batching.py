@@ -1,0 +1,90 @@
+"""Micro-batching: concurrent requests are encoded together, and every answer is the one a request alone gets, bit
+for bit (rankings, scores, query terms), on the real trained run."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from disco.serving.batching import BatchConfig, Job, MicroBatcher, bucketed_batches
+
+
+def test_texts_are_grouped_by_padded_length():
+    assert bucketed_batches([3, 17, 16, 30, 1, 33], 16, 32) == [[0, 2, 4], [1, 3], [5]]
+    assert bucketed_batches([5] * 5, 16, 2) == [[0, 1], [2, 3], [4]]
+    assert bucketed_batches([], 16, 4) == []
+
+
+def test_a_lone_client_never_waits_and_queued_requests_go_together():
+    seen: list[list[str]] = []
+    gate = threading.Event()
+
+    def work(jobs: list[Job]) -> None:
+        gate.wait(10)
+        seen.append([j.text for j in jobs])
+        for j in jobs:
+            j.future.set_result(j.text.upper())
+
+    b = MicroBatcher(work, BatchConfig(max_wait_ms=500, max_batch=3))
+    try:
+        gate.set()
+        t0 = time.perf_counter()
+        assert b.submit([Job("a", 1)])[0].result(10) == "A"
+        assert time.perf_counter() - t0 < 0.4  # alone: no 500 ms wait
+        gate.clear()
+        first = b.submit([Job("x", 1)])  # holds the worker until the gate opens
+        time.sleep(0.05)
+        rest = b.submit([Job(c, 1) for c in "bcdef"])  # queued meanwhile
+        gate.set()
+        assert [f.result(10) for f in first + rest] == list("XBCDEF")
+        assert seen[1:] == [["x"], ["b", "c", "d"], ["e", "f"]]  # at most max_batch per batch
+        assert b.call(lambda: threading.current_thread().name) == "disco-search"
+    finally:
+        b.close()
+
+
+def test_an_error_reaches_every_request_of_its_batch():
+    def work(jobs: list[Job]) -> None:
+        raise RuntimeError("broken model")
+
+    b = MicroBatcher(work)
+    try:
+        for f in b.submit([Job("a", 1), Job("b", 1)]):
+            with pytest.raises(RuntimeError, match="broken model"):
+                f.result(10)
+    finally:
+        b.close()
+
+
+@pytest.mark.slow
+def test_concurrent_requests_are_batched_and_answered_as_one_at_a_time(searcher, test_turns):
+    convs = [t["conversation"] for t in test_turns]
+    alone = [searcher.search(c, k=20, explain=True) for c in convs]  # sequential: batches of one
+    before = dict(searcher.batcher.sizes)
+    got: dict[tuple[int, int], object] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(16)
+
+    def client(w: int) -> None:
+        try:
+            start.wait(30)
+            for i in range(w, len(convs) * 2, 16):
+                got[(w, i)] = searcher.search(convs[i % len(convs)], k=20 if i % 3 else 5, explain=True)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors and len(got) == 2 * len(convs)
+    batched = {n: c - before.get(n, 0) for n, c in searcher.batcher.sizes.items() if c > before.get(n, 0)}
+    assert max(batched) > 1, batched  # requests were encoded together
+    for (w, i), r in got.items():
+        one = alone[i % len(convs)]
+        k = 20 if i % 3 else 5
+        assert [(h.id, h.score) for h in r.results] == [(h.id, h.score) for h in one.results][:k], i
+        assert r.terms == one.terms and r.query == one.query
