@@ -2,16 +2,20 @@
 
 ``POST /search`` ({"conversation": [...], "k": 10, "explain": false}), ``POST /search/batch``, ``GET /health``,
 ``GET /`` (one self-contained page to try it), ``GET /openapi.json`` and ``/docs`` (Swagger UI served from the
-installed ``fastapi-offline`` package, so it works without a network). Request limits come from :class:`Limits`
+installed ``fastapi-offline`` package, so it works without a network). The service may answer before its model
+is loaded (:class:`SearcherSlot`): ``GET /health`` is 503 ``{"status": "loading"}`` until then and 200
+``{"status": "ready", ...}`` after; a search meanwhile is 503 with ``Retry-After``. Request limits come from :class:`Limits`
 and appear in the OpenAPI schema. Every error has one shape, :class:`Problem` (``{"detail": "..."}``, one line
 naming the field), and never repeats the request: a body that is not JSON is 400, a request outside the limits
-422. Handlers are plain ``def``: FastAPI runs them in its thread pool and the searcher serialises the model and
-the JVM searcher itself.
+422. Handlers are plain ``def``: FastAPI runs them in its thread pool and the searcher's worker thread batches
+their requests (disco/serving/batching.py).
 """
 
 # No `from __future__ import annotations`: FastAPI must see the request models defined inside create_app.
 
+import threading
 from importlib import resources
+from typing import TYPE_CHECKING, Callable
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,7 +23,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 
-from disco.serving.search import Hit, Searcher, check_conversation
+from disco.serving.schema import Hit, check_conversation
+
+if TYPE_CHECKING:  # the app itself loads no model: `disco serve` answers /health while torch loads
+    from disco.serving.search import Searcher
 
 
 class Limits(BaseModel):
@@ -40,7 +47,8 @@ class Problem(BaseModel):
 
 
 ERRORS = {400: {"model": Problem, "description": "the body is not JSON"},
-          422: {"model": Problem, "description": "a field is missing, of the wrong type or outside the limits"}}
+          422: {"model": Problem, "description": "a field is missing, of the wrong type or outside the limits"},
+          503: {"model": Problem, "description": "the model is still loading (see GET /health)"}}
 
 
 def field(loc) -> str:
@@ -66,9 +74,34 @@ def problem(e: RequestValidationError) -> tuple[int, str]:
     return 422, "; ".join(parts) + more
 
 
-def create_app(searcher: Searcher, limits: Limits | None = None) -> FastAPI:
-    """The FastAPI application serving ``searcher`` within ``limits``."""
+class SearcherSlot:
+    """The searcher a service answers with, set once it is loaded. ``also_ready`` (e.g. every worker process of
+    ``disco serve --workers N`` loaded) must hold too before ``/health`` says ready."""
+
+    def __init__(self, searcher: "Searcher | None" = None, also_ready: Callable[[], bool] | None = None):
+        self.searcher = searcher
+        self.also_ready = also_ready
+        self._lock = threading.Lock()
+
+    def set(self, searcher: "Searcher") -> None:
+        with self._lock:
+            self.searcher = searcher
+
+    @property
+    def ready(self) -> bool:
+        return self.searcher is not None and (self.also_ready is None or self.also_ready())
+
+    def get(self) -> "Searcher":
+        if self.searcher is None:
+            raise HTTPException(503, "the model is loading: retry when GET /health says ready",
+                                headers={"Retry-After": "1"})
+        return self.searcher
+
+
+def create_app(searcher: "Searcher | SearcherSlot", limits: Limits | None = None) -> FastAPI:
+    """The FastAPI application serving ``searcher`` (loaded, or a slot filled once it is) within ``limits``."""
     lim = limits or Limits()
+    slot = searcher if isinstance(searcher, SearcherSlot) else SearcherSlot(searcher)
 
     class Turn(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -124,22 +157,25 @@ def create_app(searcher: Searcher, limits: Limits | None = None) -> FastAPI:
     def page() -> str:
         return resources.files("disco.serving").joinpath("page.html").read_text(encoding="utf-8")
 
-    @app.get("/health")
-    def health() -> dict:
-        return {"status": "ok", "passages": len(searcher.passages), "backend": searcher.backend,
-                "max_length": searcher.card.max_length,
-                "quant_scale": searcher.card.quant_scale, "limits": lim.model_dump()}
+    @app.get("/health", responses={503: {"description": "loading: the model is not loaded yet"}})
+    def health():
+        if not slot.ready:
+            return JSONResponse({"status": "loading", "limits": lim.model_dump()}, status_code=503)
+        s = slot.get()
+        return {"status": "ready", "passages": len(s.passages), "backend": s.backend,
+                "max_length": s.card.max_length, "quant_scale": s.card.quant_scale, "limits": lim.model_dump(),
+                "batching": s.batching.model_dump()}
 
     @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True, responses=ERRORS)
     def search(req: SearchRequest) -> SearchResponse:
         conv = checked(req.conversation, "conversation")
-        got = searcher.search([t.model_dump() for t in conv], req.k, req.explain)
+        got = slot.get().search([t.model_dump() for t in conv], req.k, req.explain)
         return SearchResponse.model_validate(got.model_dump())
 
     @app.post("/search/batch", response_model=BatchResponse, response_model_exclude_none=True, responses=ERRORS)
     def search_batch(req: BatchRequest) -> BatchResponse:
         convs = [checked(c, f"conversations[{i}]") for i, c in enumerate(req.conversations)]
-        got = searcher.search_batch([[t.model_dump() for t in c] for c in convs], req.k, req.explain)
+        got = slot.get().search_batch([[t.model_dump() for t in c] for c in convs], req.k, req.explain)
         return BatchResponse(responses=[SearchResponse.model_validate(r.model_dump()) for r in got])
 
     return app

@@ -22,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+from typing import Callable
 
 import uvicorn
 
@@ -97,8 +98,11 @@ class Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def serve(app, sock: socket.socket, grace_s: float = 30.0) -> str | None:
-    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT; returns the signal's name (None if it ended by itself)."""
+def serve(app, sock: socket.socket, grace_s: float = 30.0, load: Callable[[], None] | None = None) -> str | None:
+    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT; returns the signal's name (None if it ended by itself).
+
+    ``load`` (loading the model) runs on a thread beside the serving, so ``/health`` answers "loading" meanwhile;
+    if it fails, the serving stops and its exception is raised here."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     ACCESS.addHandler(handler)
@@ -108,9 +112,25 @@ def serve(app, sock: socket.socket, grace_s: float = 30.0) -> str | None:
     config = uvicorn.Config(AccessLog(app), host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=grace_s)
     server = Server(config)
+    failed: list[BaseException] = []
+
+    def loading() -> None:
+        try:
+            load()
+        except BaseException as e:  # noqa: BLE001 - raised in the main thread below
+            failed.append(e)
+            server.should_exit = True
+
+    loader = threading.Thread(target=loading, name="disco-load", daemon=True) if load else None
     try:
+        if loader is not None:
+            loader.start()
         server.run(sockets=[sock])
     finally:
+        if loader is not None:
+            loader.join()
         ACCESS.removeHandler(handler)
         sock.close()
+    if failed:
+        raise failed[0]
     return server.stopped_by

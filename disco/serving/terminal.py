@@ -6,13 +6,17 @@ import ipaddress
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from core.errors import DataError, DiscoError
-from disco.serving.search import Result, Searcher, Turn, check_conversation
+from disco.serving.batching import BatchConfig
+from disco.serving.schema import Result, Turn, check_conversation, run_paths
 from disco.shutdown import Terminated, signal_name
+
+if TYPE_CHECKING:
+    from disco.serving.search import Searcher
 
 SNIPPET = 100
 
@@ -54,9 +58,11 @@ def table(result: Result) -> str:
     return "\n".join(lines)
 
 
-def _open(run_dir: Path, backend: str = "auto") -> Searcher:
+def _open(run_dir: Path, backend: str = "auto", batching: BatchConfig | None = None) -> "Searcher":
+    from disco.serving.search import Searcher
+
     print(f"loading {run_dir} ...", file=sys.stderr)
-    searcher = Searcher.open(run_dir, backend=backend)
+    searcher = Searcher.open(run_dir, backend=backend, batching=batching)
     print(f"searching with the {searcher.backend} backend", file=sys.stderr)
     return searcher
 
@@ -84,10 +90,12 @@ def search(run_dir: Path, conversation: Path | None, k: int, as_json: bool, back
         searcher.close()
 
 
-def serve(run_dir: Path, host: str, port: int, backend: str = "auto") -> None:
+def serve(run_dir: Path, host: str, port: int, backend: str = "auto",
+          batching: BatchConfig | None = None) -> None:
     """The HTTP service (disco/serving/service.py) until SIGTERM or Ctrl-C, which finish the requests in flight
-    and end it with "stopped" and exit code 0."""
-    from disco.serving.app import create_app
+    and end it with "stopped" and exit code 0. It answers at once; ``/health`` says ready when the model is
+    loaded."""
+    from disco.serving.app import SearcherSlot, create_app
     from disco.serving.service import bind
     from disco.serving.service import serve as run_server
 
@@ -95,19 +103,23 @@ def serve(run_dir: Path, host: str, port: int, backend: str = "auto") -> None:
     if not _loopback(host):
         print(f"warning: binding {host}: the service is reachable from other machines and has no "
               "authentication; use --host 127.0.0.1 unless that is what you want", file=sys.stderr)
-    searcher, stopped_by = None, None
-    try:
-        searcher = _open(run_dir, backend)
-        url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    run_paths(run_dir)  # a folder that is not a finished run: one line before serving anything
+    slot, stopped_by = SearcherSlot(), None
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+    def load() -> None:
+        slot.set(_open(run_dir, backend, batching))
         print(f"disco serve: {url}/ (the search page), {url}/docs (the API); SIGTERM or Ctrl-C stops it",
               file=sys.stderr, flush=True)
-        stopped_by = run_server(create_app(searcher), sock)
-    except (KeyboardInterrupt, Terminated) as e:  # while loading: nothing was served yet
+
+    try:
+        stopped_by = run_server(create_app(slot), sock, load=load)
+    except (KeyboardInterrupt, Terminated) as e:  # before the serving began
         stopped_by = signal_name(e)
     finally:
         sock.close()
-        if searcher is not None:
-            searcher.close()
+        if slot.searcher is not None:
+            slot.searcher.close()
     print(f"disco serve: stopped{f' ({stopped_by})' if stopped_by else ''}", file=sys.stderr)
 
 

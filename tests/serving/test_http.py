@@ -20,7 +20,7 @@ def _conv(*texts: str) -> list[dict]:
 
 def test_health_page_and_schema(server):
     health = httpx.get(server + "/health").json()
-    assert health["status"] == "ok" and health["passages"] > 0
+    assert health["status"] == "ready" and health["passages"] > 0 and health["batching"]["max_batch"] >= 1
     page = httpx.get(server + "/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert 'id="question"' in page.text

@@ -79,3 +79,45 @@ def test_every_request_is_one_access_log_line(server, serve_log, test_turns):
         pattern = rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d {method} {re.escape(path)} {status} \d+\.\d ms$"
         assert any(re.match(pattern, line) for line in lines), (method, path, status, lines[-10:])
     assert "disco serve: http://127.0.0.1:" in serve_log.read_text() and "disco search:" not in serve_log.read_text()
+
+
+@pytest.mark.slow
+def test_health_says_ready_only_once_the_model_is_loaded(trained_run, test_turns, tmp_path):
+    """The service answers while the model loads: /health 503 "loading", a search 503 with Retry-After; then
+    /health 200 "ready" and the search answers."""
+    from tests.serving.conftest import free_port
+    from core.proc import stop_group
+
+    port, log = free_port(), tmp_path / "serve.log"
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([DISCO, "serve", str(trained_run), "--port", str(port)], stdout=f,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    seen: list[tuple[int, str]] = []
+    search = None
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                r = httpx.get(url + "/health", timeout=5)
+            except httpx.HTTPError:
+                time.sleep(0.02)
+                continue
+            seen.append((r.status_code, r.json()["status"]))
+            if r.status_code == 503 and search is None:
+                search = httpx.post(url + "/search", json={"conversation": test_turns[0]["conversation"]},
+                                    timeout=30)
+            if r.status_code == 200:
+                break
+            time.sleep(0.02)
+        ready = httpx.post(url + "/search", json={"conversation": test_turns[0]["conversation"]}, timeout=60)
+    finally:
+        stop_group(proc, 20)
+    assert seen and seen[0] == (503, "loading") and seen[-1] == (200, "ready"), (seen[:3], log.read_text())
+    assert {s for s in seen[:-1]} == {(503, "loading")}
+    assert search is not None and search.status_code == 503 and search.headers["retry-after"] == "1"
+    assert "loading" in search.json()["detail"]
+    assert ready.status_code == 200 and ready.json()["results"]
+    text = log.read_text()
+    assert text.index("GET /health 503") < text.index("disco serve: http://127.0.0.1:") < text.index(
+        "GET /health 200"), text
