@@ -235,15 +235,36 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="address to bind (loopback by default)"),
     port: int = typer.Option(8000, help="port"),
     backend: BackendName = typer.Option("auto", help=BACKEND_HELP),
+    workers: int = typer.Option(1, min=1, max=64, help="processes on the port, each with its own model"),
+    threads: int = typer.Option(1, min=1, max=256, help="torch threads per process (1 stays fast beside busy "
+                                                        "neighbours: docs/benchmarks.md)"),
+    max_wait_ms: float = typer.Option(2.0, min=0, max=1000, help="how long a batch of concurrent requests "
+                                                                 "waits for more (0: never)"),
+    max_batch: int = typer.Option(32, min=1, max=1024, help="conversations encoded in one forward pass at most"),
+    ray: bool = typer.Option(False, "--ray", help="serve as Ray Serve replicas (a local cluster unless --address)"),
+    replicas: int = typer.Option(1, min=1, max=256, help="with --ray: replicas, each with its own model"),
+    address: Optional[str] = typer.Option(None, help="with --ray: an existing Ray cluster (e.g. auto, "
+                                                     "ray://HOST:10001)"),
 ) -> None:
     """Serve the run's student over HTTP until SIGTERM or Ctrl-C: a page at /, POST /search, the API at /docs.
 
-    Also POST /search/batch and GET /health; one access-log line per request on stderr.
+    Also POST /search/batch and GET /health (ready once the model is loaded); one access-log line per request on
+    stderr. Concurrent requests are encoded together (--max-wait-ms, --max-batch); --workers N runs N processes
+    on the port; --ray runs the same app as Ray Serve replicas.
     """
     from disco.serving import terminal
+    from disco.serving.config import RayConfig, ServeOptions
 
     try:
-        terminal.serve(run_dir, host, port, backend)
+        if not ray and (replicas != 1 or address is not None):
+            raise DiscoError("--replicas and --address are for --ray (Ray Serve replicas); --workers N runs N "
+                             "processes on this machine")
+        if ray and workers != 1:
+            raise DiscoError("--workers is for a service without --ray; with --ray use --replicas")
+        options = ServeOptions(backend=backend, torch_threads=threads, workers=workers,
+                               batching={"max_wait_ms": max_wait_ms, "max_batch": max_batch},
+                               ray=RayConfig(replicas=replicas, address=address) if ray else None)
+        terminal.serve(run_dir, host, port, options)
     except DiscoError as e:
         _fail(e)
 

@@ -98,16 +98,22 @@ class Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def serve(app, sock: socket.socket, grace_s: float = 30.0, load: Callable[[], None] | None = None) -> str | None:
-    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT; returns the signal's name (None if it ended by itself).
-
-    ``load`` (loading the model) runs on a thread beside the serving, so ``/health`` answers "loading" meanwhile;
-    if it fails, the serving stops and its exception is raised here."""
+def log_access_to_stderr() -> logging.Handler:
+    """Print the access log (``disco.serve.access``) on stderr, one timestamped line per request."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     ACCESS.addHandler(handler)
     ACCESS.setLevel(logging.INFO)
     ACCESS.propagate = False
+    return handler
+
+
+def serve(app, sock: socket.socket, grace_s: float = 30.0, load: Callable[[], None] | None = None) -> str | None:
+    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT; returns the signal's name (None if it ended by itself).
+
+    ``load`` (loading the model) runs on a thread beside the serving, so ``/health`` answers "loading" meanwhile;
+    if it fails, the serving stops and its exception is raised here."""
+    handler = log_access_to_stderr()
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(AccessLog(app), host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=grace_s)

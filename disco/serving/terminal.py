@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from core.errors import DataError, DiscoError
 from disco.serving.batching import BatchConfig
+from disco.serving.config import ServeOptions
 from disco.serving.schema import Result, Turn, check_conversation, run_paths
 from disco.shutdown import Terminated, signal_name
 
@@ -90,31 +91,45 @@ def search(run_dir: Path, conversation: Path | None, k: int, as_json: bool, back
         searcher.close()
 
 
-def serve(run_dir: Path, host: str, port: int, backend: str = "auto",
-          batching: BatchConfig | None = None) -> None:
+def serve(run_dir: Path, host: str, port: int, options: ServeOptions | None = None) -> None:
     """The HTTP service (disco/serving/service.py) until SIGTERM or Ctrl-C, which finish the requests in flight
     and end it with "stopped" and exit code 0. It answers at once; ``/health`` says ready when the model is
-    loaded."""
+    loaded (in every worker process with ``workers`` > 1)."""
     from disco.serving.app import SearcherSlot, create_app
     from disco.serving.service import bind
     from disco.serving.service import serve as run_server
 
+    opts = options or ServeOptions()
     sock = bind(host, port)  # before the model loads: a port in use is one line, at once
     if not _loopback(host):
         print(f"warning: binding {host}: the service is reachable from other machines and has no "
               "authentication; use --host 127.0.0.1 unless that is what you want", file=sys.stderr)
     run_paths(run_dir)  # a folder that is not a finished run: one line before serving anything
-    slot, stopped_by = SearcherSlot(), None
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    banner = f"disco serve: {url}/ (the search page), {url}/docs (the API); SIGTERM or Ctrl-C stops it"
+    slot, stopped_by = SearcherSlot(), None
 
     def load() -> None:
-        slot.set(_open(run_dir, backend, batching))
-        print(f"disco serve: {url}/ (the search page), {url}/docs (the API); SIGTERM or Ctrl-C stops it",
-              file=sys.stderr, flush=True)
+        import torch
+
+        torch.set_num_threads(opts.torch_threads)
+        slot.set(_open(run_dir, opts.backend, opts.batching))
+        print(banner, file=sys.stderr, flush=True)
 
     try:
-        stopped_by = run_server(create_app(slot), sock, load=load)
-    except (KeyboardInterrupt, Terminated) as e:  # before the serving began
+        if opts.ray is not None:
+            sock.close()  # Ray Serve's proxy binds it
+            from disco.serving import ray_serve
+
+            ray_serve.run(run_dir, host, port, opts.backend, opts.batching, opts.ray, opts.torch_threads)
+        elif opts.workers > 1:
+            from disco.serving.workers import run_workers
+
+            stopped_by = run_workers(Path(run_dir).resolve(), sock, opts.workers, opts.backend, opts.batching,
+                                     opts.torch_threads, banner)
+        else:
+            stopped_by = run_server(create_app(slot), sock, load=load)
+    except (KeyboardInterrupt, Terminated) as e:  # before the serving began, or Ray Serve's wait
         stopped_by = signal_name(e)
     finally:
         sock.close()

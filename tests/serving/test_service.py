@@ -121,3 +121,28 @@ def test_health_says_ready_only_once_the_model_is_loaded(trained_run, test_turns
     text = log.read_text()
     assert text.index("GET /health 503") < text.index("disco serve: http://127.0.0.1:") < text.index(
         "GET /health 200"), text
+
+
+@pytest.mark.slow
+def test_workers_share_the_port_answer_alike_and_stop_together(serving, searcher, test_turns, tmp_path):
+    """`disco serve --workers 2`: two processes, each with its own model, on one port; ready once both loaded;
+    the single process's answers; SIGTERM stops both, "stopped", exit 0."""
+    import psutil
+
+    log = tmp_path / "serve.log"
+    proc, url = serving(log, "--workers", "2")
+    try:
+        workers = [p for p in psutil.Process(proc.pid).children() if "disco.serving.workers" in " ".join(p.cmdline())]
+        assert len(workers) == 2, log.read_text()
+        with httpx.Client(timeout=60) as client:
+            for t in test_turns:
+                got = client.post(url + "/search", json={"conversation": t["conversation"], "k": 20}).json()
+                want = searcher.search(t["conversation"], k=20)
+                assert [(h["id"], h["score"]) for h in got["results"]] == [(h.id, h.score) for h in want.results]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "disco serve: stopped (SIGTERM)" in log.read_text() and "Traceback" not in log.read_text()
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]

@@ -1,0 +1,32 @@
+"""Settings of ``disco serve``: batching, threads, worker processes, Ray Serve replicas (without importing torch
+or Ray: the command line reads them first)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from disco.serving.batching import BatchConfig
+
+
+class RayConfig(BaseModel):
+    """Where and how many replicas run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: int = Field(1, ge=1, le=256, description="replicas of the service (processes, each with the model)")
+    address: str | None = Field(None, description="an existing Ray cluster (ray://host:10001 or host:6379, or "
+                                                  "'auto'); None starts a local cluster for this service")
+    replica_cpus: float = Field(1.0, gt=0, description="CPUs Ray reserves for each replica")
+    object_store_mib: int = Field(128, ge=80, description="object store of a local cluster (requests do not use it)")
+
+
+class ServeOptions(BaseModel):
+    """How ``disco serve`` runs: batching, torch threads, worker processes or Ray Serve replicas."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str = "auto"
+    batching: BatchConfig = BatchConfig()
+    torch_threads: int = Field(1, ge=1, le=256, description="torch intra-op threads per process")
+    workers: int = Field(1, ge=1, le=64, description="processes, each with its own model, on one port")
+    ray: RayConfig | None = Field(None, description="replicas on Ray Serve instead (disco/serving/ray_serve.py)")

@@ -1,0 +1,122 @@
+"""``disco serve --workers N``: N processes, each with its own model and batching worker, answering on one socket.
+
+The command binds the port, then starts N worker processes (``python -m disco.serving.workers``) that inherit the
+listening socket; the kernel hands each new connection to one of them. Each worker serves at once and loads its
+model beside the serving (as one process does); ``/health`` says ready only when every worker has loaded (each
+marks a file in a shared temporary folder), so no request meets a loading worker after a readiness check.
+
+SIGTERM or Ctrl-C on the command is passed to every worker, which finishes its requests in flight and exits;
+the command then says "stopped". The workers run in their own session (a terminal's Ctrl-C reaches only the
+command, which passes it on once) and die with the command if it is killed (``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from core.errors import DiscoError
+from disco.serving.batching import BatchConfig
+from disco.shutdown import Terminated, signal_name
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        sys.exit(1)
+
+
+def run_workers(run_dir: Path, sock: socket.socket, n: int, backend: str, batching: BatchConfig,
+                torch_threads: int, banner: str) -> str | None:
+    """Serve with ``n`` worker processes on ``sock`` until SIGTERM / SIGINT; the signal's name."""
+    ready_dir = Path(tempfile.mkdtemp(prefix="disco-serve-"))
+    spec = {"run_dir": str(run_dir), "backend": backend, "batching": batching.model_dump(), "workers": n,
+            "ready_dir": str(ready_dir), "torch_threads": torch_threads}
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch_threads), "MKL_NUM_THREADS": str(torch_threads)}
+    procs: list[subprocess.Popen] = []
+    stopped_by, failed = None, None
+    try:
+        for i in range(n):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "disco.serving.workers", "--fd", str(sock.fileno()), "--index", str(i),
+                 "--spec", json.dumps(spec)], pass_fds=(sock.fileno(),), env=env, start_new_session=True))
+        announced = False
+        while all(p.poll() is None for p in procs):
+            if not announced and len(list(ready_dir.glob("ready-*"))) == n:
+                print(banner, file=sys.stderr, flush=True)
+                announced = True
+            time.sleep(0.2)
+        failed = next(p.returncode for p in procs if p.poll() is not None)
+    except (KeyboardInterrupt, Terminated) as e:
+        stopped_by = signal_name(e)
+        print(f"stopping ({stopped_by}): finishing the requests in flight", file=sys.stderr, flush=True)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for f in ready_dir.iterdir():
+            f.unlink()
+        ready_dir.rmdir()
+    if failed is not None:
+        raise DiscoError(f"a worker process exited with code {failed} (its error is above); the others were stopped")
+    return stopped_by
+
+
+def main() -> None:
+    """One worker process: serve on the inherited socket; load the model beside it; mark itself ready."""
+    _die_with_parent()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--spec", required=True)
+    args = parser.parse_args()
+    spec = json.loads(args.spec)
+    ready_dir = Path(spec["ready_dir"])
+
+    from disco.serving.app import SearcherSlot, create_app
+    from disco.serving.service import serve
+
+    sock = socket.socket(fileno=args.fd)
+    slot = SearcherSlot(also_ready=lambda: len(list(ready_dir.glob("ready-*"))) == spec["workers"])
+
+    def load() -> None:
+        import torch
+
+        from disco.serving.search import Searcher
+
+        torch.set_num_threads(spec["torch_threads"])
+        slot.set(Searcher.open(spec["run_dir"], backend=spec["backend"], batching=BatchConfig(**spec["batching"])))
+        (ready_dir / f"ready-{args.index}").touch()
+
+    try:
+        serve(create_app(slot), sock, load=load)
+    except DiscoError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    finally:
+        if slot.searcher is not None:
+            slot.searcher.close()
+
+
+if __name__ == "__main__":
+    main()
