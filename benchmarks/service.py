@@ -1,13 +1,20 @@
-"""Load test and OpenAPI fuzz of ``disco serve`` on loopback, bounded in requests and time.
+"""Load test and OpenAPI fuzz of ``disco serve`` on loopback, bounded in requests and time, idle and beside busy
+neighbours, for each server configuration in the same run (micro-batched and unbatched by default).
 
-Starts a real ``disco serve RUN_DIR`` (uvicorn, 127.0.0.1, a free port), then
+For each ``--configs`` entry, starts a real ``disco serve RUN_DIR`` with its flags (uvicorn, 127.0.0.1, a free
+port), then
 
-- load: at 1, 4 and 16 concurrent clients (threads, one keep-alive HTTP client each) sends ``POST /search`` for
-  the run's test conversations in turn, until the level's share of ``--requests`` is done or ``--max-seconds``
-  passes. Reported per level: requests, errors (non-200 or failed), p50 / p95 / p99 ms and requests/s; and the
-  server's resident memory (VmRSS of its process) sampled every 500 requests, from after the warm-up to the end;
-- fuzz: Schemathesis generates ``--examples`` requests per operation from the OpenAPI schema (valid and invalid
-  bodies) and counts the answers by status class: a 5xx is a failure.
+- load, idle: at 1, 4 and 16 concurrent clients (threads, one keep-alive HTTP client each) sends ``POST /search``
+  for the run's test conversations in turn, until the level's share of ``--requests`` is done or
+  ``--max-seconds`` passes. Reported per level: requests, errors (non-200 or failed), p50 / p95 / p99 ms and
+  requests/s; and the server's resident memory (VmRSS of its process) sampled every 500 requests;
+- load, busy: the same beside neighbours the benchmark starts and stops itself (benchmarks/neighbours.py: by
+  default two processes each running a 2-thread torch matmul loop), ``--busy-requests`` at 1 and at 16 clients;
+- fuzz (first configuration only): Schemathesis generates ``--examples`` requests per operation from the OpenAPI
+  schema (valid and invalid bodies) and counts the answers by status class: a 5xx is a failure.
+
+Ratios in the same run: each configuration's 16-client requests/s over its 1-client requests/s, and each
+configuration's requests/s over the first one's.
 
     .venv/bin/python benchmarks/service.py --run-dir runs/demo --out runs/bench-service
 """
@@ -27,6 +34,9 @@ import numpy as np
 
 LEVELS = (1, 4, 16)
 SHARES = {1: 0.15, 4: 0.35, 16: 0.5}  # of --requests
+CONFIGS = {"batched": [], "unbatched": ["--max-batch", "1", "--max-wait-ms", "0"],
+           "threads2": ["--threads", "2"], "workers2": ["--workers", "2"], "batch-threads2": ["--batch-threads", "2"],
+           "unbatched-threads2": ["--max-batch", "1", "--max-wait-ms", "0", "--threads", "2"]}
 
 
 def rss_mib(pid: int) -> float:
@@ -36,14 +46,14 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_server(run_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(run_dir: Path, log: Path, flags: list[str] = ()) -> tuple[subprocess.Popen, str]:
     import httpx
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     disco = Path(sys.executable).with_name("disco")
-    proc = subprocess.Popen([str(disco), "serve", str(run_dir), "--port", str(port)], stdout=open(log, "w"),
+    proc = subprocess.Popen([str(disco), "serve", str(run_dir), "--port", str(port), *flags], stdout=open(log, "w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -133,13 +143,21 @@ def fuzz(url: str, examples: int) -> dict:
             "server_errors": server_errors}
 
 
-def markdown(levels: list[dict], rss: list[tuple[int, float]], fz: dict | None) -> str:
-    lines = ["| clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['p50']:.1f} | {r['p95']:.1f} | "
-              f"{r['p99']:.1f} | {r['req_per_s']:.1f} |" for r in levels]
-    if rss:
-        lines.append(f"\nserver RSS after {rss[0][0]} requests: {rss[0][1]:.0f} MiB; after {rss[-1][0]}: "
-                     f"{rss[-1][1]:.0f} MiB (max {max(m for _, m in rss):.0f}, {len(rss)} samples)")
+def markdown(results: dict, fz: dict | None, load: dict) -> str:
+    lines = [f"load average before: {load['before']}; after: {load['after']}; neighbours: {load['neighbours']}",
+             "", "| server | phase | clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines += [f"| {name} | {phase} | {x['clients']} | {x['requests']} | {x['errors']} | {x['p50']:.1f} | "
+                  f"{x['p95']:.1f} | {x['p99']:.1f} | {x['req_per_s']:.1f} |"
+                  for phase in ("idle", "busy") for x in r[phase]]
+    first = next(iter(results))
+    for name, r in results.items():
+        idle = {x["clients"]: x["req_per_s"] for x in r["idle"]}
+        base = {x["clients"]: x["req_per_s"] for x in results[first]["idle"]}
+        lines.append(f"\n{name}: 16 clients / 1 client = {idle[16] / idle[1]:.2f}x requests/s; "
+                     f"at 16 clients {idle[16] / base[16]:.2f}x {first}'s; RSS {r['rss'][0][1]:.0f} -> "
+                     f"{r['rss'][-1][1]:.0f} MiB (max {max(m for _, m in r['rss']):.0f})")
     if fz is not None:
         lines.append(f"\nSchemathesis, {fz['examples_per_operation']} examples per operation: "
                      + ", ".join(f"{k}: {v}" for k, v in fz["statuses"].items())
@@ -147,26 +165,11 @@ def markdown(levels: list[dict], rss: list[tuple[int, float]], fz: dict | None) 
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--out", type=Path, default=Path("runs/bench-service"))
-    parser.add_argument("--requests", type=int, default=10_000, help="in all, over the three levels")
-    parser.add_argument("--max-seconds", type=float, default=600, help="per level")
-    parser.add_argument("--examples", type=int, default=200, help="Schemathesis examples per operation")
-    args = parser.parse_args()
+def measure(run_dir: Path, out: Path, name: str, convs: list, args, fuzz_it: bool) -> tuple[dict, dict | None]:
+    """One server configuration: idle levels, busy levels beside the neighbours, and the fuzz if asked."""
+    from neighbours import Neighbours
 
-    import polars as pl
-
-    from core.io import write_json, write_text
-
-    from core.run_record import RunRecord
-
-    turns = pl.read_parquet(RunRecord.read(args.run_dir).output("ingest", "turns")).to_dicts()
-    convs = [[{"speaker": h["role"], "text": h["text"]} for h in t["history"] or []]
-             + [{"speaker": "user", "text": t["question"]}] for t in turns]
-    args.out.mkdir(parents=True, exist_ok=True)
-    proc, url = start_server(args.run_dir.resolve(), args.out / "serve.log")
+    proc, url = start_server(run_dir, out / f"serve-{name}.log", CONFIGS[name])
     rss: list[tuple[int, float]] = []
     done = [0]
 
@@ -178,17 +181,57 @@ def main() -> None:
     try:
         load_level(url, convs, 4, 200, 120, lambda: None)  # warm-up, not counted
         rss.append((0, rss_mib(proc.pid)))
-        levels = []
+        idle, busy = [], []
         for n in LEVELS:
-            levels.append(load_level(url, convs, n, int(args.requests * SHARES[n]), args.max_seconds, on_request))
-            print(levels[-1], f"rss {rss[-1][1]:.0f} MiB", flush=True)
-        fz = fuzz(url, args.examples) if args.examples else None
+            idle.append(load_level(url, convs, n, int(args.requests * SHARES[n]), args.max_seconds, on_request))
+            print(name, "idle", idle[-1], flush=True)
+        if args.busy_requests:
+            with Neighbours(args.neighbours, 2, 2):
+                for n in (1, 16):
+                    busy.append(load_level(url, convs, n, args.busy_requests, args.max_seconds, on_request))
+                    print(name, "busy", busy[-1], flush=True)
+        rss.append((done[0], rss_mib(proc.pid)))
+        fz = fuzz(url, args.examples) if fuzz_it and args.examples else None
     finally:
         stop(proc)
-    md = markdown(levels, rss, fz)
+    return {"flags": CONFIGS[name], "idle": idle, "busy": busy, "rss": rss}, fz
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-service"))
+    parser.add_argument("--configs", nargs="+", default=["batched", "unbatched"], choices=list(CONFIGS))
+    parser.add_argument("--requests", type=int, default=10_000, help="idle, in all, over the three levels")
+    parser.add_argument("--busy-requests", type=int, default=400, help="per busy level (0: no busy phase)")
+    parser.add_argument("--neighbours", default="torch", choices=["torch", "python"])
+    parser.add_argument("--max-seconds", type=float, default=600, help="per level")
+    parser.add_argument("--examples", type=int, default=200, help="Schemathesis examples per operation")
+    args = parser.parse_args()
+
+    import os
+
+    import polars as pl
+
+    from core.io import write_json, write_text
+    from core.run_record import RunRecord
+    from neighbours import Neighbours
+
+    turns = pl.read_parquet(RunRecord.read(args.run_dir).output("ingest", "turns")).to_dicts()
+    convs = [[{"speaker": h["role"], "text": h["text"]} for h in t["history"] or []]
+             + [{"speaker": "user", "text": t["question"]}] for t in turns]
+    args.out.mkdir(parents=True, exist_ok=True)
+    load = {"before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+            "neighbours": Neighbours(args.neighbours, 2, 2).describe()}
+    results, fz = {}, None
+    for i, name in enumerate(args.configs):
+        results[name], got = measure(args.run_dir.resolve(), args.out, name, convs, args, i == 0)
+        fz = fz or got
+    load["after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    md = markdown(results, fz, load)
     print(md)
     write_text(args.out / "service.md", md)
-    write_json(args.out / "service.json", {"levels": levels, "rss_mib": rss, "fuzz": fz})
+    write_json(args.out / "service.json", {"results": results, "fuzz": fz, "load": load})
 
 
 if __name__ == "__main__":

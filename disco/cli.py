@@ -236,8 +236,10 @@ def serve(
     port: int = typer.Option(8000, help="port"),
     backend: BackendName = typer.Option("auto", help=BACKEND_HELP),
     workers: int = typer.Option(1, min=1, max=64, help="processes on the port, each with its own model"),
-    threads: int = typer.Option(1, min=1, max=256, help="torch threads per process (1 stays fast beside busy "
-                                                        "neighbours: docs/benchmarks.md)"),
+    threads: int = typer.Option(1, min=1, max=256, help="torch threads encoding one conversation (1 stays fast "
+                                                        "beside busy neighbours: docs/benchmarks.md)"),
+    batch_threads: Optional[int] = typer.Option(None, min=1, max=256, help="torch threads encoding a batch of "
+                                                                           "concurrent requests (default: --threads)"),
     max_wait_ms: float = typer.Option(2.0, min=0, max=1000, help="how long a batch of concurrent requests "
                                                                  "waits for more (0: never)"),
     max_batch: int = typer.Option(32, min=1, max=1024, help="conversations encoded in one forward pass at most"),
@@ -261,8 +263,9 @@ def serve(
                              "processes on this machine")
         if ray and workers != 1:
             raise DiscoError("--workers is for a service without --ray; with --ray use --replicas")
-        options = ServeOptions(backend=backend, torch_threads=threads, workers=workers,
-                               batching={"max_wait_ms": max_wait_ms, "max_batch": max_batch},
+        options = ServeOptions(backend=backend, workers=workers,
+                               batching={"max_wait_ms": max_wait_ms, "max_batch": max_batch, "threads": threads,
+                                         "batch_threads": batch_threads},
                                ray=RayConfig(replicas=replicas, address=address) if ray else None)
         terminal.serve(run_dir, host, port, options)
     except DiscoError as e:

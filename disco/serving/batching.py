@@ -33,6 +33,10 @@ class BatchConfig(BaseModel):
     max_batch: int = Field(32, ge=1, le=1024, description="conversations in one forward pass at most")
     bucket_tokens: int = Field(16, ge=1, le=512, description="texts are padded to a multiple of this many tokens "
                                                              "and batched with texts of the same padded length")
+    threads: int | None = Field(None, ge=1, le=256, description="torch threads encoding one conversation (None: "
+                                                                "torch's default)")
+    batch_threads: int | None = Field(None, ge=1, le=256, description="torch threads encoding two or more "
+                                                                      "(None: as one)")
 
 
 @dataclass

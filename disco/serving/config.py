@@ -26,7 +26,6 @@ class ServeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: str = "auto"
-    batching: BatchConfig = BatchConfig()
-    torch_threads: int = Field(1, ge=1, le=256, description="torch intra-op threads per process")
+    batching: BatchConfig = BatchConfig(threads=1)
     workers: int = Field(1, ge=1, le=64, description="processes, each with its own model, on one port")
     ray: RayConfig | None = Field(None, description="replicas on Ray Serve instead (disco/serving/ray_serve.py)")

@@ -33,13 +33,10 @@ APP = "disco"
 class DiscoSearch:
     """One replica: the run's searcher and the HTTP app over it."""
 
-    def __init__(self, run_dir: str, backend: str, batching: dict, torch_threads: int):
-        import torch
-
+    def __init__(self, run_dir: str, backend: str, batching: dict):
         from disco.serving.search import Searcher
         from disco.serving.service import log_access_to_stderr
 
-        torch.set_num_threads(torch_threads)
         log_access_to_stderr()
         self.searcher = Searcher.open(run_dir, backend=backend, batching=BatchConfig(**batching))
 
@@ -57,14 +54,15 @@ class DiscoSearch:
 
 
 def run(run_dir: Path, host: str, port: int, backend: str, batching: BatchConfig, cfg: RayConfig,
-        torch_threads: int = 1, stop: threading.Event | None = None) -> None:
+        stop: threading.Event | None = None) -> None:
     """Deploy, print where it answers, and wait until ``stop`` is set (or SIGTERM / Ctrl-C raise); then delete
     the app and, for a local cluster, stop Serve and the cluster."""
     import ray
 
     local = cfg.address is None
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    env = {"OMP_NUM_THREADS": str(torch_threads), "MKL_NUM_THREADS": str(torch_threads)}
+    threads = str(max(batching.threads or 1, batching.batch_threads or 1))
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     try:
         if local:
             print(f"starting a local Ray cluster for {cfg.replicas} replica(s) ...", file=sys.stderr, flush=True)
@@ -83,7 +81,7 @@ def run(run_dir: Path, host: str, port: int, backend: str, batching: BatchConfig
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
         serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
         app = DiscoSearch.options(num_replicas=cfg.replicas, ray_actor_options={"num_cpus": cfg.replica_cpus})
-        serve.run(app.bind(str(Path(run_dir).resolve()), backend, batching.model_dump(), torch_threads),
+        serve.run(app.bind(str(Path(run_dir).resolve()), backend, batching.model_dump()),
                   name=APP, route_prefix="/", blocking=False)
         url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
         print(f"disco serve: {url}/ (the search page), {url}/docs (the API); {cfg.replicas} Ray Serve "

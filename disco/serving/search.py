@@ -154,6 +154,10 @@ class Searcher:
     def _work(self, jobs: list[Job]) -> None:
         """One batch, on the worker thread: encode, search (one call per k), answer each job."""
         t0 = time.perf_counter()
+        cfg = self.batching  # threads set here: OpenMP's thread count belongs to the thread that sets it
+        threads = (cfg.batch_threads or cfg.threads) if len(jobs) > 1 else cfg.threads
+        if threads and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
         vectors = self.query_vectors([j.text for j in jobs])
         t1 = time.perf_counter()
         hits: dict[str, list] = {}

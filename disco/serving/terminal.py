@@ -110,9 +110,6 @@ def serve(run_dir: Path, host: str, port: int, options: ServeOptions | None = No
     slot, stopped_by = SearcherSlot(), None
 
     def load() -> None:
-        import torch
-
-        torch.set_num_threads(opts.torch_threads)
         slot.set(_open(run_dir, opts.backend, opts.batching))
         print(banner, file=sys.stderr, flush=True)
 
@@ -121,12 +118,12 @@ def serve(run_dir: Path, host: str, port: int, options: ServeOptions | None = No
             sock.close()  # Ray Serve's proxy binds it
             from disco.serving import ray_serve
 
-            ray_serve.run(run_dir, host, port, opts.backend, opts.batching, opts.ray, opts.torch_threads)
+            ray_serve.run(run_dir, host, port, opts.backend, opts.batching, opts.ray)
         elif opts.workers > 1:
             from disco.serving.workers import run_workers
 
             stopped_by = run_workers(Path(run_dir).resolve(), sock, opts.workers, opts.backend, opts.batching,
-                                     opts.torch_threads, banner)
+                                     banner)
         else:
             stopped_by = run_server(create_app(slot), sock, load=load)
     except (KeyboardInterrupt, Terminated) as e:  # before the serving began, or Ray Serve's wait

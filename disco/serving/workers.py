@@ -41,12 +41,13 @@ def _die_with_parent() -> None:
 
 
 def run_workers(run_dir: Path, sock: socket.socket, n: int, backend: str, batching: BatchConfig,
-                torch_threads: int, banner: str) -> str | None:
+                banner: str) -> str | None:
     """Serve with ``n`` worker processes on ``sock`` until SIGTERM / SIGINT; the signal's name."""
     ready_dir = Path(tempfile.mkdtemp(prefix="disco-serve-"))
     spec = {"run_dir": str(run_dir), "backend": backend, "batching": batching.model_dump(), "workers": n,
-            "ready_dir": str(ready_dir), "torch_threads": torch_threads}
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch_threads), "MKL_NUM_THREADS": str(torch_threads)}
+            "ready_dir": str(ready_dir)}
+    threads = str(max(batching.threads or 1, batching.batch_threads or 1))
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     procs: list[subprocess.Popen] = []
     stopped_by, failed = None, None
     try:
@@ -100,11 +101,8 @@ def main() -> None:
     slot = SearcherSlot(also_ready=lambda: len(list(ready_dir.glob("ready-*"))) == spec["workers"])
 
     def load() -> None:
-        import torch
-
         from disco.serving.search import Searcher
 
-        torch.set_num_threads(spec["torch_threads"])
         slot.set(Searcher.open(spec["run_dir"], backend=spec["backend"], batching=BatchConfig(**spec["batching"])))
         (ready_dir / f"ready-{args.index}").touch()
 

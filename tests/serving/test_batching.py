@@ -58,8 +58,21 @@ def test_an_error_reaches_every_request_of_its_batch():
         b.close()
 
 
+@pytest.fixture(scope="module")
+def threaded_searcher(trained_run):
+    """One query on 1 torch thread, batches on 2 (`disco serve --threads 1 --batch-threads 2`)."""
+    from disco.serving.search import Searcher
+
+    s = Searcher.open(trained_run, batching=BatchConfig(threads=1, batch_threads=2))
+    yield s
+    s.close()
+
+
 @pytest.mark.slow
-def test_concurrent_requests_are_batched_and_answered_as_one_at_a_time(searcher, test_turns):
+@pytest.mark.parametrize("which", ["default", "threads 1, batches 2"])
+def test_concurrent_requests_are_batched_and_answered_as_one_at_a_time(searcher, threaded_searcher, test_turns,
+                                                                         which):
+    searcher = searcher if which == "default" else threaded_searcher
     convs = [t["conversation"] for t in test_turns]
     alone = [searcher.search(c, k=20, explain=True) for c in convs]  # sequential: batches of one
     before = dict(searcher.batcher.sizes)
