@@ -7,8 +7,10 @@ is loaded (:class:`SearcherSlot`): ``GET /health`` is 503 ``{"status": "loading"
 ``{"status": "ready", ...}`` after; a search meanwhile is 503 with ``Retry-After``. Request limits come from :class:`Limits`
 and appear in the OpenAPI schema. Every error has one shape, :class:`Problem` (``{"detail": "..."}``, one line
 naming the field), and never repeats the request: a body that is not JSON is 400, a request outside the limits
-422. Handlers are plain ``def``: FastAPI runs them in its thread pool and the searcher's worker thread batches
-their requests (disco/serving/batching.py).
+422. The search handlers are ``async``: they hand their conversations to the searcher's worker thread, which
+batches the requests that arrive together (disco/serving/batching.py), and await the answers without holding a
+thread. Answers are the searcher's :class:`~disco.serving.schema.Result` as JSON (the response models below only
+document them).
 """
 
 # No `from __future__ import annotations`: FastAPI must see the request models defined inside create_app.
@@ -167,15 +169,15 @@ def create_app(searcher: "Searcher | SearcherSlot", limits: Limits | None = None
                 "batching": s.batching.model_dump()}
 
     @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True, responses=ERRORS)
-    def search(req: SearchRequest) -> SearchResponse:
+    async def search(req: SearchRequest) -> JSONResponse:
         conv = checked(req.conversation, "conversation")
-        got = slot.get().search([t.model_dump() for t in conv], req.k, req.explain)
-        return SearchResponse.model_validate(got.model_dump())
+        got = await slot.get().asearch_batch([[t.model_dump() for t in conv]], req.k, req.explain)
+        return JSONResponse(got[0].model_dump(exclude_none=True))
 
     @app.post("/search/batch", response_model=BatchResponse, response_model_exclude_none=True, responses=ERRORS)
-    def search_batch(req: BatchRequest) -> BatchResponse:
+    async def search_batch(req: BatchRequest) -> JSONResponse:
         convs = [checked(c, f"conversations[{i}]") for i, c in enumerate(req.conversations)]
-        got = slot.get().search_batch([[t.model_dump() for t in c] for c in convs], req.k, req.explain)
-        return BatchResponse(responses=[SearchResponse.model_validate(r.model_dump()) for r in got])
+        got = await slot.get().asearch_batch([[t.model_dump() for t in c] for c in convs], req.k, req.explain)
+        return JSONResponse({"responses": [r.model_dump(exclude_none=True) for r in got]})
 
     return app

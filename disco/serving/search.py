@@ -137,19 +137,30 @@ class Searcher:
     def search_batch(self, conversations: Sequence[Sequence[Any]], k: int = 10, explain: bool = False
                      ) -> list[Result]:
         """Top-``k`` passages for each conversation, encoded and searched with the requests queued beside them."""
+        texts, futures = self._submit(conversations, k)
+        return [self._result(text, *f.result(), explain) for text, f in zip(texts, futures)]
+
+    async def asearch_batch(self, conversations: Sequence[Sequence[Any]], k: int = 10, explain: bool = False
+                            ) -> list[Result]:
+        """:meth:`search_batch` for an event loop: waits without holding a thread (the HTTP service's path)."""
+        import asyncio
+
+        texts, futures = self._submit(conversations, k)
+        answers = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        return [self._result(text, *answer, explain) for text, answer in zip(texts, answers)]
+
+    def _submit(self, conversations: Sequence[Sequence[Any]], k: int) -> tuple[list[str], list]:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         texts = [self.text(c) for c in conversations]
-        futures = self.batcher.submit([Job(t, k) for t in texts])
+        return texts, self.batcher.submit([Job(t, k) for t in texts])
+
+    def _result(self, text: str, vec: dict[str, int], hits: list, timing: dict, explain: bool) -> Result:
         scale = self.card.quant_scale
-        out = []
-        for text, fut in zip(texts, futures):
-            vec, hits, timing = fut.result()
-            rows = [Hit(id=d, score=s / scale**2, title=self.passages.get(d, ("", ""))[0],
-                        text=self.passages.get(d, ("", ""))[1]) for d, s in hits]
-            terms = ({t: w / scale for t, w in sorted(vec.items(), key=lambda x: -x[1])} if explain else None)
-            out.append(Result(results=rows, timing_ms=timing, query=text, terms=terms))
-        return out
+        rows = [Hit(id=d, score=s / scale**2, title=self.passages.get(d, ("", ""))[0],
+                    text=self.passages.get(d, ("", ""))[1]) for d, s in hits]
+        terms = ({t: w / scale for t, w in sorted(vec.items(), key=lambda x: -x[1])} if explain else None)
+        return Result(results=rows, timing_ms=timing, query=text, terms=terms)
 
     def _work(self, jobs: list[Job]) -> None:
         """One batch, on the worker thread: encode, search (one call per k), answer each job."""
