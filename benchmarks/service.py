@@ -4,7 +4,8 @@ neighbours, for each server configuration in the same run (micro-batched and unb
 For each ``--configs`` entry, starts a real ``disco serve RUN_DIR`` with its flags (uvicorn, 127.0.0.1, a free
 port), then
 
-- load, idle: at 1, 4 and 16 concurrent clients (threads, one keep-alive HTTP client each) sends ``POST /search``
+- load, idle: at 1, 4 and 16 concurrent clients (keep-alive connections on one asyncio loop, load_client.py) sends
+  ``POST /search``
   for the run's test conversations in turn, until the level's share of ``--requests`` is done or
   ``--max-seconds`` passes. Reported per level: requests, errors (non-200 or failed), p50 / p95 / p99 ms and
   requests/s; and the server's resident memory (VmRSS of its process) sampled every 500 requests;
@@ -25,12 +26,11 @@ import argparse
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
+from load_client import load_level
 
 LEVELS = (1, 4, 16)
 SHARES = {1: 0.15, 4: 0.35, 16: 0.5}  # of --requests
@@ -40,10 +40,11 @@ CONFIGS = {"batched": [], "unbatched": ["--max-batch", "1", "--max-wait-ms", "0"
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of ``pid`` and its children (the worker processes of ``--workers N``)."""
+    import psutil
+
+    p = psutil.Process(pid)
+    return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / 2**20
 
 
 def start_server(run_dir: Path, log: Path, flags: list[str] = ()) -> tuple[subprocess.Popen, str]:
@@ -71,48 +72,6 @@ def stop(proc: subprocess.Popen) -> None:
     from core.proc import stop_group
 
     stop_group(proc, 20)
-
-
-def load_level(url: str, convs: list, clients: int, requests: int, max_s: float, on_request) -> dict:
-    """``requests`` searches from ``clients`` threads (or until ``max_s``): latencies, errors, throughput."""
-    import httpx
-
-    lat: list[float] = []
-    errors = Counter()
-    counter = iter(range(requests))
-    lock = threading.Lock()
-    deadline = time.monotonic() + max_s
-
-    def client() -> None:
-        with httpx.Client(timeout=60) as c:
-            while time.monotonic() < deadline:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
-                t0 = time.perf_counter()
-                try:
-                    r = c.post(url + "/search", json={"conversation": convs[i % len(convs)], "k": 10})
-                    ok = r.status_code == 200 and r.json()["results"]
-                    if not ok:
-                        errors[str(r.status_code)] += 1
-                except Exception as e:  # noqa: BLE001 - counted as an error
-                    errors[type(e).__name__] += 1
-                with lock:
-                    lat.append(1000 * (time.perf_counter() - t0))
-                    on_request()
-
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    a = np.asarray(lat)
-    return {"clients": clients, "requests": len(lat), "errors": sum(errors.values()), "error_kinds": dict(errors),
-            "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
-            "p99": float(np.percentile(a, 99)), "req_per_s": len(lat) / wall}
 
 
 def fuzz(url: str, examples: int) -> dict:
@@ -145,11 +104,12 @@ def fuzz(url: str, examples: int) -> dict:
 
 def markdown(results: dict, fz: dict | None, load: dict) -> str:
     lines = [f"load average before: {load['before']}; after: {load['after']}; neighbours: {load['neighbours']}",
-             "", "| server | phase | clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "", "| server | phase | clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s | CPU ms/req "
+                 "server / client |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines += [f"| {name} | {phase} | {x['clients']} | {x['requests']} | {x['errors']} | {x['p50']:.1f} | "
-                  f"{x['p95']:.1f} | {x['p99']:.1f} | {x['req_per_s']:.1f} |"
+                  f"{x['p95']:.1f} | {x['p99']:.1f} | {x['req_per_s']:.1f} | {x['server_cpu_ms']:.2f} / "
+                  f"{x['client_cpu_ms']:.2f} |"
                   for phase in ("idle", "busy") for x in r[phase]]
     first = next(iter(results))
     for name, r in results.items():
@@ -183,12 +143,14 @@ def measure(run_dir: Path, out: Path, name: str, convs: list, args, fuzz_it: boo
         rss.append((0, rss_mib(proc.pid)))
         idle, busy = [], []
         for n in LEVELS:
-            idle.append(load_level(url, convs, n, int(args.requests * SHARES[n]), args.max_seconds, on_request))
+            idle.append(load_level(url, convs, n, int(args.requests * SHARES[n]), args.max_seconds, on_request,
+                                   proc.pid))
             print(name, "idle", idle[-1], flush=True)
         if args.busy_requests:
             with Neighbours(args.neighbours, 2, 2):
                 for n in (1, 16):
-                    busy.append(load_level(url, convs, n, args.busy_requests, args.max_seconds, on_request))
+                    busy.append(load_level(url, convs, n, args.busy_requests, args.max_seconds, on_request,
+                                           proc.pid))
                     print(name, "busy", busy[-1], flush=True)
         rss.append((done[0], rss_mib(proc.pid)))
         fz = fuzz(url, args.examples) if fuzz_it and args.examples else None
