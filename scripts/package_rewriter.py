@@ -45,7 +45,10 @@ def main() -> None:
                                    "adapter_sha256": sha256_path(adapter / "adapter_model.safetensors")}})
     with atomic_path(PACKAGED) as tmp:
         tmp.mkdir()
-        for name in ("adapter_config.json", "adapter_model.safetensors"):
+        config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+        config["base_model_name_or_path"] = card["base"]  # a short name, not the training machine's path
+        write_json(tmp / "adapter_config.json", config)
+        for name in ("adapter_model.safetensors",):
             shutil.copy2(adapter / name, tmp / name)
             (tmp / name).chmod(0o644)
         write_json(tmp / "disco_rewriter.json", card)

@@ -68,8 +68,12 @@ def set_adapter_state(peft_model, state: dict[str, torch.Tensor]) -> None:
 
 def save_adapter(peft_model, dest: Path, card: dict) -> None:
     """PEFT's adapter folder (``adapter_config.json``, ``adapter_model.safetensors``) plus the card."""
+    for config in peft_model.peft_config.values():  # a short name, not this machine's path to the weights
+        config.base_model_name_or_path = card.get("base", config.base_model_name_or_path)
     with atomic_path(dest) as tmp:
         peft_model.save_pretrained(tmp)
+        for f in tmp.iterdir():
+            f.chmod(0o644)
         write_json(tmp / CARD, card)
 
 
