@@ -24,8 +24,7 @@ import polars as pl
 
 from core.errors import DiscoError
 from models.rewrite.prompt import RewriteConfig, build_messages
-from models.rewriter.config import RewriterConfig
-from models.rewriter.train import Example
+from models.rewriter.config import Example, RewriterConfig
 from retrieval.rewrite_eval import known_datasets, slice_turns
 
 PUBLIC = {"canard": ("canard-dev", {"topic_in_history": True}), "cast2019": ("cast2019", {}),

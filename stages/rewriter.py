@@ -118,6 +118,21 @@ def resolve_llm(rewriter: RewriterConfig, llm, cache: Path):
     return llm.model_copy(update={"model": str(m["model"])})
 
 
+def outside(rewriter: RewriterConfig, needed: bool, **_) -> dict:
+    """What the stage reads outside the project's code: the packaged adapter's files, or the public data files it
+    trains on (so that a new adapter or changed data makes a new key)."""
+    if not needed or rewriter.mode == "off":
+        return {}
+    if rewriter.mode == "packaged":
+        from core.io import sha256_path
+
+        folder = Path(rewriter.adapter) if rewriter.adapter else PACKAGED
+        return {"adapter": {f.name: sha256_path(f) for f in sorted(folder.glob("*")) if f.is_file()}}
+    from retrieval.rewriter_data import source_files
+
+    return {"data": source_files(rewriter.sources)}
+
+
 def artifacts(m: Manifest) -> list[Artifact]:
     """Dev F1 by step, sample rewrites beside the human ones and, when trained here, the loss curve."""
     s = m.stats
@@ -147,5 +162,6 @@ STAGE = Stage(
     run=run,
     per_dataset=False,
     pooled=True,
+    outside=outside,
     artifacts=artifacts,
 )

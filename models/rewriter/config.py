@@ -10,6 +10,7 @@ rewrites, trained on the very prompt the rewrite stage formats.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,3 +57,14 @@ class RewriterConfig(BaseModel):
     max_target_tokens: int = Field(48, ge=4, description="longer rewrites are left out of training")
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch threads while training (none: torch's default)")
+
+
+@dataclass
+class Example:
+    """One rewrite to learn: the chat messages of the turn (as the rewrite stage builds them) and the human rewrite."""
+
+    id: str
+    source: str
+    question: str
+    messages: list[dict[str, str]]
+    target: str

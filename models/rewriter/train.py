@@ -26,24 +26,13 @@ import torch
 from core.io import atomic_path, write_json
 from core.text import token_f1
 from models.rewrite.prompt import RewriteConfig, check_rewrite
-from models.rewriter.config import RewriterConfig
+from models.rewriter.config import Example, RewriterConfig
 from models.rewriter.lora import add_lora, adapter_state, load_base, set_adapter_state
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 CHECKPOINT = "checkpoint"
-
-
-@dataclass
-class Example:
-    """One rewrite to learn: the chat messages of the turn and the human rewrite."""
-
-    id: str
-    source: str
-    question: str
-    messages: list[dict[str, str]]
-    target: str
 
 
 @dataclass

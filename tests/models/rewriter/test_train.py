@@ -9,9 +9,9 @@ import torch
 
 from core.paths import DEMO_DATA
 from models.rewrite.prompt import RewriteConfig, build_messages
-from models.rewriter.config import RewriterConfig
+from models.rewriter.config import Example, RewriterConfig
 from models.rewriter.lora import CARD, adapter_state, merge, read_card
-from models.rewriter.train import Example, train
+from models.rewriter.train import train
 
 pytestmark = pytest.mark.slow
 
