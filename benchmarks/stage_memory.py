@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-DEMO_SETTINGS = ['teacher.teachers=["human"]', "distill.steps=20"]
+DEMO_SETTINGS = ['teacher.teachers=["human"]', "distill.teacher=human", "distill.steps=20"]
 IMPORTS = "import stages.graph, stages.runner, retrieval.index.build, retrieval.index.shards"
 
 

@@ -44,7 +44,8 @@ def test_help_reads_as_a_person_expects(command):
 
 
 def test_config_with_overrides():
-    result = runner.invoke(app, ["config", "demo", "--set", "distill.lr=0.001", "--set", "teacher.teachers=[\"human\"]"])
+    result = runner.invoke(app, ["config", "demo", "--set", "distill.lr=0.001", "--set", "teacher.teachers=[\"human\"]",
+                                        "--set", "distill.teacher=human"])
     cfg = json.loads(result.output)
     assert cfg["distill"]["lr"] == 0.001 and cfg["teacher"]["teachers"] == ["human"]
 
@@ -130,9 +131,9 @@ def test_model_names_are_checked_before_anything_runs(tmp_path):
     demo = preset("demo")
     # the demo's LLM is the rewriter stage's model, made from rewriter.base
     assert demo.models() == {"encoder.model": "splade-tiny", "rewriter.base": "smollm2-135m-instruct"}
-    human_only = apply_overrides(demo, ['teacher.teachers=["human"]'])
+    human_only = apply_overrides(demo, ['teacher.teachers=["human"]', "distill.teacher=human"])
     assert human_only.models() == {"encoder.model": "splade-tiny"}  # no LLM teacher: the LLM is never loaded
-    pooled = load("demo", ["data/demo", f"canard:{tmp_path}"], ['teacher.teachers=["human"]'])
+    pooled = load("demo", ["data/demo", f"canard:{tmp_path}"], ['teacher.teachers=["human"]', "distill.teacher=human"])
     assert "rewriter.base" not in pooled.models()
     pooled = pooled.model_copy(update={"extra_data": [pooled.extra_data[0].model_copy(update={"teacher": "llm"})]})
     assert "rewriter.base" in pooled.models()  # the extra dataset's own teacher is the LLM

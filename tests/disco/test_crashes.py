@@ -41,7 +41,7 @@ from core.proc import alive
 
 # Lucene for teacher and evaluate: on the demo slice `auto` takes the in-memory sparse searcher, and the kill points
 # must cover the JVM in the process (the SIGTERM point waits for it); the sparse path starts no process or JVM.
-SETTINGS = ["--set", 'teacher.teachers=["human"]', "--set", "distill.steps=60", "--set", "distill.batch_size=4",
+SETTINGS = ["--set", 'teacher.teachers=["human"]', "--set", "distill.teacher=human", "--set", "distill.steps=60", "--set", "distill.batch_size=4",
             "--set", "evaluate.latency_queries=3", "--set", "teacher.searcher=lucene", "--set", "evaluate.searcher=lucene"]
 
 

@@ -62,7 +62,7 @@ def test_pipeline_runs_caches_and_reruns_one_stage(prefect_api, demo_slice, tmp_
     systems = metrics["systems"]
     # the demo preset's student reads the user's turns only: the untrained encoder on that text is a baseline too
     assert set(systems) == {"last_turn", "conversation", "conversation:student-input", "rewrite:human",
-                            "rewrite:llm", "disco"}
+                            "rewrite:llm", "rewrite:fused", "disco"}
     for name, values in systems.items():
         assert set(values) >= {"RR@10", "nDCG@3", "R@10", "R@100"}
         assert all(0.0 <= v <= 1.0 for v in values.values()), name

@@ -82,7 +82,7 @@ def test_evaluate_streamed_equals_the_unchunked_runs_with_either_searcher(demo):
         for f in (root / "want").iterdir():
             assert (out / f.name).read_bytes() == f.read_bytes(), (backend, f.name)
         assert set(efficiency) == {"last_turn", "conversation", "disco"}
-    assert set(runs) == {"last_turn", "conversation", "disco", "rewrite:human", "rewrite:last"}
+    assert set(runs) == {"last_turn", "conversation", "disco", "rewrite:human", "rewrite:last", "rewrite:fused"}
     assert min(run.height for run in runs.values()) > 1_000
 
 

@@ -75,7 +75,7 @@ def test_pooled_training_datasets_each_get_their_instances_and_feed_one_distill(
 
 def _slice_config(data: Path, *extra: str):
     return apply_overrides(preset("demo"), [
-        f"data.path={data}", "data.split.test_fraction=0.25", 'teacher.teachers=["human"]', "distill.epochs=1",
+        f"data.path={data}", "data.split.test_fraction=0.25", 'teacher.teachers=["human"]', "distill.teacher=human", "distill.epochs=1",
         "distill.steps=null", "distill.n_negatives=4", "distill.negative_window=[2, 100]", "evaluate.latency_queries=2", *extra])
 
 
@@ -140,7 +140,8 @@ def test_a_dataset_without_passages_stops_at_the_index_with_a_hint(tmp_path):
     records = [{"History": history + ["Q1", "A1"] * (n - 1), "QuAC_dialog_id": "C_1", "Question_no": n,
                 "Question": f"Q{n}", "Rewrite": f"R{n}"} for n in (1, 2)]
     (tmp_path / "dev.json").write_text(json.dumps(records))
-    cfg = load("demo", f"canard:{tmp_path}", ['teacher.teachers=["human"]', "data.split.dev_fraction=0"])
+    cfg = load("demo", f"canard:{tmp_path}", ['teacher.teachers=["human"]', "distill.teacher=human",
+                                                                       "data.split.dev_fraction=0"])
     with pytest.raises(DiscoError, match=r"the canard dataset has no passages.*options.answer_passages=true"):
         run_pipeline(cfg, tmp_path / "run", stop="index")
     answers = apply_overrides(cfg, ['data.options={"answer_passages": true}'])

@@ -46,7 +46,9 @@ def trained(data, tmp_path_factory):
 def test_loss_falls_and_dev_is_scored_at_every_checkpoint(trained):
     _, _, result = trained
     losses = [r["loss"] for r in result.losses]
-    assert len(losses) == CFG.steps and losses[-1] < 0.7 * losses[0], losses  # the same 4 rewrites every step
+    # the same 4 rewrites every step: the loss falls at each one
+    assert len(losses) == CFG.steps and all(b < a for a, b in zip(losses, losses[1:])), losses
+    assert losses[-1] < 0.8 * losses[0], losses
     assert [h["step"] for h in result.history] == [0, 3, 6]
     assert result.best_step in (0, 3, 6) and 0 <= result.best_f1 <= 1
 
@@ -61,7 +63,8 @@ def test_training_is_deterministic_and_resumes_after_a_kill(trained, data, tmp_p
     assert [r["loss"] for r in second.losses] == [r["loss"] for r in result.losses]
     a, b = adapter_state(model), adapter_state(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert second.best_step == result.best_step and second.history == result.history
+    untimed = [[{k: v for k, v in h.items() if k != "seconds"} for h in r.history] for r in (result, second)]
+    assert second.best_step == result.best_step and untimed[0] == untimed[1]
 
 
 def test_lora_sits_on_the_top_layers_only(trained):
