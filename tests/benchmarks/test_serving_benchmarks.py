@@ -11,9 +11,16 @@ _ROOT = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _load(name: str):
+    """A benchmark script as a module; its sibling helpers (e.g. load_client.py) import as they do when it runs."""
+    import sys
+
     spec = importlib.util.spec_from_file_location(name, _ROOT / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    sys.path.insert(0, str(_ROOT))
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(_ROOT))
     return mod
 
 
@@ -29,8 +36,15 @@ def test_latency_percentiles_and_ratios():
 
 def test_service_markdown_reports_errors_rss_and_fuzz():
     svc = _load("service")
-    levels = [{"clients": 4, "requests": 100, "errors": 0, "p50": 1.0, "p95": 2.0, "p99": 3.0, "req_per_s": 50.0}]
-    md = svc.markdown(levels, [(0, 700.0), (500, 701.0)], {"examples_per_operation": 5,
-                                                           "statuses": {"POST /search 4xx": 5}, "server_errors": []})
-    assert "| 4 | 100 | 0 | 1.0 | 2.0 | 3.0 | 50.0 |" in md
-    assert "after 0 requests: 700 MiB; after 500: 701 MiB" in md and "5xx answers: 0" in md
+
+    def level(clients: int, rps: float) -> dict:
+        return {"clients": clients, "requests": 100, "errors": 0, "p50": 1.0, "p95": 2.0, "p99": 3.0,
+                "req_per_s": rps, "server_cpu_ms": 4.0, "client_cpu_ms": 0.5}
+
+    results = {"batched": {"idle": [level(1, 50.0), level(16, 125.0)], "busy": [level(1, 20.0)],
+                           "rss": [(0, 700.0), (500, 701.0)]}}
+    md = svc.markdown(results, {"examples_per_operation": 5, "statuses": {"POST /search 4xx": 5}, "server_errors": []},
+                      {"before": 0.5, "after": 2.1, "neighbours": "2 x torch matmul, 2 threads"})
+    assert "| batched | idle | 1 | 100 | 0 | 1.0 | 2.0 | 3.0 | 50.0 | 4.00 / 0.50 |" in md
+    assert "16 clients / 1 client = 2.50x requests/s" in md and "RSS 700 -> 701 MiB (max 701)" in md
+    assert "load average before: 0.5; after: 2.1" in md and "5xx answers: 0" in md
