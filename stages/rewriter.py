@@ -62,12 +62,11 @@ def _packaged(out: Path, cfg: RewriterConfig, card: dict) -> dict:
     if not (folder / "adapter_config.json").exists() or not meta:
         raise DiscoError(f"rewriter.adapter {folder}: not an adapter folder (adapter_config.json and "
                          "disco_rewriter.json expected; `rewriter.mode=train` makes one)")
-    trained = {k: meta.get("rewrite", {}).get(k) for k in PROMPT_FIELDS}
-    wanted = {k: card[k] for k in PROMPT_FIELDS}
+    # the prompt's layout must be the one it learned; the history budget (max_history_chars) may differ
+    trained, wanted = meta.get("rewrite", {}).get("prompt"), card["prompt"]
     if trained != wanted:
-        raise DiscoError(f"rewriter: the adapter in {folder} was trained on prompts with {trained}, but rewriting "
-                         f"would use {wanted}; set rewrite.prompt / rewrite.max_history_chars to match, or "
-                         "rewriter.mode=train")
+        raise DiscoError(f"rewriter: the adapter in {folder} was trained on the {trained!r} prompt, but rewriting "
+                         f"would use {wanted!r}; set rewrite.prompt={trained}, or rewriter.mode=train")
     if meta.get("base") != cfg.base:
         raise DiscoError(f"rewriter: the adapter in {folder} belongs to {meta.get('base')!r}, not rewriter.base "
                          f"{cfg.base!r}")

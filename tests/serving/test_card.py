@@ -21,7 +21,7 @@ def _card(overrides: list[str], card: StudentCard | None = None) -> str:
 
 
 def test_demo_card_describes_kl_score_distillation_from_the_human_rewrites():
-    text = _card([])
+    text = _card(["distill.teacher=human"])  # the demo learns from the LLM since 2026-12-07; the human teacher here
     assert "rewrites' vectors" not in text and "representation distillation" not in text
     assert "**Objective**: score distillation: the KL divergence between the teacher's and the student's score " \
            "distributions" in text

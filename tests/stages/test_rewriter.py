@@ -36,7 +36,7 @@ def test_the_packaged_adapter_refuses_a_prompt_it_was_not_trained_on(tmp_path):
     if not (PACKAGED / "adapter_config.json").exists():
         pytest.fail(f"{PACKAGED}: the packaged adapter is missing")
     cfg = apply_overrides(preset("demo"), ["rewrite.prompt=instruction"])
-    with pytest.raises(DiscoError, match="trained on prompts with"):
+    with pytest.raises(DiscoError, match="trained on the 'compact' prompt"):
         run_stage(STAGE, read_fields(STAGE, cfg), {"ingest": []}, tmp_path)
 
 
