@@ -90,14 +90,18 @@ def main() -> None:
         student.append(1000 * (time.perf_counter() - t0))
     print(f"student: {percentiles(student)}", flush=True)
 
-    rcfg = cfg.rewrite.model_copy(update={"backend": "transformers"})
+    from stages.rewriter import resolve_llm  # the fine-tuned rewriter's merged folder, when the run names it
+
+    rcfg = resolve_llm(cfg.rewriter, cfg.rewrite, Path(args.out) / "rewriter").model_copy(
+        update={"backend": "transformers"})
     llm = HFRewriter(rcfg)
     frozen = SpladeEncoder(cfg.encoder.model, frozen=True)
     tokens = vocab_tokens(frozen.tokenizer)
     card = searcher.card
 
     def rewrite_path(t: dict) -> None:
-        text = llm.rewrite([build_messages(t["question"], t["history"], rcfg.max_history_chars, rcfg.mode)])[0][0]
+        text = llm.rewrite([build_messages(t["question"], t["history"], rcfg.max_history_chars, rcfg.mode,
+                                           rcfg.prompt)])[0][0]
         (ids, w), = frozen.encode([text or t["question"]], card.max_length, batch_size=1)
         searcher.index.search({"q": impact_vector(ids, w, tokens, card.quant_scale)}, 10)
 

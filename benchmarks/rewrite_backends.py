@@ -97,7 +97,11 @@ def main() -> None:
 
     # One torch thread: vLLM's CPU build also computes on one core here (it reserves the other), and on a
     # shared 2-core machine two OpenMP threads were many times slower than one.
-    base = preset("demo").rewrite.model_copy(update={"dtype": "float32", "torch_threads": 1})
+    from stages.rewriter import resolve_llm
+
+    demo = preset("demo")  # its LLM: the fine-tuned rewriter, merged into a folder both backends load
+    base = resolve_llm(demo.rewriter, demo.rewrite, Path(args.out) / "rewriter").model_copy(
+        update={"dtype": "float32", "torch_threads": 1})
     if args.model:
         base = base.model_copy(update={"model": args.model})
     hf32 = HFRewriter(base)
