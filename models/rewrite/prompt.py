@@ -227,6 +227,7 @@ def build_messages(
 def prompt_hash(cfg: RewriteConfig) -> str:
     """Hash of the prompt template and of every setting that changes the generated text (16 hex)."""
     settings = cfg.model_dump(exclude=_NOT_HASHED)
+    settings["model"] = _model_identity(cfg.model)
     template = {
         "version": PROMPT_VERSION,
         "instruction": INSTRUCTION_REWRITE_ANSWER if cfg.mode == "rewrite+answer" else INSTRUCTION_REWRITE,
@@ -236,6 +237,18 @@ def prompt_hash(cfg: RewriteConfig) -> str:
     }
     blob = json.dumps({"template": template, "settings": settings}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def _model_identity(model: str) -> str:
+    """A model's name for the hash: a rewriter stage's merged folder (it holds ``disco_rewriter.json``) by its card's
+    content, so that the same rewriter hashes alike in any run folder; any other name as it is."""
+    from pathlib import Path
+
+    card = Path(model) / "disco_rewriter.json"
+    try:
+        return "rewriter:" + hashlib.sha256(card.read_bytes()).hexdigest()[:16] if card.is_file() else model
+    except OSError:
+        return model
 
 
 def input_hash(messages: list[dict[str, str]]) -> str:
