@@ -46,18 +46,21 @@ def _reader_turns(source: str) -> pl.DataFrame:
 
 
 def source_files(sources: list[str]) -> dict[str, str]:
-    """Content hashes of the public files the sources read (the stage's outside inputs)."""
+    """Content hashes of the public files the sources read (the stage's outside inputs); a folder that several
+    sources read (the CAsT years) is hashed once."""
+    by_folder: dict[Path, str] = {}
     out = {}
     for source in sources:
         if source == "own":
             continue
-        name, _ = PUBLIC[source]
-        _, path, _ = known_datasets()[name]
-        h = hashlib.sha256()
-        for f in sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else []:
-            h.update(str(f.relative_to(path)).encode())
-            h.update(f.read_bytes())
-        out[source] = h.hexdigest()[:16]
+        path = Path(known_datasets()[PUBLIC[source][0]][1])
+        if path not in by_folder:
+            h = hashlib.sha256()
+            for f in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []:
+                h.update(str(f.relative_to(path)).encode())
+                h.update(f.read_bytes())
+            by_folder[path] = h.hexdigest()[:16]
+        out[source] = by_folder[path]
     return out
 
 
