@@ -114,18 +114,17 @@ def evaluate(
     try:
         from core.run_record import RunRecord
         from stages.config import PipelineConfig, apply_overrides
-        from stages.ingest import DataConfig
 
         saved = RunRecord[PipelineConfig].read(run_dir, need=("distill",))
-        cfg = apply_overrides(saved.config, set_)
-        cfg.eval_data = DataConfig(format=format or cfg.data.format, path=str(data.resolve()))
+        eval_data = {"format": format or saved.config.data.format, "path": str(data.resolve())}
+        cfg = apply_overrides(saved.config, [*set_, f"eval_data={json.dumps(eval_data)}"])
         student = saved.manifest("distill")
         student.outputs["student"].check()
         out_dir = str((out or run_dir / f"eval-{data.resolve().name}").resolve())
         from flows.pipeline import evaluate_student
 
         with shared_server():
-            evaluate_student(cfg.target(), out_dir, student)
+            evaluate_student(cfg.eval_config(), out_dir, student)
     except DiscoError as e:
         _fail(e)
     _print_results(out_dir)
@@ -189,10 +188,11 @@ def show_config(
 @app.command(cls=Command)
 def presets() -> None:
     """List the named configurations."""
-    from stages.config import PRESETS
+    from stages.config import PRESETS_DIR, preset_names
 
-    for name, fn in PRESETS.items():
-        typer.echo(f"{name:10s} {(fn.__doc__ or '').strip().splitlines()[0] if fn.__doc__ else ''}")
+    for name in preset_names():  # the first comment line of stages/presets/<name>.yaml says what it is for
+        first = (PRESETS_DIR / f"{name}.yaml").read_text(encoding="utf-8").splitlines()[0]
+        typer.echo(f"{name:10s} {first.lstrip('# ') if first.startswith('#') else ''}")
 
 
 @app.command("stages", cls=Command)

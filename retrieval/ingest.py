@@ -16,7 +16,7 @@ from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import schema
 from retrieval.datasets import DatasetReader
@@ -34,6 +34,8 @@ class SplitConfig(BaseModel):
     ``dev_fraction`` carves a dev split out of what would be train (the test conversations do not change), for
     choosing settings without looking at the test split (``benchmarks/ablations.py`` evaluates on it).
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     method: Literal["dataset", "conversation"] = "conversation"
     test_fraction: float = Field(0.3, ge=0.0, le=1.0)

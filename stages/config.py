@@ -2,8 +2,11 @@
 
 Each stage's module declares its own config (``models.splade_config.SpladeConfig``,
 ``models.rewrite.RewriteConfig``, ``models.distill_config.DistillConfig``, ``stages.ingest.DataConfig``, ...);
-:class:`PipelineConfig` composes them, so the Prefect UI shows the whole run as one form. Presets differ in a few
-lines; ``--set a.b=value`` overrides any field.
+:class:`PipelineConfig` composes them, so the Prefect UI shows the whole run as one form. Every section forbids unknown fields.
+
+Presets are data: one YAML file each under ``stages/presets/`` (``demo``, ``mtrag-un``, ``paper``), with comments
+saying why each value was chosen; a preset may ``extends`` another and list only its differences. Each is
+validated on load; ``--set a.b=value`` overrides any field and the result is validated again.
 """
 
 from __future__ import annotations
@@ -11,13 +14,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Literal, Sequence, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import DiscoError
-from core.paths import DEMO_DATA
-from models.conversation import StudentInput
 from models.distill_config import DistillConfig
 from models.rewrite.prompt import RewriteConfig
 from models.rewriter.config import RewriterConfig
@@ -33,6 +34,8 @@ class RunnerConfig(BaseModel):
     """Where the shards of corpus encoding, teacher retrieval and LLM rewriting run. Read by no stage, so it
     changes no stage key: the same configuration gives the same outputs on either runner."""
 
+    model_config = ConfigDict(extra="forbid")
+
     kind: Literal["local", "ray"] = Field("local", description="local: here, one shard after the other; ray: each "
                                                                "shard a Prefect task on a Ray cluster")
     address: str | None = Field(None, description="Ray cluster (e.g. ray://head:10001); none: a local cluster")
@@ -40,6 +43,12 @@ class RunnerConfig(BaseModel):
 
 
 class PipelineConfig(BaseModel):
+    """A run's whole configuration: one section per stage config, the datasets, the runner. The stages of an extra
+    training dataset and of the evaluation dataset read views of it (:meth:`extra_config`, :meth:`eval_config`)
+    whose derived fields (split, teachers) are computed there, never given: setting them is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
     name: str = "demo"
     data: DataConfig = DataConfig()
     encoder: SpladeConfig = SpladeConfig()
@@ -68,7 +77,14 @@ class PipelineConfig(BaseModel):
             if d is not None and d.teacher is not None:
                 raise ValueError(f"{where}.teacher: only a pooled training dataset (extra_data) has its own "
                                  f"teacher; `data` learns from distill.teacher ({self.distill.teacher!r})")
+        if self.eval_data is not None and self.eval_data.split != SplitConfig():
+            raise ValueError("eval_data.split: every turn of the evaluation dataset is held out (derived, see "
+                             "PipelineConfig.eval_config); leave the split out")
         for i, d in enumerate(self.extra_data):
+            if d.split != SplitConfig():
+                raise ValueError(f"extra_data[{i}].split: an extra training dataset's split is derived (every "
+                                 "conversation trains; with distill.dev_datasets='all' data.split.dev_fraction of "
+                                 "them choose the epoch; see PipelineConfig.training_data); leave it out")
             if d.teacher not in (None, "fused"):
                 try:
                     teacher_name(d.teacher)
@@ -93,7 +109,7 @@ class PipelineConfig(BaseModel):
         (``rewrite.teacher`` or its ``+answer`` variant) is computed for some dataset."""
         llm = {self.rewrite.teacher, f"{self.rewrite.teacher}+answer"}
         computed = set(self.teacher.teachers)  # `data` (and `eval_data`) compute every teacher; an extra its own
-        computed |= {t for d in self.training_data()[1:] for t in self.for_data(d).teacher.teachers}
+        computed |= {t for d in self.training_data()[1:] for t in self.extra_config(d).teacher.teachers}
         out = {"encoder.model": self.encoder.model}
         if computed & llm:
             if self.rewrite.model == "rewriter":  # the rewriter stage's output, made from rewriter.base
@@ -114,99 +130,90 @@ class PipelineConfig(BaseModel):
                 raise DiscoError(f"{field}: {e}") from None
 
     def training_data(self) -> list[DataConfig]:
-        """Every training dataset: ``data`` first, then ``extra_data``, none of whose turns are test turns; with
-        ``distill.dev_datasets="all"`` each keeps ``data``'s dev fraction of its conversations for model selection,
-        else every turn of it trains."""
+        """Every training dataset: ``data`` first, then ``extra_data`` with its derived split: none of their
+        turns are test turns; with ``distill.dev_datasets="all"`` each keeps ``data``'s dev fraction of its
+        conversations for model selection, else every turn of it trains."""
         dev = self.data.split.dev_fraction if self.distill.dev_datasets == "all" else 0.0
-        extra = [d.model_copy(update={"split": SplitConfig(method="conversation", test_fraction=0.0,
-                                                           dev_fraction=dev, seed=self.data.split.seed)})
-                 for d in self.extra_data]
-        return [self.data, *extra]
+        split = SplitConfig(method="conversation", test_fraction=0.0, dev_fraction=dev, seed=self.data.split.seed)
+        return [self.data, *(_with(d, split=split) for d in self.extra_data)]
 
-    def for_data(self, data: DataConfig) -> "PipelineConfig":
-        """The same models and settings on an extra training dataset (its own stages). Only the teacher runs
-        the student learns from are computed there (no LLM rewriting of it unless the student needs it)."""
+    def extra_config(self, data: DataConfig) -> "PipelineConfig":
+        """The view the stages of an extra training dataset ``data`` (one of :meth:`training_data`) read: the same
+        models and settings, its own data, and only the teacher runs its examples learn from (``data.teacher``,
+        else ``distill.teacher``; no LLM rewriting of it unless the student needs it). Its sections are validated;
+        the run's cross-section rules were checked on the run's own configuration."""
         own = data.teacher or self.distill.teacher
-        teachers = self.teacher.teachers if own == "fused" else [own]
-        fuse = self.teacher.fuse if own == "fused" else None
-        return self.model_copy(update={"data": data, "eval_data": None, "extra_data": [],
-                                       "teacher": self.teacher.model_copy(update={"teachers": teachers,
-                                                                                  "fuse": fuse})})
+        teacher = _with(self.teacher, teachers=self.teacher.teachers if own == "fused" else [own],
+                        fuse=self.teacher.fuse if own == "fused" else None)
+        return self.model_copy(update={"data": data, "eval_data": None, "extra_data": [], "teacher": teacher})
 
-    def target(self) -> "PipelineConfig":
-        """The configuration evaluated on: ``eval_data`` with every turn held out, the same models otherwise."""
+    def eval_config(self) -> "PipelineConfig":
+        """The view the evaluation dataset's stages read: ``eval_data`` with every turn held out, the same models
+        otherwise (the run's own configuration when there is no ``eval_data``)."""
         if self.eval_data is None:
             return self
-        data = self.eval_data.model_copy(update={"split": SplitConfig(method="conversation", test_fraction=1.0)})
+        data = _with(self.eval_data, split=SplitConfig(method="conversation", test_fraction=1.0))
         return self.model_copy(update={"data": data, "eval_data": None, "extra_data": []})
 
 
-def _demo() -> PipelineConfig:
-    return PipelineConfig(
-        name="demo",
-        # The LLM teacher is SmolLM2-135M fine-tuned with LoRA on public rewrite data (CANARD, TREC CAsT 2019 /
-        # 2022, the demo's train turns): the adapter the project ships (data/rewriter/; its card says how it was
-        # trained, `--set rewriter.mode=train` trains it again), merged into the base model by the rewriter stage.
-        # It reads the short prompt it was trained on (no instruction, history up to 1,000 characters). Prompted,
-        # SmolLM2 mostly answered instead of rewriting (docs/results.md, "Rewrite quality"); the output checks
-        # (a rewrite that is not a query, drops words of the utterance or grows by more than 12 falls back to the
-        # utterance) stay on. fp32: bf16 is emulated on CPUs without AVX-512 BF16 / AMX ("Demo wall time").
-        rewriter=RewriterConfig(mode="packaged"),
-        rewrite=RewriteConfig(teacher="llm", model="rewriter", prompt="compact", max_new_tokens=40, batch_size=8,
-                              max_history_chars=1000, dtype="float32", output_checks=True),
-        # A dev split (20% of the train conversations; the test conversations do not change) chooses the
-        # student's best epoch.
-        data=DataConfig(split=SplitConfig(dev_fraction=0.2)),
-        # The student learns from the fine-tuned LLM teacher: chosen on the dev split (36 judged turns, RR@10 of the
-        # kept student: llm 0.902, human 0.879, fused human + llm 0.878; docs/results.md, "The LLM teaches").
-        # `answer` is the privileged question + answer teacher, computed and reported.
-        # `fused` averages the human and LLM teachers (the paper's multi-teacher distillation), not the privileged
-        # answer teacher.
-        teacher=TeacherConfig(teachers=["human", "llm", "answer"], fuse=["human", "llm"]),
-        # Chosen on the dev split (docs/results.md): the user's turns only (the agent's answers drown the
-        # question: the untrained encoder scores 0.659 on them against 0.395 on the paper's format), a stronger
-        # in-batch term, and a number of steps with the best epoch kept; then the best mix of that epoch's weights
-        # with the starting encoder's (WiSE-FT; alpha 1.0, the epoch itself, is one of the choices, so dev never
-        # loses by it).
-        distill=DistillConfig(teacher="llm", input=StudentInput(answers=False), lr=1e-4, batch_size=8, steps=200,
-                              warmup_ratio=0.05, contrastive_weight=0.1, interpolate=[0.25, 0.5, 0.75, 1.0]),
-    )
+_Section = TypeVar("_Section", bound=BaseModel)
 
 
-def _mtrag_un() -> PipelineConfig:
-    cfg = _demo()
-    cfg.name = "mtrag-un"
-    cfg.data = DataConfig(format="mtrag-un", path="../shared/data/mtrag", split=SplitConfig(dev_fraction=0.2))
-    # pooled training data (chosen on dev, docs/results.md): the embedded demo's conversations too
-    cfg.extra_data = [DataConfig(format="disco", path=str(DEMO_DATA))]
-    # MTRAG-UN has no human rewrites: the LLM's run is computed and reported, and the student learns from the
-    # privileged teacher (the question with the reference answer, which the student never sees)
-    cfg.teacher = TeacherConfig(teachers=["llm", "answer"])
-    cfg.distill.teacher = "answer"
-    return cfg
+def _with(section: _Section, **fields) -> _Section:
+    """A config section with ``fields`` replaced, validated again (``model_copy(update=...)`` would not)."""
+    return type(section).model_validate({**section.model_dump(), **fields})
 
 
-def _paper() -> PipelineConfig:
-    """The paper's setting on a GPU machine with a model hub (Lupart et al. 2025, sec. 4)."""
-    return PipelineConfig(
-        name="paper",
-        encoder=SpladeConfig(model="naver/splade-cocondenser-ensembledistil", batch_size=128),
-        rewrite=RewriteConfig(backend="vllm", model="mistralai/Mistral-7B-Instruct-v0.2", teacher="mistral",
-                              batch_size=256, dtype="auto"),
-        teacher=TeacherConfig(teachers=["human", "mistral"]),
-        # the authors' sampling (ranks 11..960, rank-11 positive score) and fp16 with loss scaling (CUDA)
-        distill=DistillConfig(negative_window=(11, 960), positive_score="rank11", precision="fp16"),
-    )
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 
-PRESETS: dict[str, Callable[[], PipelineConfig]] = {"demo": _demo, "mtrag-un": _mtrag_un, "paper": _paper}
+def preset_names(folder: Path = PRESETS_DIR) -> list[str]:
+    """The named presets: one file each, ``stages/presets/<name>.yaml``."""
+    return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
-def preset(name: str) -> PipelineConfig:
+def _preset_file(path: Path) -> dict:
+    import yaml
+
     try:
-        return PRESETS[name]()
-    except KeyError:
-        raise DiscoError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise DiscoError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(data, dict):
+        raise DiscoError(f"{path}: a preset is a mapping of config sections, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` merged section by section (a mapping merges field by field; anything else,
+    lists included, replaces)."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _validated(data: dict, where: str) -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
+        raise DiscoError(f"{where}: {problems}") from None
+
+
+def preset(name: str, folder: Path = PRESETS_DIR, _seen: tuple[str, ...] = ()) -> PipelineConfig:
+    """The preset ``stages/presets/<name>.yaml``, validated. A preset naming another in ``extends`` lists only its
+    differences: they are merged into the other (itself validated first) and the result validated again."""
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        raise DiscoError(f"unknown preset {name!r}; known: {', '.join(preset_names(folder))}")
+    if name in _seen:
+        raise DiscoError(f"{path}: presets extend each other in a cycle: {' -> '.join((*_seen, name))}")
+    data = _preset_file(path)
+    parent = data.pop("extends", None)
+    if parent is not None:
+        data = _merge(preset(str(parent), folder, (*_seen, name)).model_dump(), data)
+    return _validated(data, str(path))
 
 
 def data_spec(spec: str | Path, default_format: str) -> DataConfig:
@@ -242,11 +249,7 @@ def apply_overrides(cfg: PipelineConfig, overrides: list[str]) -> PipelineConfig
             node[parts[-1]] = json.loads(raw)
         except json.JSONDecodeError:
             node[parts[-1]] = raw
-    try:
-        return PipelineConfig.model_validate(data)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
-        raise DiscoError(f"invalid --set override: {problems}") from None
+    return _validated(data, "invalid --set override")
 
 
 def load(name: str, data: str | Sequence[str] | None = None, overrides: list[str] = (),
@@ -258,16 +261,16 @@ def load(name: str, data: str | Sequence[str] | None = None, overrides: list[str
     dataset, evaluate on another), the student trains on every turn of ``data`` and is evaluated on every turn
     of ``eval_data``.
     """
-    cfg = preset(name)
+    cfg = preset(name).model_dump()
     paths = [data] if isinstance(data, (str, Path)) else list(data or [])
     if paths:
-        first = data_spec(paths[0], cfg.data.format)
-        cfg.data.format, cfg.data.path = first.format, first.path
+        first = data_spec(paths[0], cfg["data"]["format"])
+        cfg["data"] = {**cfg["data"], "format": first.format, "path": first.path}
         if len(paths) > 1:  # otherwise the preset's extra datasets stay (`--set extra_data=[]` drops them)
-            cfg.extra_data = [data_spec(p, cfg.data.format) for p in paths[1:]]
+            cfg["extra_data"] = [data_spec(p, first.format).model_dump() for p in paths[1:]]
     if eval_data is not None:
-        cfg.eval_data = DataConfig(format=eval_format or cfg.data.format, path=str(Path(eval_data).resolve()))
+        cfg["eval_data"] = {"format": eval_format or cfg["data"]["format"], "path": str(Path(eval_data).resolve())}
         # every conversation of `data` trains, but for the dev share that chooses the best epoch
-        cfg.data.split = SplitConfig(method="conversation", test_fraction=0.0,
-                                     dev_fraction=cfg.data.split.dev_fraction)
-    return apply_overrides(cfg, list(overrides))
+        cfg["data"]["split"] = {"method": "conversation", "test_fraction": 0.0,
+                                "dev_fraction": cfg["data"]["split"]["dev_fraction"]}
+    return apply_overrides(_validated(cfg, f"preset {name} with --data / --eval-data"), list(overrides))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.io import Manifest, atomic_path, write_json, write_text
 from models.splade_config import SpladeConfig
@@ -17,6 +17,8 @@ from stages.base import Artifact, Stage
 
 
 class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     k: int = 1000
     rel_threshold: int = Field(1, description="grade at or above which a passage counts as relevant")
     split: str = "test"

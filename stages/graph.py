@@ -42,9 +42,9 @@ def datasets(config: PipelineConfig) -> list[Dataset]:
     training datasets, then the evaluation dataset."""
     train = config.training_data()
     out = [Dataset("", config, train=True, evaluate=config.eval_data is None)]
-    out += [Dataset(f"train{i}-", config.for_data(d), train=True, evaluate=False) for i, d in enumerate(train[1:], 1)]
+    out += [Dataset(f"train{i}-", config.extra_config(d), train=True, evaluate=False) for i, d in enumerate(train[1:], 1)]
     if config.eval_data is not None:
-        out.append(Dataset("eval-", config.target(), train=False, evaluate=True))
+        out.append(Dataset("eval-", config.eval_config(), train=False, evaluate=True))
     return out
 
 

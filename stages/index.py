@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from core.errors import DiscoError
 from core.io import Manifest
@@ -14,6 +14,8 @@ from stages.base import Artifact, Stage
 
 
 class IndexConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     threads: int = 2
     shard_size: int = 100_000  # passages per JsonVectorCollection file
 

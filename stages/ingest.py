@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from core.errors import DataError
 from core.io import Manifest
@@ -17,6 +17,8 @@ from stages.base import Artifact, Stage
 
 
 class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     format: str = "disco"
     path: str = str(DEMO_DATA)
     options: dict[str, Any] = {}

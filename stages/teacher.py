@@ -7,7 +7,7 @@ from pathlib import Path
 import re
 
 import polars as pl
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.io import Manifest
 from models.splade_config import SpladeConfig
@@ -18,6 +18,8 @@ from stages.base import Artifact, Stage
 
 class TeacherConfig(BaseModel):
     """Which teacher runs are computed (whom the student learns from is ``distill.teacher``)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     teachers: list[str] = Field(["human", "llm"], min_length=1)  # "human" = the dataset's rewrites; others name
     k: int = Field(1000, ge=1, le=100_000)                          # rewrite teachers

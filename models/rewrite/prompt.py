@@ -40,7 +40,7 @@ import json
 import re
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 # Bump when build_messages / postprocess change in a way that changes outputs: it is part of prompt_hash.
 PROMPT_VERSION = "3"
@@ -116,6 +116,8 @@ _QUOTES = "\"'`“”‘’«»"
 
 class RewriteConfig(BaseModel):
     """How one LLM teacher rewrites turns. Every field that changes outputs is part of :func:`prompt_hash`."""
+
+    model_config = ConfigDict(extra="forbid")
 
     backend: Literal["transformers", "vllm"] = "transformers"
     model: str = "smollm2-135m-instruct"  # a short name of models.weights, a hub id or a local path

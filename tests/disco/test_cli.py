@@ -72,7 +72,7 @@ def test_unknown_preset_and_stage(tmp_path):
 def test_zero_shot_config(tmp_path):
     cfg = load("mtrag-un", str(tmp_path), ["eval_data.options={\"collections\": [\"fiqa\"]}"], str(tmp_path))
     assert cfg.data.split.test_fraction == 0.0
-    target = cfg.target()
+    target = cfg.eval_config()
     assert target.data.options == {"collections": ["fiqa"]} and target.data.split.test_fraction == 1.0
     assert target.eval_data is None and target.distill == cfg.distill
 
@@ -102,7 +102,7 @@ def test_pooled_training_data_and_presets_carry_the_dev_choices(tmp_path):
     pooled = load("demo", ["data/demo", f"mtrag-un:{tmp_path}"], ["distill.dev_datasets=all"])
     assert pooled.training_data()[1].split.dev_fraction == 0.2
     # an extra dataset computes only the teacher runs the student learns from
-    assert cfg.for_data(extra).teacher.teachers == ["llm"] and cfg.for_data(extra).extra_data == []
+    assert cfg.extra_config(extra).teacher.teachers == ["llm"] and cfg.extra_config(extra).extra_data == []
     assert data_spec("some/folder", "qrecc").format == "qrecc"
     with pytest.raises(DiscoError, match=r"--data nope:/x: unknown dataset format 'nope'; known: canard, disco, "):
         data_spec("nope:/x", "disco")
@@ -121,7 +121,7 @@ def test_pooled_training_data_and_presets_carry_the_dev_choices(tmp_path):
     # a pooled dataset may name its own teacher; `data` and `eval_data` learn from distill.teacher
     own = load("demo", ["data/demo", f"canard:{tmp_path}"], ['extra_data=[{"format": "canard", "path": "%s", '
                                                             '"teacher": "answer"}]' % tmp_path])
-    assert own.source_teachers == ["llm", "answer"] and own.for_data(own.extra_data[0]).teacher.teachers == ["answer"]
+    assert own.source_teachers == ["llm", "answer"] and own.extra_config(own.extra_data[0]).teacher.teachers == ["answer"]
     for bad in ('data.teacher="answer"', 'extra_data=[{"teacher": "a b"}]'):
         with pytest.raises(Exception, match=r"data(\[0\])?\.teacher"):
             load("demo", None, [bad])

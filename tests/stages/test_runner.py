@@ -51,7 +51,7 @@ def test_zero_shot_plan_instances_the_evaluation_dataset(tmp_path):
     # up to the teacher: the evaluation dataset is not needed yet
     assert [s.name for s in plan(cfg, stop="teacher")] == ["ingest", "rewriter", "rewrite", "index", "teacher"]
     # a given student: the evaluation dataset's stages and evaluate only
-    assert [s.name for s in plan(cfg.target(), stop="evaluate", given=("distill",))] == [
+    assert [s.name for s in plan(cfg.eval_config(), stop="evaluate", given=("distill",))] == [
         "ingest", "rewriter", "rewrite", "index", "teacher", "evaluate"]
 
 
@@ -129,7 +129,7 @@ def test_a_pooled_dataset_learns_from_its_own_teacher(demo_slice, small_demo_sli
     # the same extra without its own teacher has no answer run to learn from: the distill stage learns from human
     plain = _slice_config(demo_slice, f'extra_data=[{{"path": "{small_demo_slice}"}}]')
     assert plain.source_teachers == ["human", "human"]
-    assert plain.for_data(plain.extra_data[0]).teacher.teachers == ["human"]
+    assert plain.extra_config(plain.extra_data[0]).teacher.teachers == ["human"]
 
 
 def test_a_dataset_without_passages_stops_at_the_index_with_a_hint(tmp_path):
