@@ -1,10 +1,11 @@
 """The project's import graph, read from the source with :mod:`ast`, and the code version of a stage.
 
-A stage's code version hashes the source of every project module its run function's module imports,
-transitively (imports inside functions included, ``if TYPE_CHECKING:`` ones not since they never run, and the
-``__init__`` of every package on the way), so no
-list of modules is kept by hand: editing any module a stage runs changes that stage's key, and nothing
-else's. The same graph backs the package-order test (tests/test_architecture.py).
+A stage's code version hashes the code of every project module its run function's module imports, transitively
+(imports inside functions included, ``if TYPE_CHECKING:`` ones not since they never run, and the ``__init__`` of
+every package on the way), so no list of modules is kept by hand: editing the code of any module a stage runs
+changes that stage's key, and nothing else's. What is hashed is each module's syntax tree without docstrings
+(``ast.dump``: no comments, blank lines or line numbers), so a fixed comment or docstring reruns nothing. The same
+graph backs the package-order test (tests/test_architecture.py).
 """
 
 from __future__ import annotations
@@ -112,12 +113,26 @@ def closure(module: str, root: Path = ROOT) -> list[str]:
 
 
 def code_version(module: str, root: Path = ROOT) -> str:
-    """Hash of the source of :func:`closure` ``(module)``: what a stage defined in ``module`` runs."""
+    """Hash of what :func:`closure` ``(module)`` runs: each module's syntax tree without docstrings (comments,
+    blank lines and line numbers are not in it), so that fixing a comment or a docstring changes no key."""
     h = hashlib.sha256()
     for m in closure(module, root):
         h.update(m.encode())
-        h.update(module_file(m, root).read_bytes())
+        h.update(_code_text(m, module_file(m, root).read_text(encoding="utf-8")).encode())
     return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=1024)
+def _code_text(module: str, text: str) -> str:
+    """``ast.dump`` of ``text`` with every docstring removed (cached by content)."""
+    tree = ast.parse(text, filename=module)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
+                    first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 def project_modules(root: Path = ROOT) -> list[str]:
