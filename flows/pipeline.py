@@ -17,7 +17,7 @@ from prefect import flow
 from core.io import Manifest
 from stages.config import PipelineConfig
 from stages.graph import NAMES
-from stages.runner import record, run_pipeline
+from stages.runner import run_pipeline, write_run_record
 from tasks.parallel import task_runner
 from tasks.stage import labelled_runner
 
@@ -37,7 +37,7 @@ def pipeline(config: PipelineConfig = PipelineConfig(), out: str = "runs/demo", 
     """
     config.check_models()  # a run started from the UI or a deployment stops here too, before the first stage
     done = run_pipeline(config, out, stop=stage, refresh=refresh, runner=labelled_runner(config))
-    record(config, out, done)
+    write_run_record(config, out, done)
     return done
 
 

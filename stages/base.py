@@ -5,7 +5,7 @@ From that one declaration come:
 
 - its **key** (:func:`stage_key`): the stage's config fields as JSON + the content fingerprints of its upstream
   manifests + its code version (:func:`stages.code.code_version` of the module defining the run function) +
-  any outside input it declares (ingest: the dataset's files). The key names the output folder
+  the fingerprints of the files it reads from outside the project (``external_files``; ingest: the dataset's). The key names the output folder
   ``<out>/stages/<stage>-<key>/`` and is the Prefect cache key (tasks/stage.py), so the two cannot drift;
 - :func:`run_stage`: builds the folder in a temporary sibling, renames it into place, writes ``manifest.json``
   beside the outputs, and reuses a finished folder with the same key;
@@ -73,6 +73,12 @@ class Artifact:
     description: str
 
 
+# Where a stage is instanced in a run: "dataset": once per dataset of the run (each training dataset, the evaluation
+# dataset); "training": once, over every training dataset (each per-dataset upstream comes as a list, in
+# PipelineConfig.training_data's order); "evaluation": once, on the evaluated dataset's instances.
+Scope = Literal["dataset", "training", "evaluation"]
+
+
 @dataclass(frozen=True, eq=False)
 class Stage:
     """One stage of the pipeline, declared once.
@@ -90,9 +96,8 @@ class Stage:
     outputs: dict[str, str]  # output name -> path inside the stage folder
     run: Callable[..., dict]
     rows: dict[str, str] = field(default_factory=dict)  # output name -> stats key holding its row count
-    per_dataset: bool = True  # instanced once per dataset (each training dataset, the evaluation dataset)
-    pooled: bool = False  # once per run over every training dataset: per-dataset upstream comes as lists
-    outside: Callable[..., dict] | None = None  # (**fields) -> key inputs read outside the project (files)
+    scope: Scope = "dataset"  # where it is instanced (see Scope)
+    external_files: Callable[..., dict] | None = None  # (**fields) -> fingerprints of files outside the project
     artifacts: Callable[[Manifest], list[Artifact]] | None = None
     retries: int = 0
 
@@ -148,7 +153,7 @@ def stage_key(stage: Stage, fields: dict[str, Any], upstream: Upstream, root: Pa
         "code": stage.code_version(root),
         "config": {k: _identity(v) for k, v in sorted(fields.items())},
         "upstream": {k: _identity(v) for k, v in sorted(upstream.items())},
-        "outside": stage.outside(**fields) if stage.outside else {},
+        "external_files": stage.external_files(**fields) if stage.external_files else {},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

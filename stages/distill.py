@@ -114,7 +114,6 @@ STAGE = Stage(
     reads=("encoder", "distill", "teacher as teachers", "source_teachers"),
     outputs={"student": "student", "loss": "loss.parquet", "dev": "dev.parquet"},
     run=run,
-    per_dataset=False,
-    pooled=True,
+    scope="training",
     artifacts=artifacts,
 )

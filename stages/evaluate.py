@@ -80,6 +80,6 @@ STAGE = Stage(
     outputs={"metrics": "metrics.json", "report": "report.md", "plot": "metrics.png", "runs": "runs"},
     rows={"runs": "runs"},
     run=run,
-    per_dataset=False,
+    scope="evaluation",
     artifacts=artifacts,
 )

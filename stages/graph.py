@@ -5,7 +5,7 @@ rewrite, index and teacher instances all feed the distillation) and, for zero-sh
 an evaluation dataset with its own instances (the rewrite baselines) feeding ``evaluate``; without it,
 ``data``'s held-out split is evaluated. A per-dataset stage is instanced once per dataset (``ingest``,
 ``train1-ingest``, ``eval-ingest``, ...); a stage instanced once receives, for each per-dataset upstream stage,
-the instance of its dataset: a list over the training datasets for a ``pooled`` stage (distill).
+the instance of its dataset: a list over the training datasets for a stage of scope ``training`` (distill).
 """
 
 from __future__ import annotations
@@ -65,24 +65,24 @@ def plan(config: PipelineConfig, stop: str | None = None, given: tuple[str, ...]
     if set(given) & needed:  # what only the given stages need is not needed
         needed = {stop}.union(*(upstream_of(u) for u in BY_NAME[stop].upstream if u not in given)) | set(given)
     sets = datasets(config)
-    # a pooled stage reads the instances of every training dataset (the rewriter their ingest, distill all four)
-    pooled = set().union(*(upstream_of(n) for n in needed if BY_NAME[n].pooled))
+    # a "training" stage reads the instances of every training dataset (the rewriter their ingest, distill all four)
+    pooled = set().union(*(upstream_of(n) for n in needed if BY_NAME[n].scope == "training"))
     steps: list[Step] = []
     for stage in STAGES:
         if stage.name not in needed or stage.name in given:
             continue
-        if stage.per_dataset:
+        if stage.scope == "dataset":
             for ds in sets:
                 if ds.train and (ds.prefix == "" or stage.name in pooled) or ds.evaluate and "evaluate" in needed:
                     steps.append(Step(ds.prefix + stage.name, stage, read_fields(stage, ds.config),
-                                      {u: ds.prefix + u if BY_NAME[u].per_dataset else u for u in stage.upstream}))
+                                      {u: ds.prefix + u if BY_NAME[u].scope == "dataset" else u for u in stage.upstream}))
             continue
-        role = [ds for ds in sets if (ds.train if stage.pooled else ds.evaluate)]
+        role = [ds for ds in sets if (ds.train if stage.scope == "training" else ds.evaluate)]
         upstream: dict[str, str | tuple[str, ...]] = {}
         for u in stage.upstream:
-            if not BY_NAME[u].per_dataset:
+            if BY_NAME[u].scope != "dataset":
                 upstream[u] = u
-            elif stage.pooled:
+            elif stage.scope == "training":
                 upstream[u] = tuple(ds.prefix + u for ds in role)
             else:
                 upstream[u] = role[0].prefix + u

@@ -76,6 +76,6 @@ STAGE = Stage(
     outputs={"turns": "turns.parquet", "corpus": "corpus.parquet", "qrels": "qrels.parquet"},
     rows={"turns": "turns", "corpus": "passages", "qrels": "qrels"},
     run=run,
-    outside=lambda data: {"dataset": dataset_hash(data)},
+    external_files=lambda data: {"dataset": dataset_hash(data)},
     artifacts=artifacts,
 )

@@ -117,7 +117,7 @@ def resolve_llm(rewriter: RewriterConfig, llm, cache: Path):
     return llm.model_copy(update={"model": str(m["model"])})
 
 
-def outside(rewriter: RewriterConfig, needed: bool, **_) -> dict:
+def external_files(rewriter: RewriterConfig, needed: bool, **_) -> dict:
     """What the stage reads outside the project's code: the packaged adapter's files, or the public data files it
     trains on (so that a new adapter or changed data makes a new key)."""
     if not needed or rewriter.mode == "off":
@@ -159,8 +159,7 @@ STAGE = Stage(
            "rewrite.max_new_tokens", "rewrite.output_checks"),
     outputs={"card": "rewriter.json", "model": "model"},
     run=run,
-    per_dataset=False,
-    pooled=True,
-    outside=outside,
+    scope="training",
+    external_files=external_files,
     artifacts=artifacts,
 )

@@ -19,12 +19,14 @@ from stages.graph import Step, plan
 Runner = Callable[[Step, dict, str, bool], Manifest]
 
 
-def plain(step: Step, upstream: dict, out: str, refresh: bool) -> Manifest:
+def run_step(step: Step, upstream: dict, out: str, refresh: bool) -> Manifest:
+    """One step of the plan as a plain function (the :data:`Runner` without Prefect; tasks.stage.run_step is the
+    same as a cached Prefect task)."""
     return run_stage(step.stage, step.fields, upstream, out, refresh=refresh)
 
 
 def run_pipeline(config: PipelineConfig, out: str | Path, stop: str | None = None, refresh: bool = False,
-                 given: Mapping[str, Manifest] | None = None, runner: Runner = plain) -> dict[str, Manifest]:
+                 given: Mapping[str, Manifest] | None = None, runner: Runner = run_step) -> dict[str, Manifest]:
     """Every step of the plan, in order; ``refresh`` recomputes each step run, or only ``stop``'s when named.
 
     Returns the manifests by instance name (``ingest``, ``eval-ingest``, ...); with ``evaluate`` done, its
@@ -46,7 +48,7 @@ def run_pipeline(config: PipelineConfig, out: str | Path, stop: str | None = Non
     return done
 
 
-def record(config: PipelineConfig, out: str | Path, done: Mapping[str, Manifest]) -> None:
+def write_run_record(config: PipelineConfig, out: str | Path, done: Mapping[str, Manifest]) -> None:
     """``<out>/run.json``: the configuration and every stage's manifest (core/run_record.py; what `disco
     evaluate`, `search`, `serve`, `export` and `gc` read back)."""
     RunRecord[PipelineConfig](config=config, stages=dict(done)).write(out)

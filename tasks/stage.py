@@ -77,12 +77,12 @@ def step_dataset(config: PipelineConfig, step: Step) -> str:
     """The dataset a step reads (``format:path``): its own for a per-dataset step, the training data for the
     pooled one (distill), the evaluated data otherwise."""
     sets = datasets(config)
-    if step.stage.per_dataset:
+    if step.stage.scope == "dataset":
         ds = next(d for d in sets if step.name == d.prefix + step.stage.name)
     else:
-        ds = next(d for d in sets if (d.train if step.stage.pooled else d.evaluate))
+        ds = next(d for d in sets if (d.train if step.stage.scope == "training" else d.evaluate))
     data, pooled = ds.config.data, sum(d.train for d in sets)
-    more = f" (+{pooled - 1} more)" if step.stage.pooled and pooled > 1 else ""
+    more = f" (+{pooled - 1} more)" if step.stage.scope == "training" and pooled > 1 else ""
     return f"{data.format}:{data.path}{more}"
 
 

@@ -14,7 +14,7 @@ from core.io import Manifest, Output
 from core.run_record import RunRecord
 from models.distill_config import DistillConfig
 from stages.config import PipelineConfig, apply_overrides, preset
-from stages.runner import record
+from stages.runner import write_run_record
 
 ROOT = Path(__file__).resolve().parents[2]
 # read run.json by hand still, to move onto RunRecord.read (owned elsewhere: the change is named in its issue)
@@ -30,7 +30,7 @@ def _stages(tmp_path: Path) -> dict[str, Manifest]:
 
 def test_the_pipeline_writes_it_and_readers_get_it_typed(tmp_path):
     cfg = apply_overrides(preset("demo"), ["distill.loss=rep_mse", "distill.lr=3e-5"])
-    record(cfg, tmp_path, _stages(tmp_path))
+    write_run_record(cfg, tmp_path, _stages(tmp_path))
     typed = RunRecord[PipelineConfig].read(tmp_path, need=("distill",))
     assert isinstance(typed.config, PipelineConfig) and typed.config == cfg
     assert typed.config.distill.loss == "rep_mse" and typed.manifest("distill").stats == {"steps": 3}
