@@ -1,4 +1,5 @@
-"""Child processes: stopping a process group (SIGTERM, then SIGKILL after a grace period), and whether a pid lives."""
+"""Processes: stopping a child's process group (SIGTERM, then SIGKILL after a grace period), whether a pid lives, and
+the exception a handled SIGTERM raises (:class:`Terminated`; disco/shutdown.py installs the handler)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,16 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread (a ``BaseException``: ``except Exception`` does not swallow it)."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def signal_name(e: BaseException) -> str:
+    """The signal a stop exception stands for: ``SIGINT`` for KeyboardInterrupt, else :class:`Terminated`'s."""
+    return signal.Signals(getattr(e, "signum", signal.SIGINT)).name

@@ -27,20 +27,9 @@ import signal
 import sys
 import threading
 
+from core.proc import Terminated, signal_name  # defined in core: disco/serving needs nothing from disco/
+
 _received: list[int] = []
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread (a ``BaseException``: ``except Exception`` does not swallow it)."""
-
-    def __init__(self, signum: int = signal.SIGTERM):
-        super().__init__(f"terminated by {signal.Signals(signum).name}")
-        self.signum = signum
-
-
-def signal_name(e: BaseException) -> str:
-    """The signal a stop exception stands for: ``SIGINT`` for KeyboardInterrupt, else :class:`Terminated`'s."""
-    return signal.Signals(getattr(e, "signum", signal.SIGINT)).name
 
 
 def _handler(signum: int, frame) -> None:

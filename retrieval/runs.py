@@ -1,6 +1,7 @@
 """Runs (ranked lists per turn): TREC files and teacher fusion.
 
-A run is a table of (turn_id, doc_id, system, score, rank) rows, ``core.schema.RUNS``.
+A run is a table of (turn_id, doc_id, system, score, rank) rows, ``core.schema.RUNS``, ranked by
+:func:`retrieval.index.ranking.rank`.
 Fusion (DiSCo multi-teacher, Lupart et al. SIGIR 2025, sec. 3.3): each (turn, passage) gets the mean of the raw
 scores of the teachers that retrieved it (``mean_score``, the authors' choice), or the mean of the per-teacher
 softmax distributions over each turn's retrieved passages (``mean_softmax``; a passage a teacher missed counts 0).
@@ -19,19 +20,10 @@ from typing import Literal
 
 import polars as pl
 
-from core import schema
 from core.io import atomic_path
+from retrieval.index.ranking import rank
 
 Fusion = Literal["mean_score", "mean_softmax"]
-
-
-def rank(df: pl.DataFrame, system: str | None = None) -> pl.DataFrame:
-    """Sort by score within each turn (ties by doc id) and number ranks from 1."""
-    df = df.sort(["turn_id", "score", "doc_id"], descending=[False, True, False])
-    df = df.with_columns(pl.int_range(1, pl.len() + 1).over("turn_id").cast(pl.Int32).alias("rank"))
-    if system is not None:
-        df = df.with_columns(pl.lit(system).alias("system"))
-    return df.select([f.name for f in schema.RUNS])
 
 
 def fuse(runs: pl.DataFrame, method: Fusion = "mean_score", name: str = "fused",

@@ -28,9 +28,10 @@ from core.io import TMP_SUFFIX, atomic_path
 from core.parallel import bounds, distributed, pmap
 from models.splade import SpladeConfig
 from retrieval.index.encode import frozen_encoder
+from retrieval.index.ranking import rank
 from retrieval.index.retrieve import CHUNK, encoder_tokens, retrieve
 from retrieval.index.sparse import Backend, open_searcher
-from retrieval.runs import Fusion, fuse, rank
+from retrieval.runs import Fusion, fuse
 
 EMPTY_RUN = {"turn_id": pl.String, "doc_id": pl.String, "score": pl.Float64}
 # runs.parquet's Arrow types (polars writes large strings; kept so the file reads back exactly as before)

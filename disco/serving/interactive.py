@@ -15,7 +15,7 @@ import textwrap
 from typing import Callable
 
 from disco.serving.search import Hit, Result, Searcher
-from disco.shutdown import Terminated
+from core.proc import Terminated
 
 HELP = ("Type a question and Enter. Then at agent>, the agent's reply, or Enter to let the top passage stand in.\n"
         "  /show N  print passage N of the last results whole\n"

@@ -14,7 +14,7 @@ from core.errors import DataError, DiscoError
 from disco.serving.batching import BatchConfig
 from disco.serving.config import ServeOptions
 from disco.serving.schema import Result, Turn, check_conversation, run_paths
-from disco.shutdown import Terminated, signal_name
+from core.proc import Terminated, signal_name
 
 if TYPE_CHECKING:
     from disco.serving.search import Searcher

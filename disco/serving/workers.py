@@ -25,7 +25,7 @@ from pathlib import Path
 
 from core.errors import DiscoError
 from disco.serving.batching import BatchConfig
-from disco.shutdown import Terminated, signal_name
+from core.proc import Terminated, signal_name
 
 
 def _die_with_parent() -> None:

@@ -4,7 +4,7 @@ The queries are encoded in one call (as before: the encoder's length-sorted batc
 the vectors do not depend on ``chunk``), then searched ``chunk`` at a time in turn-id order. Each chunk's hits
 become a ranked run at once; with ``write`` every chunk goes there as soon as it is ranked and the returned run is
 empty, so a large run (100k turns x k=1000) never sits in Python memory at once. Chunks are in turn-id order and
-:func:`retrieval.runs.rank` sorts by turn id first, so the written chunks, one after the other, are exactly the
+:func:`retrieval.index.ranking.rank` sorts by turn id first, so the written chunks, one after the other, are exactly the
 run one unchunked call would return.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from retrieval.index.search import ImpactSearcher
-from retrieval.runs import rank
+from retrieval.index.ranking import rank
 from models.splade import SpladeEncoder, impact_vector, quantise_sparse, vocab_tokens
 
 CHUNK = 1024  # queries searched and turned into rows at a time (1M rows at k=1000)

@@ -5,7 +5,8 @@ import math
 import polars as pl
 import pytest
 
-from retrieval.runs import fuse, rank, write_trec
+from retrieval.index.ranking import rank
+from retrieval.runs import fuse, write_trec
 
 
 def _run(rows):
