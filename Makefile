@@ -71,15 +71,15 @@ test-fast: $(STAMP)
 # baseline measured in the same run. Results under runs/bench-*/. Minutes on 2 cores (the 100k corpus and the
 # 100k-turn teacher run dominate).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/encode.py --out runs/bench-encode
-	$(BIN)/python benchmarks/query_path.py --out runs/bench-query
-	$(BIN)/python benchmarks/retrieval_backends.py --out runs/bench-retrieval
-	$(BIN)/python benchmarks/teacher_memory.py --out runs/bench-teacher-memory
+	$(BIN)/python -m benchmarks.encode --out runs/bench-encode
+	$(BIN)/python -m benchmarks.query_path --out runs/bench-query
+	$(BIN)/python -m benchmarks.retrieval_backends --out runs/bench-retrieval
+	$(BIN)/python -m benchmarks.teacher_memory --out runs/bench-teacher-memory
 	$(BIN)/disco run demo --out runs/demo  # what the next three read (minutes the first time, cached after)
-	$(BIN)/python benchmarks/train_step.py --run-dir runs/demo --out runs/bench-train-step
-	$(BIN)/python benchmarks/orchestration.py --run-dir runs/demo --out runs/bench-orchestration
-	$(BIN)/python benchmarks/query_latency.py --run-dir runs/demo --out runs/bench-latency
-	$(BIN)/python benchmarks/stage_memory.py --encode-slice 200 --out runs/bench-memory
+	$(BIN)/python -m benchmarks.train_step --run-dir runs/demo --out runs/bench-train-step
+	$(BIN)/python -m benchmarks.orchestration --run-dir runs/demo --out runs/bench-orchestration
+	$(BIN)/python -m benchmarks.query_latency --run-dir runs/demo --out runs/bench-latency
+	$(BIN)/python -m benchmarks.stage_memory --encode-slice 200 --out runs/bench-memory
 
 ui: $(STAMP)
 	$(BIN)/disco ui

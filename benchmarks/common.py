@@ -1,8 +1,8 @@
-"""What every performance benchmark reports beside its ratios: the machine, its load, its measured fp32 matrix
-multiply rate (the attainable arithmetic peak the encoders are compared with) and peak memory of a block.
+"""What the benchmarks share: the repository root, latency percentiles, and what every performance benchmark reports
+beside its ratios: the machine, its load, its measured fp32 matrix multiply rate (the attainable arithmetic peak the
+encoders are compared with) and peak memory of a block.
 
-Used by benchmarks/encode.py, retrieval_backends.py and query_path.py (run as scripts: they put this folder on
-``sys.path``).
+The benchmarks are a package run from the repository root: ``python -m benchmarks.<name>`` (``make bench``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,11 @@ import platform
 import subprocess
 import threading
 import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def describe() -> dict:
@@ -89,3 +94,10 @@ class PeakRSS:
 def process_peak_mib(pid_usage) -> float:
     """Peak RSS (MiB) of finished child processes, from ``resource.getrusage(RUSAGE_CHILDREN)``."""
     return pid_usage.ru_maxrss / 1024
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    """p50 / p95 / mean (ms) and the count; p95 by linear interpolation (numpy's default)."""
+    a = np.asarray(ms, dtype=float)
+    return {"n": int(a.size), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
+            "mean": float(a.mean())}

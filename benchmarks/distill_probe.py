@@ -7,7 +7,7 @@ another run's train turns (its own corpus and teacher runs); ``--run DIR@TEACHER
 from another teacher than ``distill.teacher`` (e.g. a pooled dataset with human rewrites). Settings found here
 are confirmed through ``benchmarks/ablations.py`` and the presets; results go to ``docs/results.md``.
 
-    python benchmarks/distill_probe.py --run runs/demo --out runs/probe-a --set distill.steps=260 \\
+    python -m benchmarks.distill_probe --run runs/demo --out runs/probe-a --set distill.steps=260 \\
         --set distill.input.answers=false --set distill.contrastive_weight=0.1
 """
 

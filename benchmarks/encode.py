@@ -16,7 +16,7 @@ peak extra memory, and the fraction of the machine's measured fp32 GEMM rate rea
 Then whole processes, start-up included: ``disco encode`` against a script running the plain loop and writing
 the same JsonVectorCollection file.
 
-    .venv/bin/python benchmarks/encode.py [--data ../shared/data/mtrag] [--passages 400] [--out runs/bench-encode]
+    .venv/bin/python -m benchmarks.encode [--data ../shared/data/mtrag] [--passages 400] [--out runs/bench-encode]
 """
 
 from __future__ import annotations
@@ -30,12 +30,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(1, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from benchmarks.common import ROOT
 
 MAX_LENGTH, BATCH = 256, 32
 
@@ -110,7 +107,7 @@ def useful_gflop(mlm, n_tokens: int) -> float:
 
 
 def time_variants(variants: dict, texts: list[str], rounds: int) -> dict[str, dict]:
-    from machine import PeakRSS
+    from benchmarks.common import PeakRSS
 
     best: dict[str, dict] = {}
     for r in range(rounds):
@@ -206,7 +203,7 @@ def main() -> None:
     from sentence_transformers import SparseEncoder
 
     from core.io import write_json, write_text
-    from machine import describe, gemm_gflops
+    from benchmarks.common import describe, gemm_gflops
     from models.splade import SpladeEncoder
     from models.weights import resolve
 
@@ -264,7 +261,7 @@ def compare_processes(passages: list[tuple[str, str]], out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     runs = {
         "plain program (transformers loop)": whole_process(
-            [sys.executable, __file__, "--plain-process", str(data), str(work / "plain")], env),
+            [sys.executable, "-m", "benchmarks.encode", "--plain-process", str(data), str(work / "plain")], env),
         "disco encode": whole_process(
             [sys.executable, "-m", "disco.cli", "encode", "--input", str(data), "--output", str(work / "disco"),
              "--no-progress", "--batch-size", str(BATCH), "--max-length", str(MAX_LENGTH)], env),

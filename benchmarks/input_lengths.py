@@ -5,7 +5,7 @@ bucket, the median token length of the student's input, the share of turns trunc
 user question (usually the one that names the topic) is cut away, for the paper's format and the alternatives
 of :class:`models.conversation.StudentInput`. Reads an ingest stage's ``turns.parquet``.
 
-    python benchmarks/input_lengths.py runs/mtrag-un/stages/ingest-*/turns.parquet
+    python -m benchmarks.input_lengths runs/mtrag-un/stages/ingest-*/turns.parquet
 """
 
 from __future__ import annotations

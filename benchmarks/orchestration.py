@@ -14,7 +14,7 @@ transformers, pyserini, jnius and scipy were by the end, the flow, exit), a plai
 (:func:`stages.runner.run_pipeline`) against the same plan as the Prefect flow (its cached tasks), an empty flow,
 and an empty task called ``--tasks`` times in a flow: Prefect's overhead per task.
 
-    .venv/bin/python benchmarks/orchestration.py --run-dir runs/demo [--rounds 3] [--out runs/bench-orchestration]
+    .venv/bin/python -m benchmarks.orchestration --run-dir runs/demo [--rounds 3] [--out runs/bench-orchestration]
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmarks.common import ROOT
 
 MODES = ("temporary", "shared, cold", "shared, warm")
 
@@ -178,7 +176,7 @@ def main() -> None:
         from flows.server import running
 
         env = {**cli_env(home, "shared, warm"), "PREFECT_API_URL": running(home)["url"]}
-        p = subprocess.run([sys.executable, __file__, "--inner", "--run-dir", str(run_dir), "--tasks",
+        p = subprocess.run([sys.executable, "-m", "benchmarks.orchestration", "--inner", "--run-dir", str(run_dir), "--tasks",
                             str(args.tasks)], cwd=ROOT, env=env, capture_output=True, text=True)
         line = next((x for x in p.stdout.splitlines() if x.startswith("OVERHEAD ")), None)
         if line is None:

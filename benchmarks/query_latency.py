@@ -13,7 +13,7 @@ a finished run, each measured in the same process on the same index:
 Reported: p50 / p95 / mean ms per path and the p50 / p95 ratios. The rewrite path is slow, so it runs on the first
 ``--rewrite-turns`` turns only (the student on all of them).
 
-    .venv/bin/python benchmarks/query_latency.py --run-dir runs/demo --out runs/bench-latency
+    .venv/bin/python -m benchmarks.query_latency --run-dir runs/demo --out runs/bench-latency
 """
 
 from __future__ import annotations
@@ -23,14 +23,7 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-
-
-def percentiles(ms: list[float]) -> dict[str, float]:
-    """p50 / p95 / mean (ms) and the count; p95 by linear interpolation (numpy's default)."""
-    a = np.asarray(ms, dtype=float)
-    return {"n": int(a.size), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
-            "mean": float(a.mean())}
+from benchmarks.common import percentiles
 
 
 def summarise(student: list[float], rewrite: list[float]) -> tuple[list[dict], dict]:

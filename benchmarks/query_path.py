@@ -12,7 +12,7 @@ Conversations of n turns are demo turns in order (two demo conversations joined 
 Vectors of both paths are compared first (identical fp32). Search: Lucene impact search against the sparse
 searcher on the demo index, k=10 and k=1000, one query at a time.
 
-    .venv/bin/python benchmarks/query_path.py [--repeats 3] [--out runs/bench-query]
+    .venv/bin/python -m benchmarks.query_path [--repeats 3] [--out runs/bench-query]
 """
 
 from __future__ import annotations
@@ -23,12 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(1, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from benchmarks.common import ROOT, percentiles
 
 DEMO = ROOT / "data" / "demo"
 
@@ -45,11 +42,6 @@ def conversations(turns: int, limit: int) -> list[tuple[str, list[tuple[str, str
         if len(out) == limit:
             break
     return out
-
-
-def percentiles(ms: list[float]) -> dict:
-    a = np.asarray(ms)
-    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95))}
 
 
 def timed(fn, items, repeats: int) -> list[float]:
@@ -74,7 +66,7 @@ def main() -> None:
     import torch
 
     from core.io import write_json, write_text
-    from machine import describe
+    from benchmarks.common import describe
     from models.projection import head_parts
     from models.splade import SpladeEncoder
     from models.student import StudentCard

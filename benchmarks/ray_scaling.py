@@ -8,7 +8,7 @@ index stage's own code (:func:`retrieval.index.encode.encode_corpus`) in shards 
 Each variant must produce the same ``doc_vectors.parquet`` as the baseline (checked). Also reported: the peak
 RSS of the driver and the size of the vector files per passage, for the memory plan.
 
-    .venv/bin/python benchmarks/ray_scaling.py --passages 2000 --shard-size 250 --out runs/bench-ray
+    .venv/bin/python -m benchmarks.ray_scaling --passages 2000 --shard-size 250 --out runs/bench-ray
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ encoder's vectors of real questions (the teacher stage's case: k=1000). Both bac
 first the hits are compared (top-10 and top-k lists, ids and scores), then timed. The index build time is
 reported for context.
 
-    .venv/bin/python benchmarks/retrieval_backends.py [--sizes 1000,10000,100000] [--queries 200] [--k 1000]
+    .venv/bin/python -m benchmarks.retrieval_backends [--sizes 1000,10000,100000] [--queries 200] [--k 1000]
 
 1M passages: about 2 GB for the matrix and, at the ~170-550 passages/s measured for indexing here (loaded / idle), 30
 to 100 minutes of Anserini on two cores; ``--lucene-max 100000`` times the larger sizes with the sparse searcher only
@@ -25,12 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(1, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from benchmarks.common import ROOT
 
 DEMO = ROOT / "data" / "demo"
 
@@ -118,7 +115,7 @@ def time_search(searcher, queries: dict, k: int) -> float:
 def bench_size(n: int, real, queries: dict, tokens, k: int, work: Path, with_lucene: bool = True) -> dict:
     """One corpus size: both searchers, hits compared first, then timed. Without Lucene (a size too large to
     index here in the time at hand) only the sparse searcher is built and timed."""
-    from machine import PeakRSS
+    from benchmarks.common import PeakRSS
     from retrieval.index.search import ImpactSearcher
     from retrieval.index.sparse import SparseSearcher, stored_impacts
 
@@ -188,7 +185,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from core.io import write_json, write_text
-    from machine import describe
+    from benchmarks.common import describe
     from models.splade import SpladeEncoder, impact_vector, vocab_tokens
 
     enc = SpladeEncoder("splade-tiny", frozen=True)

@@ -16,7 +16,7 @@ rewrites/s, generated tokens/s (tokens of the raw outputs, retries included, cou
 tokenizer), the vLLM / transformers ratio measured in the same run, and for each batch size the share of turns
 where both backends give the same rewrite, with the differing pairs.
 
-    .venv/bin/python benchmarks/rewrite_backends.py --out runs/bench-rewrite-backends
+    .venv/bin/python -m benchmarks.rewrite_backends --out runs/bench-rewrite-backends
 
 Note: transformers stops a sequence once its first content line is complete (models.rewrite.hf); vLLM
 generates until EOS or ``max_new_tokens``, so it may generate more tokens for the same rewrite.

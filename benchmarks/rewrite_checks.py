@@ -5,7 +5,7 @@ each combination of checks and thresholds offline (a failing rewrite falls back 
 rewrite stage does), and reports token F1 / ROUGE-L / exact / copied / answer-like against the human rewrites.
 Choose on a dev slice (e.g. the first 120 CANARD dev turns), report on others.
 
-    .venv/bin/python benchmarks/rewrite_checks.py runs/rw-select/instruction runs/rw-select/few-shot \\
+    .venv/bin/python -m benchmarks.rewrite_checks runs/rw-select/instruction runs/rw-select/few-shot \\
         --dataset canard-dev --limit 120 --out runs/rw-select/checks.md
 """
 

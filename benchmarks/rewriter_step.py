@@ -13,7 +13,7 @@ same run. The levers, added one at a time:
 5. ``+ top 16 layers``: LoRA on the upper 16 of 30 layers (backward stops there) -- not adopted: see the dev figure
    in docs/benchmarks.md.
 
-    .venv/bin/python benchmarks/rewriter_step.py --out runs/bench-rewriter-step
+    .venv/bin/python -m benchmarks.rewriter_step --out runs/bench-rewriter-step
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ and batches of 16 (ms per conversation), first idle and then beside neighbours t
 (benchmarks/neighbours.py: by default two processes each running a 2-thread torch matmul loop). The vectors are
 checked equal across settings before anything is timed.
 
-    .venv/bin/python benchmarks/serve_threads.py --run-dir runs/demo --out runs/bench-serve-threads
+    .venv/bin/python -m benchmarks.serve_threads --run-dir runs/demo --out runs/bench-serve-threads
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def main() -> None:
 
     from core.io import write_json, write_text
     from disco.serving.search import Searcher
-    from neighbours import Neighbours
+    from benchmarks.neighbours import Neighbours
 
     searcher = Searcher.open(args.run_dir)
     texts = [searcher.text(c) for c in conversations(args.run_dir)]

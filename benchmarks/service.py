@@ -17,7 +17,7 @@ port), then
 Ratios in the same run: each configuration's 16-client requests/s over its 1-client requests/s, and each
 configuration's requests/s over the first one's.
 
-    .venv/bin/python benchmarks/service.py --run-dir runs/demo --out runs/bench-service
+    .venv/bin/python -m benchmarks.service --run-dir runs/demo --out runs/bench-service
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from load_client import load_level
+from benchmarks.load_client import load_level
 
 LEVELS = (1, 4, 16)
 SHARES = {1: 0.15, 4: 0.35, 16: 0.5}  # of --requests
@@ -127,7 +127,7 @@ def markdown(results: dict, fz: dict | None, load: dict) -> str:
 
 def measure(run_dir: Path, out: Path, name: str, convs: list, args, fuzz_it: bool) -> tuple[dict, dict | None]:
     """One server configuration: idle levels, busy levels beside the neighbours, and the fuzz if asked."""
-    from neighbours import Neighbours
+    from benchmarks.neighbours import Neighbours
 
     proc, url = start_server(run_dir, out / f"serve-{name}.log", CONFIGS[name])
     rss: list[tuple[int, float]] = []
@@ -177,7 +177,7 @@ def main() -> None:
 
     from core.io import write_json, write_text
     from core.run_record import RunRecord
-    from neighbours import Neighbours
+    from benchmarks.neighbours import Neighbours
 
     turns = pl.read_parquet(RunRecord.read(args.run_dir).output("ingest", "turns")).to_dicts()
     convs = [[{"speaker": h["role"], "text": h["text"]} for h in t["history"] or []]

@@ -20,7 +20,7 @@ peaked higher). The peak of a process that only imports the same modules is give
    searched on the same index). Their index is the chunked writing path's folder, handed to them as the index
    stage's manifest (:func:`index_manifest`).
 
-    .venv/bin/python benchmarks/stage_memory.py [--passages 100000] [--encode-slice 1000] [--out runs/bench-memory]
+    .venv/bin/python -m benchmarks.stage_memory [--passages 100000] [--encode-slice 1000] [--out runs/bench-memory]
 """
 
 from __future__ import annotations
@@ -33,9 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmarks.common import ROOT
 
 DEMO_SETTINGS = ['teacher.teachers=["human"]', "distill.teacher=human", "distill.steps=20"]
 IMPORTS = "import stages.graph, stages.runner, retrieval.index.build, retrieval.index.shards"
@@ -44,7 +42,7 @@ IMPORTS = "import stages.graph, stages.runner, retrieval.index.build, retrieval.
 def measure(args: list[str]) -> dict:
     """Run ``stage_memory.py --inner ARGS`` in a fresh process: its JSON result, peak RSS (MiB) and wall time."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--inner", *args], cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.stage_memory", "--inner", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"})
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)

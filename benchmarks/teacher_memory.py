@@ -13,7 +13,7 @@ Each variant runs in its own process; its peak resident memory is ``wait4``'s ``
 only imports, loads the vectors and builds the searcher: the part both variants share. Reported: each peak, the
 part above ``fixed``, rows written and seconds.
 
-    .venv/bin/python benchmarks/teacher_memory.py --turns 1000,10000,100000 --unchunked 1000,10000
+    .venv/bin/python -m benchmarks.teacher_memory --turns 1000,10000,100000 --unchunked 1000,10000
 """
 
 from __future__ import annotations
@@ -26,11 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for p in (str(HERE), str(ROOT)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+from benchmarks.common import ROOT
 
 
 def prepare(out: Path, passages: int) -> None:
@@ -102,7 +98,8 @@ def child(out: Path, variant: str, turns: int, k: int) -> None:
 
 
 def measure(out: Path, variant: str, turns: int, k: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", variant, "--out", str(out), "--turns", str(turns), "--k", str(k)]
+    cmd = [sys.executable, "-m", "benchmarks.teacher_memory", "--child", variant, "--out", str(out), "--turns",
+           str(turns), "--k", str(k)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     stdout = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -126,7 +123,7 @@ def main() -> None:
     if args.child:
         return child(args.out, args.child, int(args.turns), args.k)
     from core.io import write_json
-    from machine import describe
+    from benchmarks.common import describe
 
     args.out.mkdir(parents=True, exist_ok=True)
     prepare(args.out, args.passages)

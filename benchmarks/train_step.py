@@ -21,7 +21,7 @@ median s/step over `--steps` timed steps (after `--warmup-steps` untimed ones), 
 re-encode measured in the same run, the doc-side share, peak RSS of each variant's process, and how far the
 losses of bf16 (and of re-encode) drift from precomputed fp32 over the same steps from the same init.
 
-    .venv/bin/python benchmarks/train_step.py --run-dir runs/demo --out runs/bench-train-step
+    .venv/bin/python -m benchmarks.train_step --run-dir runs/demo --out runs/bench-train-step
 """
 
 from __future__ import annotations

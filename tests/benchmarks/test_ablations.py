@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
+from benchmarks import ablations
 from stages.config import load
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "ablations.py"
-_spec = importlib.util.spec_from_file_location("ablations", _PATH)
-ablations = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ablations)
 
 
 def test_every_variant_is_a_valid_configuration():

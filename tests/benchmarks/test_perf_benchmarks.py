@@ -3,21 +3,13 @@ run on demand (`make bench`), not here."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+import importlib
 
 import numpy as np
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 def load(name: str):
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def test_compare_counts_identical_vectors_in_fp32_and_after_quantisation():

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+import importlib
 
 import pytest
 
-_ROOT = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 def _load(name: str):
-    """A benchmark script as a module; its sibling helpers (e.g. load_client.py) import as they do when it runs."""
-    import sys
-
-    spec = importlib.util.spec_from_file_location(name, _ROOT / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(_ROOT))
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(_ROOT))
-    return mod
+    """A benchmark module (the repository root is on pytest's path: pyproject.toml)."""
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def test_latency_percentiles_and_ratios():

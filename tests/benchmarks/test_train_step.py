@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from benchmarks import train_step
 from core.io import Manifest
 from core.run_record import RunRecord
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "train_step.py"
-_spec = importlib.util.spec_from_file_location("train_step", _PATH)
-train_step = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train_step)
 
 
 def _result(seconds: list[float], batch_size: int = 8) -> dict:
