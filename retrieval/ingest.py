@@ -9,6 +9,7 @@ The corpus streams into Parquet in row groups (a 25M-passage collection never si
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import Counter
 from pathlib import Path
@@ -37,7 +38,9 @@ class SplitConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["dataset", "conversation"] = "conversation"
+    # conversation: the sorted ids shuffled with the seed (adding conversations moves others); hash: each
+    # conversation's own hash with the seed decides, so a dataset that grows keeps every conversation's split
+    method: Literal["dataset", "conversation", "hash"] = "conversation"
     test_fraction: float = Field(0.3, ge=0.0, le=1.0)
     dev_fraction: float = Field(0.0, ge=0.0, le=1.0)
     seed: int = 13
@@ -88,6 +91,12 @@ def assign_splits(conversation_ids: list[str], cfg: SplitConfig) -> dict[str, st
     """Deterministic conversation-level split: sorted ids shuffled with ``seed``; the first ``test_fraction``
     is test, the next ``dev_fraction`` dev, the rest train."""
     ids = sorted(set(conversation_ids))
+    if cfg.method == "hash":  # a point in [0, 1) per conversation: stable as the dataset grows
+        def point(cid: str) -> float:
+            return int(hashlib.sha256(f"{cfg.seed}:{cid}".encode()).hexdigest()[:15], 16) / 16**15
+
+        return {cid: ("test" if point(cid) < cfg.test_fraction else
+                      "dev" if point(cid) < cfg.test_fraction + cfg.dev_fraction else "train") for cid in ids}
     random.Random(cfg.seed).shuffle(ids)
     n_test = round(len(ids) * cfg.test_fraction)
     n_dev = round(len(ids) * cfg.dev_fraction)
@@ -110,7 +119,7 @@ def ingest(reader: DatasetReader, out_dir: Path, split: SplitConfig, strict: boo
     if split.method == "dataset" and any(t.split is None for t in turns):
         missing = next(t for t in turns if t.split is None)
         raise DataError(missing.where[0], "split method 'dataset' but this turn has no split", record=missing.turn_id)
-    by_conv = assign_splits([t.conversation_id for t in turns], split) if split.method == "conversation" else {}
+    by_conv = assign_splits([t.conversation_id for t in turns], split) if split.method != "dataset" else {}
     table = pa.Table.from_pylist(
         [
             {

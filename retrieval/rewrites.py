@@ -26,15 +26,19 @@ DATASET_TEACHERS = ("human", "answer")
 
 
 def teacher_rewrites(turns: pl.DataFrame, teachers: list[str], rewrite: RewriteConfig, parts_root: Path,
-                     progress: Callable | None = None, fallbacks: dict | None = None) -> pl.DataFrame:
+                     progress: Callable | None = None, fallbacks: dict | None = None,
+                     reuse: dict | None = None) -> pl.DataFrame:
     """One row per (turn, teacher): ``turn_id, teacher, rewrite, prompt_hash`` (:data:`schema.REWRITES`).
 
     LLM parts go to ``parts_root/rewrite-llm-<prompt hash>/parts``: keyed by the prompt, not by the stage, so a
     change elsewhere (e.g. another teacher added) reuses the LLM's finished rewrites.
     ``progress(key, description, total)`` makes a progress bar. With the rewrite config's output checks on,
-    ``fallbacks[teacher]`` counts the rewrites replaced by the raw utterance, by reason.
+    ``fallbacks[teacher]`` counts the rewrites replaced by the raw utterance, by reason. ``reuse[teacher]`` counts
+    each LLM teacher's turns generated now (``computed_turns``) and taken from the parts of earlier runs
+    (``reused_turns``: same turn and same prompt text), e.g. the old turns of a dataset that grew.
     """
     fallbacks = {} if fallbacks is None else fallbacks
+    reuse = {} if reuse is None else reuse
     rows: list[dict] = []
     for name in teachers:
         if name == "human":
@@ -49,9 +53,9 @@ def teacher_rewrites(turns: pl.DataFrame, teachers: list[str], rewrite: RewriteC
             rows += [{"turn_id": t, "teacher": "answer", "rewrite": f"{q} {a}", "prompt_hash": "dataset"}
                      for t, q, a in zip(have["turn_id"], have["question"], have["answer"])]
         elif name == rewrite.teacher:
-            rows += _llm_rewrites(rewrite, turns, parts_root, progress, fallbacks)
+            rows += _llm_rewrites(rewrite, turns, parts_root, progress, fallbacks, reuse)
         elif name == f"{rewrite.teacher}+answer":
-            rows += _llm_rewrites(rewrite.with_answer(), turns, parts_root, progress, fallbacks)
+            rows += _llm_rewrites(rewrite.with_answer(), turns, parts_root, progress, fallbacks, reuse)
         else:
             raise DiscoError(f"unknown teacher {name!r}: use 'human', 'answer', the LLM teacher's name "
                              f"({rewrite.teacher!r}, set by rewrite.teacher) or {rewrite.teacher + '+answer'!r}")
@@ -59,7 +63,7 @@ def teacher_rewrites(turns: pl.DataFrame, teachers: list[str], rewrite: RewriteC
 
 
 def _llm_rewrites(cfg: RewriteConfig, turns: pl.DataFrame, parts_root: Path, progress: Callable | None,
-                  fallbacks: dict) -> list[dict]:
+                  fallbacks: dict, reuse: dict | None = None) -> list[dict]:
     requests = turns.select(["turn_id", "question", "history"]).to_dicts()
     ph = prompt_hash(cfg)
     bar = progress("rewrite-progress", f"{cfg.teacher}: rewriting {len(requests)} turns with {cfg.model}",
@@ -84,6 +88,8 @@ def _llm_rewrites(cfg: RewriteConfig, turns: pl.DataFrame, parts_root: Path, pro
         bar.close()
     if cfg.output_checks:
         fallbacks[cfg.teacher] = {"turns": len(done), "fallback": stats["fallback"], **stats["fallback_reasons"]}
+    if reuse is not None:
+        reuse[cfg.teacher] = {"computed_turns": stats.get("generated", 0), "reused_turns": stats.get("skipped", 0)}
     return [{"turn_id": r["turn_id"], "teacher": cfg.teacher, "rewrite": r["rewrite"], "prompt_hash": ph}
             for r in done]
 

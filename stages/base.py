@@ -100,6 +100,9 @@ class Stage:
     external_files: Callable[..., dict] | None = None  # (**fields) -> fingerprints of files outside the project
     artifacts: Callable[[Manifest], list[Artifact]] | None = None
     retries: int = 0
+    # upstream stage -> the only outputs of it the run reads (its key follows those alone: the index, which reads
+    # the corpus, is reused when only the turns of a growing dataset changed); none: every output
+    reads_outputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         clash = {field_name(r) for r in self.reads} & set(self.upstream)
@@ -132,8 +135,10 @@ def read_fields(stage: Stage, config: BaseModel) -> dict[str, Any]:
     return out
 
 
-def _identity(value: Any) -> Any:
+def _identity(value: Any, outputs: tuple[str, ...] | None = None) -> Any:
     if isinstance(value, Manifest):
+        if outputs is not None:  # only these outputs (Stage.reads_outputs)
+            return {name: value.outputs[name].sha256 for name in sorted(outputs)}
         return value.fingerprint()
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
@@ -152,7 +157,7 @@ def stage_key(stage: Stage, fields: dict[str, Any], upstream: Upstream, root: Pa
         "stage": stage.name,
         "code": stage.code_version(root),
         "config": {k: _identity(v) for k, v in sorted(fields.items())},
-        "upstream": {k: _identity(v) for k, v in sorted(upstream.items())},
+        "upstream": {k: _identity(v, stage.reads_outputs.get(k)) for k, v in sorted(upstream.items())},
         "external_files": stage.external_files(**fields) if stage.external_files else {},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -52,4 +52,5 @@ STAGE = Stage(
     rows={"collection": "passages", "doc_vectors": "passages"},
     run=run,
     artifacts=artifacts,
+    reads_outputs={"ingest": ("corpus",)},  # a dataset that grows by conversations keeps its index
 )

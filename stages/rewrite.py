@@ -27,10 +27,13 @@ def run(out: Path, work: Path, progress, rewrite: RewriteConfig, teachers: list[
                              "'off'): set rewriter.mode=packaged (the adapter the project ships) or train")
         rewrite = rewrite.model_copy(update={"model": str(rewriter["model"])})
     fallbacks: dict[str, dict] = {}  # LLM teacher -> rewrites replaced by the utterance (output checks), by reason
-    table = teacher_rewrites(turns, teachers, rewrite, work.parent, progress, fallbacks)
+    reuse: dict[str, dict] = {}  # LLM teacher -> turns generated now / reused from earlier runs' parts
+    table = teacher_rewrites(turns, teachers, rewrite, work.parent, progress, fallbacks, reuse)
     write_parquet(out / "rewrites.parquet", table.to_arrow().cast(schema.REWRITES))
     return {"teachers": table.group_by("teacher").len().sort("teacher").to_dicts(), "fallbacks": fallbacks,
-            "quality": rewrite_quality(turns, table), "rows": len(table), "samples": rewrite_samples(turns, table)}
+            "quality": rewrite_quality(turns, table), "rows": len(table), "samples": rewrite_samples(turns, table),
+            "computed_turns": sum(r["computed_turns"] for r in reuse.values()),
+            "reused_turns": sum(r["reused_turns"] for r in reuse.values()), "llm_turns": reuse}
 
 
 def quality_rows(stats: dict) -> list[dict]:

@@ -53,15 +53,29 @@ def teacher_name(name: str) -> str:
 
 def run(out: Path, work: Path, progress, encoder: SpladeConfig, teacher: TeacherConfig, rewrite: Manifest,
         index: Manifest) -> dict:
-    """``runs.parquet``: every teacher's top-k run and the fused one (column ``system``)."""
+    """``runs.parquet``: every teacher's top-k run and the fused one (column ``system``).
+
+    Here (no cluster), the runs of query texts searched before with the same encoder, ``k`` and corpus come from
+    the run folder's per-turn cache (``<out>/cache/turns/``, retrieval/turn_cache.py): a dataset that grows is
+    searched for its new turns only (``computed_turns`` / ``reused_turns`` in the stats). On a cluster the shards
+    are searched as before."""
     # imported here, not at the top: a cached run reads this module for the config and the key, and must not
     # pay for torch and transformers (tests/disco/test_cached_run.py)
+    from core.parallel import distributed
     from retrieval.teachers import write_teacher_runs
+    from retrieval.turn_cache import cached_teacher_runs
 
-    rows, summary = write_teacher_runs(out / "runs.parquet", pl.read_parquet(rewrite["rewrites"]), teacher.teachers,
-                                       encoder, index["lucene"], teacher.k, teacher.fusion, progress,
-                                       teacher.shard_turns, teacher.searcher, fuse_only=teacher.fuse)
-    return {"teachers": summary, "rows": rows}
+    rewrites = pl.read_parquet(rewrite["rewrites"])
+    if distributed():
+        rows, summary = write_teacher_runs(out / "runs.parquet", rewrites, teacher.teachers, encoder, index["lucene"],
+                                           teacher.k, teacher.fusion, progress, teacher.shard_turns,
+                                           teacher.searcher, fuse_only=teacher.fuse)
+        return {"teachers": summary, "rows": rows, "computed_turns": len(rewrites), "reused_turns": 0}
+    rows, summary, reuse = cached_teacher_runs(out / "runs.parquet", rewrites, teacher.teachers, encoder,
+                                               index["lucene"], index.outputs["doc_vectors"].sha256, teacher.k,
+                                               teacher.fusion, work.parents[1] / "cache" / "turns", progress,
+                                               teacher.searcher, fuse_only=teacher.fuse)
+    return {"teachers": summary, "rows": rows, **reuse}
 
 
 def artifacts(m: Manifest) -> list[Artifact]:
