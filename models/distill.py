@@ -42,7 +42,7 @@ from models.distill_config import DistillConfig
 from models.examples import DocStore, Example, Source, build_examples, epoch_batches
 from models.interpolation import choose_interpolation
 from models.losses import DistillLoss
-from models.selection import DevSet, PooledDev, encode_fn
+from models.selection import DevSet, PooledDev, Rule, encode_fn
 from models.splade import SpladeEncoder
 from models.student import StudentCard
 
@@ -118,13 +118,19 @@ def train_student(
         raise DiscoError(f"distill.precision fp16 needs a CUDA device (got {device!r}); on CPU use bf16 or fp32")
     if cfg.precision == "bf16" and torch.device(device).type == "cpu":
         warn_if_slow_bf16("distill", "distill.precision=fp32")
-    student = SpladeEncoder(str(ckpt / "student") if ckpt else encoder_model).to(device).train()
+    student = SpladeEncoder(str(ckpt / "student") if ckpt else encoder_model,
+                            extra_layers=cfg.extra_layers).to(device).train()
     devset = None
     if dev is not None and cfg.select_on_dev:
         sets = [DevSet.load(d.turns, d.qrels, d.vectors, d.run, card.text, student.vocab_size, quant_scale,
                             cfg.min_relevance) for d in (dev if isinstance(dev, list) else [dev])]
         sets = [d for d in sets if d is not None]
         devset = sets[0] if len(sets) == 1 else PooledDev(sets) if sets else None
+    rule, last_turn_terms = Rule(cfg.selection_metric), None
+    if devset is not None and cfg.max_terms_ratio is not None:  # the query-term budget, from the last turn's
+        frozen = SpladeEncoder(encoder_model, frozen=True)
+        last_turn_terms = devset.question_terms(encode_fn(frozen, max_length, side), quant_scale)
+        rule = Rule(cfg.selection_metric, cfg.max_terms_ratio * last_turn_terms)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
     loss_fn = DistillLoss.from_config(cfg, reg_warmup_steps=math.ceil(cfg.reg_warmup_ratio * total_steps))
@@ -153,7 +159,7 @@ def train_student(
         curve.append({"epoch": 0, "step": 0, "loss": None, **devset.score(encode, quant_scale)})
     t_train, seen = time.perf_counter(), 0
     for epoch in range(start_epoch, epochs):
-        if _stop_early(curve, cfg):
+        if _stop_early(curve, cfg, rule):
             break
         batches = list(epoch_batches(examples, cfg, epoch, with_index=True))
         first = len(log)
@@ -186,7 +192,7 @@ def train_student(
                "loss": float(np.mean([r["total"] for r in log[first:]])) if len(log) > first else None}
         if devset is not None:
             row.update(devset.score(encode, quant_scale))
-            if _best(curve + [row], cfg)["epoch"] == epoch + 1:
+            if rule.best(curve + [row])["epoch"] == epoch + 1:
                 student.save(out / "best")  # atomically replaced: always one whole best student
         curve.append(row)
         if on_epoch:
@@ -195,7 +201,7 @@ def train_student(
                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict()}
         _save_checkpoint(out / "checkpoints", state, student, log, cfg.keep_checkpoints)
     train_s = time.perf_counter() - t_train
-    best = _best(curve, cfg) if devset is not None else None
+    best = rule.best(curve) if devset is not None else None
     if best is not None and best["epoch"] > 0:
         chosen = SpladeEncoder(str(out / "best"))
     elif best is not None:  # no epoch beat the untrained student on dev: keep the untrained one, and say so
@@ -206,7 +212,7 @@ def train_student(
     if best is not None and best["epoch"] > 0 and len(cfg.interpolate) > 1:  # WiSE-FT, alpha chosen on dev
         alpha, mixes = choose_interpolation(
             chosen, encoder_model, cfg.interpolate,
-            lambda s: devset.score(encode_fn(s, max_length, side), quant_scale), cfg.selection_metric)
+            lambda s: devset.score(encode_fn(s, max_length, side), quant_scale), rule)
     chosen.save(out / "student")
     card.extra = {"best_epoch": best["epoch"] if best else None, "steps": step, "interpolation_alpha": alpha}
     card.save(out / "student")
@@ -221,6 +227,7 @@ def train_student(
         "dev_turns": len(devset.turn_ids) if devset else 0, "dev_ranked": devset.ranked if devset else None,
         "best_epoch": best["epoch"] if best else None,
         "best_dev": {m: best[m] for m in DEV_MEASURES} if best else None,
+        "last_turn_dev_terms": last_turn_terms, "max_query_terms": rule.max_terms, "extra_layers": cfg.extra_layers,
         "interpolation_alpha": alpha, "interpolation_dev": mixes,
         "seconds": round(time.perf_counter() - t0, 3), "train_seconds": round(train_s, 3),
         "examples_per_s": round(seen / train_s, 3) if seen else 0.0, "student_dir": str(out / "student"),
@@ -229,7 +236,7 @@ def train_student(
     return summary
 
 
-DEV_MEASURES = ("RR@10", "nDCG@3", "R@10", "R@100")
+DEV_MEASURES = ("RR@10", "nDCG@3", "R@10", "R@100", "terms", "flops")
 
 
 def _target_vectors(examples: list[Example], encoder_model: str, max_length: int) -> DocStore:
@@ -254,12 +261,8 @@ def _target_vectors(examples: list[Example], encoder_model: str, max_length: int
     return store
 
 
-def _best(curve: list[dict], cfg: DistillConfig) -> dict:
-    """The best epoch of the dev curve by ``cfg.selection_metric``, ties to the earlier epoch."""
-    return max(curve, key=lambda r: (r[cfg.selection_metric], -r["epoch"]))
-
-
-def _stop_early(curve: list[dict], cfg: DistillConfig) -> bool:
+def _stop_early(curve: list[dict], cfg: DistillConfig, rule: Rule) -> bool:
+    """``cfg.patience`` epochs since the best one (by ``rule``: the metric within the query-term budget)."""
     if cfg.patience is None or len(curve) < 2 or cfg.selection_metric not in curve[-1]:
         return False
-    return curve[-1]["epoch"] - _best(curve, cfg)["epoch"] >= cfg.patience
+    return curve[-1]["epoch"] - rule.best(curve)["epoch"] >= cfg.patience

@@ -18,6 +18,35 @@ MainLoss = Literal["kl", "margin_mse", "info_nce", "rep_mse"]
 Reg = Literal["none", "l1", "flops"]
 
 
+class DevSearch(BaseModel):
+    """Settings the distill stage chooses on the run's own dev turns before training (issue 25), one axis at a
+    time in this order, each with the earlier choices fixed: the student's ``input`` format, its residual-branch
+    depth (``extra_layers``), its query sparsity weight (``lambda_q``). Each candidate trains for ``steps``
+    (short: its best dev epoch is compared) and the winner then trains with the full budget. An axis with fewer
+    than two candidates is not searched (one candidate simply sets it). Inputs and depths are compared by
+    ``selection_metric``, ties to the earlier candidate (list the cheaper first); sparsity weights by the same
+    metric among those within ``distill.max_terms_ratio`` of the last turn's query terms. Without dev turns
+    nothing is searched: the configured values train."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int | None = Field(None, ge=1, description="optimizer steps per candidate; None: distill.steps")
+    input: list[StudentInput] = Field([], description="candidate input formats")
+    extra_layers: list[int] = Field([], description="candidate residual-branch depths (0: the plain encoder)")
+    lambda_q: list[float] = Field([], description="candidate query sparsity weights (distill.reg's)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "DevSearch":
+        if any(d < 0 for d in self.extra_layers) or any(v < 0 for v in self.lambda_q):
+            raise ValueError("search: extra_layers and lambda_q candidates must be >= 0")
+        return self
+
+    def axes(self) -> list[tuple[str, list]]:
+        """The searched axes, in order, with their candidates."""
+        return [(name, values) for name, values in (("input", self.input), ("extra_layers", self.extra_layers),
+                                                    ("lambda_q", self.lambda_q)) if len(values) > 1]
+
+
 class DistillConfig(BaseModel):
     """Training settings. The paper's values (AdamW 2e-5, 1% warm-up, linear decay, 10 turns per batch, 5
     epochs, 16 negatives from ranks 11-960 with the rank-11 positive rule, 0.99 KL + 0.01 in-batch contrastive,
@@ -28,6 +57,8 @@ class DistillConfig(BaseModel):
 
     teacher: str = Field("fused", description="whom the student learns from: a teacher's name, or 'fused'")
     input: StudentInput = StudentInput()
+    # More capacity (issue 25): layers on a residual branch whose output starts at zero (models/branch.py)
+    extra_layers: int = Field(0, ge=0, le=12, description="transformer layers on the student's residual branch")
     lr: float = Field(2e-5, gt=0)
     warmup_ratio: float = Field(0.01, ge=0, le=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -62,6 +93,10 @@ class DistillConfig(BaseModel):
     # WiSE-FT (Wortsman et al. 2022): after choosing the epoch, also score alpha * student + (1 - alpha) * the
     # starting encoder on dev for each alpha here, and keep the best (models/interpolation.py); [1.0]: off.
     interpolate: list[float] = Field([1.0], min_length=1)
+    # Sparsity as a goal: epochs, mixes and searched settings whose mean dev query terms exceed this many times
+    # the last turn's (the utterance alone through the frozen encoder) are not kept while one within it exists.
+    max_terms_ratio: float | None = Field(None, gt=0)
+    search: DevSearch = DevSearch()
     # Whose dev turns choose: the "first" dataset's only (every turn of an extra dataset trains), or "all" pooled
     # training datasets (each keeps data.split.dev_fraction of its conversations for dev, scored as one set).
     # "all" was tried for the zero-shot runs and chose later, worse epochs (docs/results.md).
@@ -84,6 +119,6 @@ class DistillConfig(BaseModel):
         if 1.0 not in self.interpolate or not all(0.0 <= a <= 1.0 for a in self.interpolate):
             raise ValueError(f"interpolate: alphas in [0, 1] including 1.0 (the trained student), "
                              f"got {self.interpolate}")
-        if self.reg == "none" and self.lambda_q > 0:
+        if self.reg == "none" and (self.lambda_q > 0 or any(v > 0 for v in self.search.lambda_q)):
             raise ValueError("lambda_q > 0 needs reg='l1' or reg='flops'")
         return self

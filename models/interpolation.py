@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from models.selection import Rule
 from models.splade import SpladeEncoder
 
 
@@ -26,17 +27,19 @@ def mix(tuned: dict[str, torch.Tensor], base: dict[str, torch.Tensor], alpha: fl
 
 
 def choose_interpolation(student: SpladeEncoder, base_model: str, alphas: list[float],
-                         score: Callable[[SpladeEncoder], dict[str, float]], metric: str) -> tuple[float, list[dict]]:
-    """Set ``student`` to the dev-best interpolation with ``base_model``; return that alpha and one row per alpha
-    (``{"alpha", **score(student)}``). ``alphas`` must contain 1.0 (the trained student itself)."""
+                         score: Callable[[SpladeEncoder], dict[str, float]], rule: Rule) -> tuple[float, list[dict]]:
+    """Set ``student`` to the dev-best interpolation with ``base_model`` (by ``rule``, ties to the larger alpha);
+    return that alpha and one row per alpha (``{"alpha", **score(student)}``). ``alphas`` must contain 1.0 (the
+    trained student itself). A student with a residual branch mixes with an untrained branch of the same depth
+    (output projection zero: the base encoder's vectors)."""
     if 1.0 not in alphas:
         raise ValueError(f"distill.interpolate must include 1.0 (the trained student), got {alphas}")
     tuned = {k: v.detach().clone() for k, v in student.state_dict().items()}
-    base = SpladeEncoder(base_model).state_dict()
+    base = SpladeEncoder(base_model, extra_layers=student.extra_layers).state_dict()
     rows = []
     for alpha in sorted(set(alphas), reverse=True):
         student.load_state_dict(mix(tuned, base, alpha))
         rows.append({"alpha": alpha, **score(student)})
-    best = max(rows, key=lambda r: (r[metric], r["alpha"]))
+    best = rule.best(rows)  # rows from alpha 1.0 down: ties go to the larger alpha
     student.load_state_dict(mix(tuned, base, best["alpha"]))
     return best["alpha"], rows

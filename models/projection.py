@@ -53,8 +53,9 @@ def head_parts(mlm: torch.nn.Module) -> tuple[Callable[[torch.Tensor], torch.Ten
 
 
 def max_logits(mlm: torch.nn.Module, batch: dict[str, torch.Tensor], chunk: int = CHUNK,
-               block: int = BLOCK) -> torch.Tensor | None:
+               block: int = BLOCK, hidden: torch.Tensor | None = None) -> torch.Tensor | None:
     """``max`` over the unpadded positions of the MLM logits, shape [B, V]; ``None`` if the head is unknown.
+    ``hidden``: the states the head reads, when not the encoder's own (a residual branch's, models/branch.py).
 
     Inference only (call under ``torch.inference_mode`` / ``no_grad``); the training path keeps the plain
     differentiable computation.
@@ -64,7 +65,8 @@ def max_logits(mlm: torch.nn.Module, batch: dict[str, torch.Tensor], chunk: int 
         return None
     transform, decoder = parts
     mask = batch["attention_mask"].bool()
-    hidden = mlm.base_model(**batch).last_hidden_state  # [B, L, H]
+    if hidden is None:
+        hidden = mlm.base_model(**batch).last_hidden_state  # [B, L, H]
     states = transform(hidden)
     weight, bias = decoder.weight, decoder.bias
     if mask.numel() < MIN_ROWS:  # tiny: the plain computation, on the same few rows

@@ -13,9 +13,9 @@ Only the dev split is ever scored here; the test split never takes part in choos
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import polars as pl
@@ -45,6 +45,7 @@ class DevSet:
     id_rank: np.ndarray  # per row of ``docs``: its place among the sorted ids (ties are broken by it)
     ranked: str  # "corpus" or "candidates"
     min_relevance: int = 1
+    questions: list[str] = field(default_factory=list)  # each turn's utterance alone (the last-turn baseline)
 
     @classmethod
     def load(cls, turns_path: PathLike, qrels_path: PathLike, vectors_path: PathLike, run_path: PathLike | None,
@@ -84,16 +85,26 @@ class DevSet:
                 grades.setdefault(t, {})[col[d]] = int(r)
         texts = [text_of(t["question"], t["history"]) for t in turns.iter_rows(named=True)]
         return cls(turns["turn_id"].to_list(), texts, [grades.get(t, {}) for t in turns["turn_id"]], docs,
-                   doc_ids, id_rank, ranked, min_relevance)
+                   doc_ids, id_rank, ranked, min_relevance, turns["question"].to_list())
 
     def score(self, encode, scale: int) -> dict[str, float]:
-        """RR@10, nDCG@3, R@10, R@100 of the queries ``encode(texts) -> [B, vocab] float tensor``."""
-        reps = encode(self.texts).float().cpu().numpy()
-        q = np.rint(reps.astype(np.float64) * scale).astype(np.int64)
-        q[q < 0] = 0
+        """RR@10, nDCG@3, R@10, R@100 of the queries ``encode(texts) -> [B, vocab] float tensor``, and their
+        sparsity: ``terms`` (mean non-zero quantised query terms) and ``flops`` (expected shared terms with a
+        passage, Paria et al. 2020, as the evaluate stage reports it)."""
+        q = _quantised(encode(self.texts), scale)
         scores = np.asarray((self.docs @ sp.csr_matrix(q).T).todense()).T  # [turns, docs]
         per_turn = [_measures(row, g, self.min_relevance, self.id_rank) for row, g in zip(scores, self.qrels)]
-        return {m: float(np.mean([p[m] for p in per_turn])) for m in ("RR@10", "nDCG@3", "R@10", "R@100")}
+        out = {m: float(np.mean([p[m] for p in per_turn])) for m in MEASURES}
+        return {**out, **self._sparsity(q)}
+
+    def question_terms(self, encode, scale: int) -> float:
+        """Mean non-zero quantised terms of the turns' utterances alone (the last-turn query), by ``encode``."""
+        return self._sparsity(_quantised(encode(self.questions), scale))["terms"]
+
+    def _sparsity(self, q: np.ndarray) -> dict[str, float]:
+        present = q > 0
+        doc_share = np.bincount(self.docs.indices, minlength=q.shape[1])[: q.shape[1]] / max(self.docs.shape[0], 1)
+        return {"terms": float(present.sum(axis=1).mean()), "flops": float((present @ doc_share).mean())}
 
 
 @dataclass
@@ -117,6 +128,39 @@ class PooledDev:
         n = len(self.turn_ids)
         parts = [(len(d.turn_ids), d.score(encode, scale)) for d in self.sets]
         return {m: sum(k * p[m] for k, p in parts) / n for m in parts[0][1]}
+
+    def question_terms(self, encode, scale: int) -> float:
+        return sum(len(d.turn_ids) * d.question_terms(encode, scale) for d in self.sets) / len(self.turn_ids)
+
+
+MEASURES = ("RR@10", "nDCG@3", "R@10", "R@100")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How dev rows (epochs, interpolation mixes, searched settings) are compared: the best ``metric`` among
+    the rows within the query-term budget ``max_terms`` (a row's mean dev query terms), ties to the earlier
+    row; when no row is within the budget, the sparsest row (the budget is a goal, not a reason to fail)."""
+
+    metric: str = "RR@10"
+    max_terms: float | None = None
+
+    def within(self, row: dict) -> bool:
+        return self.max_terms is None or row.get("terms", 0.0) <= self.max_terms
+
+    def best(self, rows: Sequence[dict]) -> dict:
+        if not rows:
+            raise ValueError("no dev rows to choose from")
+        ok = [i for i, r in enumerate(rows) if self.within(r)]
+        if not ok:
+            return min(rows, key=lambda r: (r["terms"], -r[self.metric]))
+        return rows[max(ok, key=lambda i: (rows[i][self.metric], -i))]
+
+
+def _quantised(reps: torch.Tensor, scale: int) -> np.ndarray:
+    q = np.rint(reps.float().cpu().numpy().astype(np.float64) * scale).astype(np.int64)
+    q[q < 0] = 0
+    return q
 
 
 def quantised_matrix(batches: Iterable[pa.RecordBatch], scale: int, vocab: int) -> sp.csr_matrix:

@@ -23,7 +23,8 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from core.io import atomic_path
-from models.projection import max_logits
+from models.branch import ResidualBranch
+from models.projection import head_parts, max_logits
 from models.splade_config import SpladeConfig  # noqa: F401  (defined there, without torch; imported from here too)
 from models.weights import resolve
 
@@ -35,18 +36,32 @@ SparseVec = tuple[np.ndarray, np.ndarray]  # (term_ids int32 sorted ascending, w
 
 
 class SpladeEncoder(torch.nn.Module):
-    """A SPLADE-max encoder over ``AutoModelForMaskedLM``; ``name`` is a short name, a folder or a hub id."""
+    """A SPLADE-max encoder over ``AutoModelForMaskedLM``; ``name`` is a short name, a folder or a hub id.
 
-    def __init__(self, name: str = "splade-tiny", *, frozen: bool = False):
+    ``extra_layers > 0`` gives a fresh student a residual branch of that many layers (:mod:`models.branch`; the
+    same vectors as without it until trained); a folder saved with a branch loads it by itself.
+    """
+
+    def __init__(self, name: str = "splade-tiny", *, frozen: bool = False, extra_layers: int = 0):
         super().__init__()
         ref = resolve(name)
         self.name = name
         self.mlm = AutoModelForMaskedLM.from_pretrained(ref.path, **ref.kwargs)
         self.tokenizer = AutoTokenizer.from_pretrained(ref.path, **ref.kwargs)
+        self.branch = ResidualBranch.load(self.mlm, ref.path) if Path(ref.path).is_dir() else None
+        if extra_layers and self.branch is None:
+            self.branch = ResidualBranch(self.mlm, extra_layers)
+        elif extra_layers and self.branch.depth != extra_layers:
+            raise ValueError(f"{name} has a residual branch of {self.branch.depth} layers, not {extra_layers}")
         self.is_frozen = False
         self.eval()  # inference by default; training code calls .train()
         if frozen:
             self.frozen()
+
+    @property
+    def extra_layers(self) -> int:
+        """Layers of the residual branch (0: the plain encoder)."""
+        return self.branch.depth if self.branch is not None else 0
 
     @property
     def vocab_size(self) -> int:
@@ -55,8 +70,8 @@ class SpladeEncoder(torch.nn.Module):
     def frozen(self) -> "SpladeEncoder":
         """Eval mode (no dropout) and no gradients: the document / teacher side of DiSCo."""
         self.is_frozen = True
-        self.mlm.eval()
-        for p in self.mlm.parameters():
+        self.eval()
+        for p in self.parameters():
             p.requires_grad_(False)
         return self
 
@@ -82,11 +97,18 @@ class SpladeEncoder(torch.nn.Module):
         batch = self.tokenize(texts, max_length, truncation_side)
         device = next(self.mlm.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
+        hidden = None
+        if self.branch is not None:  # the encoder's states plus the branch's (models/branch.py)
+            hidden = self.branch(self.mlm.base_model(**batch).last_hidden_state, batch["attention_mask"])
         if not torch.is_grad_enabled():
-            pooled = max_logits(self.mlm, batch)  # chunked, unpadded tokens only; None for an unknown head
+            pooled = max_logits(self.mlm, batch, hidden=hidden)  # chunked, unpadded tokens only; None: unknown head
             if pooled is not None:
                 return torch.log1p(torch.relu(pooled))
-        logits = self.mlm(**batch).logits  # [B, L, V]
+        if hidden is None:
+            logits = self.mlm(**batch).logits  # [B, L, V]
+        else:
+            transform, decoder = head_parts(self.mlm)
+            logits = decoder(transform(hidden))
         pad = ~batch["attention_mask"].unsqueeze(-1).bool()
         # in place when no graph is recorded: saves one [B, L, V] tensor while encoding a corpus
         fill = logits.masked_fill if torch.is_grad_enabled() else logits.masked_fill_
@@ -127,11 +149,13 @@ class SpladeEncoder(torch.nn.Module):
         return out  # type: ignore[return-value]
 
     def save(self, path: str | Path) -> Path:
-        """Write safetensors + config + tokenizer atomically; ``AutoModelForMaskedLM.from_pretrained(path)``
-        and ``SpladeEncoder(str(path))`` load it back."""
+        """Write safetensors + config + tokenizer (+ the residual branch, if any) atomically;
+        ``SpladeEncoder(str(path))`` loads it back, and without a branch ``AutoModelForMaskedLM.from_pretrained``."""
         with atomic_path(path) as tmp:
             self.mlm.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
+            if self.branch is not None:
+                self.branch.save(tmp)
         return Path(path)
 
 

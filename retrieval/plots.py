@@ -124,3 +124,29 @@ def loss_figure(loss, weights: Mapping[str, float | str] | None):
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def sparsity_figure(rows: list[Mapping], metric: str = "RR@10", budget: float | None = None):
+    """The sparsity sweep (``distill.search.lambda_q``): dev ``metric`` and mean query terms per weight, the
+    query-term budget as a dashed line and the kept weight marked. ``rows``: the search rows of axis lambda_q."""
+    plt = _pyplot()
+    xs = [float(r["value"]) for r in rows]
+    pos = list(range(len(xs)))  # even spacing: the weights span orders of magnitude and include 0
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.plot(pos, [r[metric] for r in rows], "o-", color="tab:blue", label=f"dev {metric}")
+    ax.set_xticks(pos, [f"{x:g}" for x in xs])
+    ax.set_xlabel("lambda_q (FLOPS weight)")
+    ax.set_ylabel(f"dev {metric}", color="tab:blue")
+    right = ax.twinx()
+    right.plot(pos, [r["terms"] for r in rows], "s--", color="tab:orange", label="query terms")
+    if budget is not None:
+        right.axhline(budget, color="tab:orange", linestyle=":", linewidth=1, label="term budget")
+    right.set_ylabel("mean query terms", color="tab:orange")
+    for i, r in enumerate(rows):
+        if r.get("chosen"):
+            ax.axvline(i, color="grey", alpha=0.3, linewidth=6)
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="lower left")
+    ax.set_title("sparsity sweep on dev (kept weight shaded)")
+    return fig

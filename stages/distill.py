@@ -19,7 +19,7 @@ from core.errors import DiscoError
 from core.io import Manifest, atomic_path
 from models.distill_config import DistillConfig
 from models.splade_config import SpladeConfig
-from retrieval.plots import image_markdown, loss_figure, png
+from retrieval.plots import image_markdown, loss_figure, png, sparsity_figure
 from retrieval.report import line_plot_markdown
 from stages.base import Artifact, Stage
 
@@ -35,8 +35,8 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
     ``source_teachers[i]`` belong to training dataset i."""
     # imported here, not at the top: a cached run reads this module for the config and the key, and must not
     # pay for torch and transformers (tests/disco/test_cached_run.py)
-    from models.distill import train_student
     from models.examples import Source
+    from models.search import search_and_train
 
     work.mkdir(parents=True, exist_ok=True)
     sources = []
@@ -52,15 +52,16 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
         sources.append(Source(d["turns"], d["qrels"], work / f"teacher_run-{i}.parquet", x["doc_vectors"], name,
                               rewrites=rw["rewrites"], teachers=tuple(teachers.teachers), teacher=own))
     bar = progress("distill-progress", f"distilling from {', '.join(dict.fromkeys(source_teachers))}", 1)
-    summary = train_student(distill, encoder.model, sources, work, max_length=encoder.query_max_length,
-                            quant_scale=encoder.quant_scale, k=teachers.k, progress=bar,
-                            dev=sources)  # with dev_datasets="first" the extra datasets have no dev turns
+    summary = search_and_train(distill, encoder.model, sources, work, max_length=encoder.query_max_length,
+                               quant_scale=encoder.quant_scale, k=teachers.k, progress=bar,
+                               dev=sources)  # with dev_datasets="first" the extra datasets have no dev turns
     bar.close()
     shutil.copytree(work / "student", out / "student")
     for name in ("loss.parquet", "dev.parquet"):
         shutil.copy2(work / name, out / name)
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     shutil.rmtree(work / "best", ignore_errors=True)
+    shutil.rmtree(work / "search", ignore_errors=True)
     return {**summary, "teacher": distill.teacher, "source_teachers": source_teachers,
             "loss_weights": loss_weights(distill)}
 
@@ -96,6 +97,18 @@ def artifacts(m: Manifest) -> list[Artifact]:
                 Artifact("markdown", "distill-dev-plot",
                          line_plot_markdown(dev, "epoch", ["RR@10", "nDCG@3", "R@10"], "dev measures per epoch"),
                          "dev curve")]
+    search = m.stats.get("search") or []
+    if search:  # distill.search: the candidates tried on dev, one axis after the other
+        out.append(Artifact("table", "distill-search",
+                            [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+                             for row in search],
+                            f"settings chosen on dev ({m.stats.get('dev_turns')} dev turns), each candidate trained "
+                            f"for a short budget; kept: {m.stats.get('chosen')}"))
+        sweep = [r for r in search if r["axis"] == "lambda_q"]
+        if sweep:
+            out.append(Artifact("markdown", "distill-sparsity-sweep",
+                                image_markdown(png(sparsity_figure(sweep, budget=sweep[0].get("max_terms"))),
+                                               "sparsity sweep"), "dev effectiveness and query terms per FLOPS weight"))
     mixes = m.stats.get("interpolation_dev") or []
     if mixes:  # distill.interpolate: which mix of the best epoch with the starting encoder dev kept
         out.append(Artifact("table", "distill-interpolation",

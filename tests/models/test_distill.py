@@ -343,7 +343,7 @@ def test_dev_selection_keeps_the_best_epoch(data, tmp_path):
     dev = DevSet.load(dev_data["turns"], data["qrels"], data["docs"], None, card.text, 30522, 100)
     kept = SpladeEncoder(str(tmp_path / "d" / "student"))
     assert dev.score(encode_fn(kept, MAX_LENGTH, "right"), 100) == pytest.approx(
-        {m: best[m] for m in ("RR@10", "nDCG@3", "R@10", "R@100")})
+        {m: best[m] for m in ("RR@10", "nDCG@3", "R@10", "R@100", "terms", "flops")})
     # patience 1 with a dev curve that cannot improve (lr 0): stops after epoch 1 and keeps the untrained student
     flat = train_student(cfg(epochs=4, lr=1e-12, patience=1), "splade-tiny", [src], tmp_path / "p",
                          max_length=MAX_LENGTH, dev=src)
@@ -376,7 +376,7 @@ def test_pooled_dev_counts_every_dev_turn_of_every_dataset_once(data, tmp_path):
     # with sets of different sizes, each turn counts once (not each set)
     full = DevSet.load(dev_data["turns"], data["qrels"], data["docs"], None, format_conversation, 30522, 100)
     half = DevSet(full.turn_ids[:2], full.texts[:2], full.qrels[:2], full.docs, full.doc_ids, full.id_rank,
-                  full.ranked)
+                  full.ranked, questions=full.questions[:2])
     encode = encode_fn(SpladeEncoder("splade-tiny"), MAX_LENGTH, "right")
     a, b, both = full.score(encode, 100), half.score(encode, 100), PooledDev([full, half]).score(encode, 100)
     assert both == pytest.approx({m: (6 * a[m] + 2 * b[m]) / 8 for m in a})
@@ -402,7 +402,7 @@ def test_interpolation_with_the_starting_encoder_is_chosen_on_dev(data, tmp_path
     dev = DevSet.load(dev_data["turns"], data["qrels"], data["docs"], None, card.text, 30522, 100)
     kept = SpladeEncoder(str(tmp_path / "w" / "student"))
     assert dev.score(encode_fn(kept, MAX_LENGTH, "right"), 100) == pytest.approx(
-        {m: chosen[m] for m in ("RR@10", "nDCG@3", "R@10", "R@100")})
+        {m: chosen[m] for m in ("RR@10", "nDCG@3", "R@10", "R@100", "terms", "flops")})
 
 
 def test_pooled_sources_and_pseudo_positives(data, tmp_path):
