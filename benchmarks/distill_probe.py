@@ -2,7 +2,7 @@
 
 For quick exploration of distillation settings without the pipeline: reads ``RUN_DIR/run.json`` (the ingest,
 rewrite, index and teacher manifests), applies ``--set`` overrides to the run's configuration, and calls
-:func:`models.distill.train_student` with the run's dev turns choosing the best epoch. A second ``--run`` pools
+:func:`models.search.search_and_train` (``distill.search``, then :func:`models.distill.train_student`) with the run's dev turns choosing the best epoch. A second ``--run`` pools
 another run's train turns (its own corpus and teacher runs); ``--run DIR@TEACHER`` takes that run's examples
 from another teacher than ``distill.teacher`` (e.g. a pooled dataset with human rewrites). Settings found here
 are confirmed through ``benchmarks/ablations.py`` and the presets; results go to ``docs/results.md``.
@@ -31,8 +31,8 @@ def main() -> None:
     import polars as pl
     import torch
 
-    from models.distill import train_student
     from models.examples import Source
+    from models.search import search_and_train
     from core.run_record import RunRecord
     from stages.config import PipelineConfig, apply_overrides
 
@@ -58,12 +58,15 @@ def main() -> None:
                               rewrites=path("rewrite", "rewrites"), teachers=tuple(cfg.teacher.teachers),
                               teacher=name))
     t0 = time.time()
-    summary = train_student(
+    summary = search_and_train(  # distill.search's axes first, when set (models/search.py)
         cfg.distill, cfg.encoder.model, sources, out / "train", max_length=cfg.encoder.query_max_length,
         quant_scale=cfg.encoder.quant_scale, k=cfg.teacher.k, dev=sources[0],
         on_epoch=lambda row: print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                                for k, v in row.items()}), flush=True))
+    for row in summary["search"]:
+        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     print(json.dumps({"sets": args.overrides, "examples": summary["examples"], "steps": summary["steps"],
+                      "chosen": summary["chosen"], "last_turn_dev_terms": summary["last_turn_dev_terms"],
                       "best_epoch": summary["best_epoch"], "best_dev": summary["best_dev"],
                       "sampling": summary["sampling"], "seconds": round(time.time() - t0)}))
 
