@@ -1,4 +1,4 @@
-"""Choose the output checks of the LLM rewriter (models.rewrite.prompt.check_rewrite) by measurement.
+"""Choose the output checks of the LLM rewriter (models.rewrite.checks.check_rewrite) by measurement.
 
 Reads the per-turn outputs of `disco rewrite-eval` runs made WITHOUT output checks (one per prompt), applies
 each combination of checks and thresholds offline (a failing rewrite falls back to the raw utterance, as the
@@ -19,7 +19,8 @@ import polars as pl
 
 from retrieval import rewrite_eval as rq
 from core.io import write_text
-from models.rewrite.prompt import CHECKS, check_rewrite, postprocess
+from models.rewrite.checks import CHECKS, check_rewrite
+from models.rewrite.parse import postprocess
 
 
 def variants():

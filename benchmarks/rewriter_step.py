@@ -27,7 +27,7 @@ from core.io import write_json, write_text
 
 
 def _examples(prompt: str, chars: int, n: int):
-    from models.rewrite.prompt import RewriteConfig
+    from models.rewrite.config import RewriteConfig
     from models.rewriter.config import RewriterConfig
     from retrieval.rewriter_data import build
 

@@ -1,11 +1,14 @@
-"""Processes: stopping a child's process group (SIGTERM, then SIGKILL after a grace period), whether a pid lives, and
-the exception a handled SIGTERM raises (:class:`Terminated`; disco/shutdown.py installs the handler)."""
+"""Processes: stopping a child's process group (SIGTERM, then SIGKILL after a grace period), killing what is left of
+one, a child dying with its parent, whether a pid lives, and the exception a handled SIGTERM raises
+(:class:`Terminated`; disco/shutdown.py installs the handler)."""
 
 from __future__ import annotations
 
 import os
+import ctypes
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -23,6 +26,28 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL the process group ``pgid``, if anything of it is left."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
+    """In a child, first thing: Linux's ``prctl(PR_SET_PDEATHSIG, sig)`` has the kernel send ``sig`` to this process
+    as soon as the process that started it ends, however it ends (``kill -9`` included); a ``parent`` already gone
+    (this process re-parented before the call) ends it at once. The parent's pid comes from the command line or the
+    environment (``preexec_fn`` is unsafe in a process with threads, as Prefect's are)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, sig, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if parent and os.getppid() != parent:
+        os._exit(1)
 
 
 def alive(pid: int) -> bool:

@@ -13,7 +13,7 @@ from prefect import flow
 from retrieval import rewrite_eval as rq
 from core.errors import DiscoError
 from core.io import write_json, write_parquet, write_text
-from models.rewrite.prompt import RewriteConfig
+from models.rewrite.config import RewriteConfig
 from models.rewriter.config import RewriterConfig
 from stages.rewriter import resolve_llm
 

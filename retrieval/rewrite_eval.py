@@ -25,7 +25,7 @@ import polars as pl
 
 from core.errors import DataError, DiscoError
 from retrieval.evaluation import token_f1
-from models.rewrite.prompt import looks_like_query
+from models.rewrite.checks import looks_like_query
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 METRICS = ("token_f1", "rouge1", "rougeL", "exact", "copied", "answer_like")
@@ -67,7 +67,7 @@ def normalise(text: str) -> str:
 
 
 def answer_like(text: str) -> bool:
-    """True when ``text`` does not read as a query (:func:`models.rewrite.prompt.looks_like_query`)."""
+    """True when ``text`` does not read as a query (:func:`models.rewrite.checks.looks_like_query`)."""
     return not looks_like_query(text)
 
 

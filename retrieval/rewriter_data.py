@@ -23,7 +23,8 @@ from pathlib import Path
 import polars as pl
 
 from core.errors import DiscoError
-from models.rewrite.prompt import RewriteConfig, build_messages
+from models.rewrite.config import RewriteConfig
+from models.rewrite.prompt import build_messages
 from models.rewriter.config import Example, RewriterConfig
 from retrieval.rewrite_eval import known_datasets, slice_turns
 

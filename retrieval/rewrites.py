@@ -19,7 +19,8 @@ from core.errors import DiscoError
 from core.io import sha256_text
 from core.parallel import bounds, distributed, pmap
 from models.rewrite import CHUNK_BATCHES, rewrite_turns
-from models.rewrite.prompt import RewriteConfig, prompt_hash
+from models.rewrite.config import RewriteConfig
+from models.rewrite.prompt import prompt_hash
 from retrieval.evaluation import token_f1
 
 DATASET_TEACHERS = ("human", "answer")

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from core.errors import DiscoError
 from models.distill_config import DistillConfig
-from models.rewrite.prompt import RewriteConfig
+from models.rewrite.config import RewriteConfig
 from models.rewriter.config import RewriterConfig
 from models.splade_config import SpladeConfig
 from retrieval.ingest import SplitConfig

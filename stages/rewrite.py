@@ -9,7 +9,7 @@ import polars as pl
 from core import schema
 from core.errors import DiscoError
 from core.io import Manifest, write_parquet
-from models.rewrite.prompt import RewriteConfig
+from models.rewrite.config import RewriteConfig
 from retrieval.rewrites import rewrite_quality, rewrite_samples, teacher_rewrites
 from stages.base import Artifact, Stage
 from stages.rewriter import REWRITER

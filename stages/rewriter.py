@@ -33,7 +33,7 @@ def run(out: Path, work: Path, progress, rewriter: RewriterConfig, needed: bool,
         max_new_tokens: int, output_checks: bool, ingest: list[Manifest]) -> dict:
     """``rewriter.json`` (the card) and ``model/`` (the merged model folder; empty when unused), ``adapter/``.
     ``needed``: ``rewrite.model`` names this stage's model and some dataset computes an LLM teacher."""
-    from models.rewrite.prompt import RewriteConfig
+    from models.rewrite.config import RewriteConfig
 
     (out / "model").mkdir()
     used = needed and rewriter.mode != "off"

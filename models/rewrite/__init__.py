@@ -14,8 +14,8 @@ The vLLM backend runs one worker process for all remaining turns (a model load p
 minutes); the worker journals its results to ``parts_dir/vllm/output.jsonl`` and the parent turns them
 into the same parts while it runs, so both backends resume alike.
 
-This package's ``__init__`` imports only the standard library and :mod:`models.rewrite.prompt` at import
-time: the vLLM worker imports ``models.rewrite.prompt`` from a venv without our other dependencies.
+This package's ``__init__`` imports only the standard library and its stdlib + pydantic modules (config, prompt,
+parse, retry, checks) at import time: the vLLM worker imports them from a venv without our other dependencies.
 """
 
 from __future__ import annotations
@@ -26,15 +26,11 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from models.rewrite.prompt import (
-    RewriteConfig,
-    build_messages,
-    check_rewrite,
-    input_hash,
-    needs_retry,
-    postprocess,
-    prompt_hash,
-)
+from models.rewrite.checks import check_rewrite
+from models.rewrite.config import RewriteConfig
+from models.rewrite.parse import postprocess
+from models.rewrite.prompt import build_messages, input_hash, prompt_hash
+from models.rewrite.retry import needs_retry
 
 __all__ = [
     "RewriteConfig",
@@ -154,7 +150,7 @@ def rewrite_turns(
     """Rewrite each turn (``turn_id``, ``question``, ``history`` oldest first) with the LLM of ``cfg``.
 
     Returns ``[{turn_id, rewrite, attempts}]`` in the order of ``turns``. Resumable: see the module
-    docstring. With ``cfg.output_checks``, a rewrite failing :func:`~models.rewrite.prompt.check_rewrite` is
+    docstring. With ``cfg.output_checks``, a rewrite failing :func:`~models.rewrite.checks.check_rewrite` is
     replaced by the turn's question (``fallback`` holds the reason, else None; counted in ``stats``).
     ``progress(done, total)`` is called at the start and after each part. ``rewriter`` is an
     already loaded :class:`~models.rewrite.hf.HFRewriter` for ``cfg`` (transformers backend only; else one

@@ -6,8 +6,8 @@ SmolLM2 GGUF is dequantised to fp32; a hub id or local folder works too), render
 
 Greedy (``num_beams=1``) stops a sequence early once its first content line is complete in ``rewrite``
 mode (the rest would be thrown away by :func:`~models.rewrite.prompt.postprocess`, so the output is the
-same). Outputs that :func:`~models.rewrite.prompt.needs_retry` are generated once more with sampling
-(temperature / top-p, seeded from ``cfg.seed``), all retries of a batch in one call.
+same). Outputs that need a retry are generated once more with sampling, each with its own seed
+(:mod:`models.rewrite.retry`, the policy the vLLM backend follows too).
 
 ``cfg.torch_threads`` sets torch's (process-wide) thread count while generating: on a busy 2-core machine
 1 thread was 10x faster than 2 (OpenMP spin-waiting when another process holds a core).
@@ -23,7 +23,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from transformers import StoppingCriteriaList
 
 from models.cpu import warn_if_slow_bf16
-from models.rewrite.prompt import RewriteConfig, choose, finalize, first_line_done, needs_retry
+from models.rewrite.config import RewriteConfig
+from models.rewrite.parse import first_line_done
+from models.rewrite.prompt import input_hash
+from models.rewrite.retry import with_retries
 from models.weights import resolve
 
 log = logging.getLogger(__name__)
@@ -147,17 +150,15 @@ class HFRewriter:
         return results  # type: ignore[return-value]
 
     def _rewrite_batch(self, messages: Sequence[Messages]) -> list[tuple[str, int]]:
-        cfg = self.cfg
-        first = [finalize(raw, cfg.mode) for raw in self.generate_raw(messages)]
-        results = [(text, 1) for text, _ in first]
-        retry = [i for i, (_, part) in enumerate(first) if needs_retry(part, cfg.retry_min_words)]
-        if retry:
-            # Seeded from cfg.seed without disturbing the caller's random state: deterministic for a given
-            # batch composition (resumed runs rebuild the same chunks, see models.rewrite.rewrite_turns).
-            cuda = [self.device.index or 0] if self.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=cuda):
-                torch.manual_seed(cfg.seed)
-                raws = self.generate_raw([messages[i] for i in retry], sample=True)
-            for i, raw in zip(retry, raws):
-                results[i] = (choose(first[i], finalize(raw, cfg.mode), cfg.retry_min_words), 2)
-        return results
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+
+        def sample(indices: list[int], seeds: list[int]) -> list[str]:
+            out = []
+            for i, seed in zip(indices, seeds):  # one call each: a batch shares one random stream
+                with torch.random.fork_rng(devices=cuda):  # the caller's random state stays as it was
+                    torch.manual_seed(seed)
+                    out += self.generate_raw([messages[i]], sample=True)
+            return out
+
+        done = with_retries(self.generate_raw(messages), [input_hash(m) for m in messages], self.cfg, sample)
+        return [(r.text, r.attempts) for r in done]

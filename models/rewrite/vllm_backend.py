@@ -22,16 +22,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Callable
 
 from core.errors import DiscoError
-from core.proc import stop_group
+from core.proc import kill_group, stop_group
 from core.io import atomic_path, write_text
-from models.rewrite.prompt import RewriteConfig
+from models.rewrite.config import RewriteConfig
 from models.rewrite.vllm_worker import EXIT_NO_VLLM, local_options, read_new_rows
 from models.weights import resolve
 
@@ -92,15 +91,6 @@ def log_tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
     except OSError:
         return "(no log)"
     return data[-chars:].decode("utf-8", errors="replace")
-
-
-def _reap_group(pgid: int) -> None:
-    """SIGKILL whatever is left of a finished worker's process group: vLLM's engine processes survive a
-    worker that was killed (SIGKILL leaves them no chance to stop their children)."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_vllm(
@@ -175,7 +165,7 @@ def run_vllm(
             stop_group(proc)
             raise
         finally:
-            _reap_group(proc.pid)
+            kill_group(proc.pid)  # vLLM's engine processes survive a killed worker
     if rc != 0:
         hint = " (vllm is not importable with that python)" if rc == EXIT_NO_VLLM else ""
         raise DiscoError(

@@ -12,18 +12,22 @@ time with flush + fsync, so a killed worker loses at most one batch. On start it
 Generation: the chat template of the model's tokenizer (``add_generation_prompt=True``), then
 ``LLM.generate`` with ``SamplingParams(temperature=0)`` (greedy) or ``LLM.beam_search`` with
 ``BeamSearchParams(beam_width=num_beams)``; outputs under ``retry_min_words`` words are generated once
-more with ``SamplingParams(temperature, top_p, seed=<seed of this request>)``.
+more with ``SamplingParams(temperature, top_p, seed=<seed of this request>)`` (:mod:`models.rewrite.retry`, the
+policy of the transformers backend too).
 
-Imports: only the standard library and :mod:`models.rewrite.prompt` (stdlib + pydantic) from the repo;
+Imports: only the standard library, :mod:`core.proc` and the stdlib + pydantic modules of :mod:`models.rewrite` from
+the repo;
 vLLM is imported inside :func:`main`, so the JSONL helpers are testable without it.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
+
+from core import proc
+from core.proc import kill_group
 
 PARENT_ENV = "DISCO_VLLM_PARENT"  # the pid of the process that starts the worker (models/rewrite/vllm_backend.py)
 
@@ -32,33 +36,30 @@ def _stop_group(signum, frame) -> None:
     """SIGTERM (also what the kernel sends when the parent dies): take the worker's own process group (vLLM's
     engine processes) down with it."""
     if os.getpgrp() == os.getpid():
-        os.killpg(os.getpgrp(), signal.SIGKILL)
+        kill_group(os.getpgrp())
     os._exit(1)
 
 
 def die_with_parent(parent: int) -> None:
-    """First thing in the worker process, before any import that takes time: Linux's ``PR_SET_PDEATHSIG`` has the
-    kernel send SIGTERM the moment the parent ends (``kill -9`` included), and :func:`_stop_group` handles it. A
-    parent already gone (the worker re-parented) ends the worker at once. The parent-watch thread of
+    """First thing in the worker process, before any import that takes time: SIGTERM when the parent ends
+    (:func:`core.proc.die_with_parent`), handled by :func:`_stop_group`. The parent-watch thread of
     :func:`_exit_with_parent` stays as a second line (vLLM may install its own SIGTERM handler)."""
     signal.signal(signal.SIGTERM, _stop_group)
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    if parent and os.getppid() != parent:
-        os._exit(1)
+    proc.die_with_parent(parent, signal.SIGTERM)
 
 
 if __name__ == "__main__":  # the worker process: from its first moment
     die_with_parent(int(os.environ.get(PARENT_ENV) or 0))
 
 import argparse  # noqa: E402 (after the parent-death guard above)
-import hashlib  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import IO, Any, Iterable  # noqa: E402
 
-from models.rewrite.prompt import RewriteConfig, choose, finalize, needs_retry  # noqa: E402
+from models.rewrite.config import RewriteConfig  # noqa: E402
+from models.rewrite.retry import with_retries  # noqa: E402
+from models.rewrite.prompt import input_hash  # noqa: E402
 
 EXIT_NO_VLLM = 3
 
@@ -145,11 +146,6 @@ def append_rows(f: IO[str], rows: Iterable[dict]) -> None:
     os.fsync(f.fileno())
 
 
-def request_seed(seed: int, request_id: str) -> int:
-    """A per-request sampling seed: the same request samples the same retry whatever its batch."""
-    return int(hashlib.sha256(f"{seed}:{request_id}".encode()).hexdigest()[:8], 16)
-
-
 # ----- vLLM -----------------------------------------------------------------------------------------
 
 
@@ -216,39 +212,26 @@ class VLLMEngine:
         params = SamplingParams(max_tokens=cfg.max_new_tokens, temperature=0.0)
         return [o.outputs[0].text for o in self.llm.generate(inputs, params, use_tqdm=False)]
 
-    def _sample(self, prompts: list[list[int]], ids: list[str]) -> list[str]:
+    def _sample(self, prompts: list[list[int]], seeds: list[int]) -> list[str]:
         from vllm import SamplingParams
 
         cfg = self.cfg
-        params = [
-            SamplingParams(
-                max_tokens=cfg.max_new_tokens,
-                temperature=cfg.retry_temperature,
-                top_p=cfg.retry_top_p,
-                seed=request_seed(cfg.seed, i),
-            )
-            for i in ids
-        ]
+        params = [SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.retry_temperature,
+                                 top_p=cfg.retry_top_p, seed=seed) for seed in seeds]
         self.generate_calls += 1
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         return [o.outputs[0].text for o in outs]
 
     def rewrite(self, batch: list[dict]) -> list[dict]:
-        cfg = self.cfg
         prompts = [self.prompt_ids(r["messages"]) for r in batch]
         raws = self._first(prompts)
-        first = [finalize(raw, cfg.mode) for raw in raws]
-        rows = [
-            {"id": r["id"], "input_hash": r.get("input_hash"), "rewrite": f[0], "attempts": 1, "raw": raw}
-            for r, f, raw in zip(batch, first, raws)
-        ]
-        retry = [i for i, f in enumerate(first) if needs_retry(f[1], cfg.retry_min_words)]
-        if retry:
-            again = self._sample([prompts[i] for i in retry], [str(batch[i]["id"]) for i in retry])
-            for i, raw in zip(retry, again):
-                rows[i]["rewrite"] = choose(first[i], finalize(raw, cfg.mode), cfg.retry_min_words)
-                rows[i]["attempts"] = 2
-                rows[i]["raw_retry"] = raw
+        hashes = [r.get("input_hash") or input_hash(r["messages"]) for r in batch]
+        done = with_retries(raws, hashes, self.cfg,
+                            lambda indices, seeds: self._sample([prompts[i] for i in indices], seeds))
+        rows = []
+        for r, raw, d in zip(batch, raws, done):
+            rows.append({"id": r["id"], "input_hash": r.get("input_hash"), "rewrite": d.text, "attempts": d.attempts,
+                         "raw": raw, **({"raw_retry": d.raw_retry} if d.raw_retry is not None else {})})
         return rows
 
 
@@ -330,7 +313,7 @@ def _exit_with_parent(parent: int, interval_s: float = 5.0) -> None:
             if os.getppid() != parent:
                 print("vllm_worker: parent process is gone, exiting", file=sys.stderr, flush=True)
                 if os.getpgrp() == os.getpid():  # our own group (the backend starts us so): take vLLM's
-                    os.killpg(os.getpgrp(), signal.SIGKILL)  # engine processes down with us
+                    kill_group(os.getpgrp())  # engine processes down with us
                 os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()

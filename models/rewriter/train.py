@@ -25,7 +25,8 @@ import torch
 
 from core.io import atomic_path, write_json
 from core.text import token_f1
-from models.rewrite.prompt import RewriteConfig, check_rewrite
+from models.rewrite.checks import check_rewrite
+from models.rewrite.config import RewriteConfig
 from models.rewriter.config import Example, RewriterConfig
 from models.rewriter.lora import add_lora, adapter_state, load_base, set_adapter_state
 

@@ -6,14 +6,13 @@ which runs this module in a subprocess so the indexing JVM's memory is returned 
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from core.errors import DiscoError
+from core.proc import die_with_parent
 from retrieval.index.java import java_env, setup_java
 
 
@@ -31,20 +30,9 @@ def build_index(collection_dir: Path, index_dir: Path, threads: int = 1) -> None
         raise DiscoError(f"Lucene indexing of {collection_dir} failed (exit {proc.returncode}):\n  {tail}")
 
 
-def die_with_parent(parent: int) -> None:
-    """In the child: Linux's ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` has the kernel kill this process (and its JVM)
-    as soon as the process that started it ends, however it ends (``kill -9`` included), so a killed pipeline
-    leaves no JVM indexing into a deleted folder. Called first thing in the child, with the parent's pid from
-    the command line (``preexec_fn`` is unsafe in a process with threads, as Prefect's are)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent ended before prctl took effect
-        os._exit(1)
-
-
 def _main(collection_dir: str, index_dir: str, threads: str, parent: str | None = None) -> None:
-    if parent:
-        die_with_parent(int(parent))
+    if parent:  # the kernel kills this process (and its JVM) when the pipeline ends, however it ends: a killed
+        die_with_parent(int(parent))  # pipeline leaves no JVM indexing into a deleted folder
     setup_java()
     from pyserini.pyclass import autoclass  # puts Anserini's jar on the classpath, then starts the JVM
 

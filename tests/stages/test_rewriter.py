@@ -82,7 +82,7 @@ def test_cast2021_is_never_training_data():
 def test_own_rewrites_come_from_train_turns_only():
     import polars as pl
 
-    from models.rewrite.prompt import RewriteConfig
+    from models.rewrite.config import RewriteConfig
     from models.rewriter.config import RewriterConfig
     from retrieval.rewriter_data import build
 

@@ -40,7 +40,7 @@ TURNS = [
 def smollm():
     """An HFRewriter holding the packaged SmolLM2-135M (loaded once: ~15 s on 2 cores)."""
     from models.rewrite.hf import HFRewriter
-    from models.rewrite.prompt import RewriteConfig
+    from models.rewrite.config import RewriteConfig
 
     return HFRewriter(RewriteConfig(max_new_tokens=24))
 

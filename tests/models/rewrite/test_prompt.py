@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from models.rewrite.prompt import (
-    MARKER,
-    RewriteConfig,
-    build_messages,
-    choose,
-    finalize,
-    first_line_done,
-    format_history,
-    needs_retry,
-    postprocess,
-    prompt_hash,
-    split_rewrite_answer,
-)
+from models.rewrite.config import RewriteConfig
+from models.rewrite.parse import finalize, first_line_done, postprocess, split_rewrite_answer
+from models.rewrite.prompt import MARKER, build_messages, format_history, prompt_hash
+from models.rewrite.retry import choose, needs_retry
 
 HISTORY = [
     ("user", "What group did Frank Zappa found?"),
@@ -166,28 +157,37 @@ def test_prompt_hash_changes_with_template(monkeypatch):
     assert prompt_hash(RewriteConfig()) != base
 
 
-def test_prompt_module_imports_only_stdlib_and_pydantic():
-    """The vLLM worker imports prompt.py in a venv without torch/transformers/pyarrow."""
+def test_the_vllm_worker_imports_only_stdlib_and_pydantic():
+    """The vLLM worker runs in a venv without torch/transformers/pyarrow: every module it imports at module level,
+    transitively (the packages' ``__init__`` included), needs only the standard library and pydantic."""
     import ast
     import sys
-    from pathlib import Path
 
-    import models.rewrite.prompt as P
+    from stages.code import PACKAGES, module_file
 
     allowed = set(sys.stdlib_module_names) | {"pydantic", "__future__"}
-    for path in (Path(P.__file__), Path(P.__file__).with_name("vllm_worker.py"),
-                 Path(P.__file__).with_name("__init__.py")):
-        tree = ast.parse(path.read_text())
-        for node in tree.body:  # module level only: function-level imports are lazy
+    seen, todo = set(), ["models.rewrite.vllm_worker"]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # the packages on the way
+        for node in ast.parse(module_file(module).read_text()).body:  # module level: function-level is lazy
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
+                names = [f"{node.module}.{a.name}" if module_file(f"{node.module}.{a.name}") else node.module
+                         for a in node.names]
             else:
                 continue
             for name in names:
-                top = name.split(".")[0]
-                assert top in allowed or name.startswith("models.rewrite.prompt"), (path.name, name)
+                if name.split(".")[0] in PACKAGES:
+                    todo.append(name)
+                else:
+                    assert name.split(".")[0] in allowed, (module, name)
+    assert {"models.rewrite.prompt", "models.rewrite.retry", "models.rewrite.parse", "core.proc"} <= seen
 
 
 def test_few_shot_prompt_puts_examples_first_as_chat_turns():
@@ -222,13 +222,13 @@ def test_few_shot_prompt_puts_examples_first_as_chat_turns():
     ("What is 3:45 in minutes?", "What is 3:45 in minutes?", None),
 ])
 def test_output_checks(rewrite, question, reason):
-    from models.rewrite.prompt import check_rewrite
+    from models.rewrite.checks import check_rewrite
 
     assert check_rewrite(rewrite, question) == reason
 
 
 def test_each_check_alone():
-    from models.rewrite.prompt import check_rewrite
+    from models.rewrite.checks import check_rewrite
 
     married = ("When did Pamela Harriman and Churchill get married in 1946?", "where did they get married in 1946")
     assert check_rewrite(*married, checks=("changes-question",)) == "changes-question"

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from core.paths import DEMO_DATA
-from models.rewrite.prompt import RewriteConfig, build_messages
+from models.rewrite.config import RewriteConfig
+from models.rewrite.prompt import build_messages
 from models.rewriter.config import Example, RewriterConfig
 from models.rewriter.lora import CARD, adapter_state, merge, read_card
 from models.rewriter.train import train
