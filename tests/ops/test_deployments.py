@@ -4,8 +4,9 @@ equal those of ``disco run`` with the same preset and overrides; then the README
 ``prefect deploy --all``, ``prefect worker start --pool disco``) reruns one stage, reusing the cached upstream
 stages.
 
-About 3-4 minutes here (two Prefect processes starting, one pipeline run, one stage run in a worker): the issue's
-end-to-end proof that the documented routes work, so not marked slow.
+About 3-4 minutes here (two Prefect processes starting, one pipeline run, one stage run in a worker): the
+end-to-end proof that the documented routes work, marked slow so that `make test-fast` stays fast (`make test` and
+CI run it).
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import json
 import sys
 import time
 
+import pytest
 import yaml
 
 from pathlib import Path
+
+pytestmark = pytest.mark.slow
 
 SPEC = {d["name"]: d for d in yaml.safe_load((Path(__file__).resolve().parents[2] / "prefect.yaml").read_text())[
     "deployments"]}
