@@ -14,7 +14,12 @@ VLLM_FLAVOR ?= $(if $(shell command -v nvidia-smi),cuda,cpu)
 VLLM_REQS   := envs/vllm-$(VLLM_FLAVOR).txt
 VLLM_CONS   := envs/vllm-$(VLLM_FLAVOR)-constraints.txt
 
-.PHONY: demo test test-fast ui serve setup vllm-env browser postgres clean bench
+# The MLflow server (the student registry of continuous distillation) in its own environment: envs/mlflow.txt
+MLFLOW_VENV  := .venv-mlflow
+MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
+MLFLOW_PORT  ?= 5000
+
+.PHONY: demo test test-fast ui serve setup vllm-env mlflow-env mlflow browser postgres clean bench
 
 setup: $(STAMP)
 
@@ -29,10 +34,25 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/disco run demo
 
-test: $(STAMP) $(VLLM_STAMP) browser postgres
+test: $(STAMP) $(VLLM_STAMP) $(MLFLOW_STAMP) browser postgres
 	DISCO_REQUIRE_VLLM=1 $(BIN)/python -m pytest -q
 
 vllm-env: $(VLLM_STAMP)
+
+mlflow-env: $(MLFLOW_STAMP)
+
+$(MLFLOW_STAMP): envs/mlflow.txt
+	rm -rf $(MLFLOW_VENV)
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(MLFLOW_VENV)/bin/pip install --quiet -r envs/mlflow.txt
+	touch $@
+
+# The registry's MLflow server (SQLite backend and artifacts under runs/mlflow/), UI on http://127.0.0.1:5000
+mlflow: $(MLFLOW_STAMP)
+	mkdir -p runs/mlflow
+	$(MLFLOW_VENV)/bin/mlflow server --backend-store-uri sqlite:///$(CURDIR)/runs/mlflow/mlflow.db \
+	  --artifacts-destination $(CURDIR)/runs/mlflow/artifacts --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
 
 $(VLLM_STAMP): $(VLLM_REQS) $(VLLM_CONS)
 	rm -rf $(VLLM_VENV)

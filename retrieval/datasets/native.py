@@ -3,6 +3,10 @@
 A folder with ``conversations.jsonl`` (one conversation per line: ``conversation_id`` and ``turns``, each turn
 ``question``, optional ``answer`` and ``rewrite``), ``passages.jsonl`` (``id``, optional ``title``, ``text``) and
 ``qrels.tsv`` (``turn_id``, ``doc_id``, ``relevance``; turn ids are ``<conversation_id>_<turn number>``).
+
+A folder that grows (continuous distillation, flows/continuous.py) adds files beside these:
+``conversations-<name>.jsonl`` and ``qrels-<name>.tsv`` are read after ``conversations.jsonl`` and ``qrels.tsv``,
+in name order (e.g. ``conversations-2026-12-07.jsonl``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ class NativeReader(DatasetReader):
     name = "disco"
 
     def turns(self) -> Iterator[Turn]:
-        path = self.require("conversations.jsonl")
+        for path in [self.require("conversations.jsonl"), *sorted(self.root.glob("conversations-*.jsonl"))]:
+            yield from self._turns(path)
+
+    def _turns(self, path) -> Iterator[Turn]:
         for line, obj in read_jsonl(path):
             cid = field_of(obj, "conversation_id", path, line)
             turns = field_of(obj, "turns", path, line, list)
@@ -52,7 +59,10 @@ class NativeReader(DatasetReader):
             )
 
     def qrels(self) -> Iterator[Qrel]:
-        path = self.require("qrels.tsv")
+        for path in [self.require("qrels.tsv"), *sorted(self.root.glob("qrels-*.tsv"))]:
+            yield from self._qrels(path)
+
+    def _qrels(self, path) -> Iterator[Qrel]:
         for line, (turn_id, doc_id, rel) in read_tsv(path, 3):
             try:
                 relevance = int(rel)

@@ -1,0 +1,46 @@
+"""Continuous distillation (prefect.yaml's ``continuous`` deployment, on a schedule): a dataset folder that keeps
+growing is retrained on, with little work, checked against the student in service, and promoted only if better.
+
+1. The pipeline on the folder (a subflow, as ``disco run``): ingest reads every file; the index is reused while
+   the corpus is unchanged (its key follows the corpus only); the rewrite and teacher stages compute their new
+   turns only (LLM rewrites and teacher runs of earlier runs are reused by content, retrieval/turn_cache.py; the
+   stages' stats count ``computed_turns`` and ``reused_turns``); the student retrains and is evaluated.
+   Conversations keep their split as the folder grows (``data.split.method=hash``, set first; overrides win).
+2. The gate (tasks/continuous.py, retrieval/gate.py): the new student and the one the registry's ``production``
+   alias names search the same fixed evaluation turns; a paired test decides (``gate``: GateConfig). The
+   decision and its table are Prefect artifacts (``continuous-gate``, ``continuous-decision``).
+3. The registry (core/registry.py, MLflow): the student is recorded with its lineage; the alias moves to it only
+   when the gate says so. ``disco serve registry:NAME@production`` follows the alias.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from retrieval.gate import GateConfig
+
+
+@flow(name="continuous", log_prints=True,
+      description="Retrain on a growing dataset folder (new turns only), gate against the serving student, record in "
+                  "MLflow and promote when better.")
+def continuous_flow(data: str = "data/demo", preset: str = "demo", overrides: list[str] | None = None,
+                    out: str = "runs/continuous", gate: GateConfig = GateConfig(), registry: str = "disco-demo",
+                    registry_uri: str | None = None) -> dict:
+    """``data``: the growing dataset folder (``FORMAT:PATH`` allowed); ``overrides``: ``key=value`` as ``--set``;
+    ``registry``: the registered model's name; ``registry_uri``: the MLflow server (default
+    ``MLFLOW_TRACKING_URI``)."""
+    from flows.pipeline import run as run_pipeline
+    from flows.stage_flows import resolve
+    from tasks.continuous import gate_task, register_task
+
+    cfg = resolve(preset, [data], None, ["data.split.method=hash", *(overrides or [])])
+    print(f"continuous: {data} -> {out} (registry {registry}, gate {gate.model_dump()})")
+    done = run_pipeline(cfg, out)
+    reuse = {name: {k: m.stats[k] for k in ("computed_turns", "reused_turns")}
+             for name, m in done.items() if "computed_turns" in m.stats}
+    print(f"turns computed / reused: {reuse}")
+    decision = gate_task(done, gate, registry, registry_uri, out, cfg.evaluate.rel_threshold, cfg.evaluate.k)
+    print(f"gate: {decision['reason']}")
+    result = register_task(cfg, done, decision, registry, registry_uri, out)
+    return {**result, "reason": decision["reason"], "reuse": reuse,
+            "stage_keys": {name: m.key for name, m in done.items()}}
