@@ -231,7 +231,8 @@ def search(
 
 @app.command(cls=Command)
 def serve(
-    run_dir: Path = typer.Argument(..., help="folder of a finished `disco run`"),
+    run_dir: Path = typer.Argument(..., help="folder of a finished `disco run`, or registry:NAME@ALIAS (the student "
+                                             "a registry alias names, followed: swapped when the alias moves)"),
     host: str = typer.Option("127.0.0.1", help="address to bind (loopback by default)"),
     port: int = typer.Option(8000, help="port"),
     backend: BackendName = typer.Option("auto", help=BACKEND_HELP),
@@ -247,6 +248,9 @@ def serve(
     replicas: int = typer.Option(1, min=1, max=256, help="with --ray: replicas, each with its own model"),
     address: Optional[str] = typer.Option(None, help="with --ray: an existing Ray cluster (e.g. auto, "
                                                      "ray://HOST:10001)"),
+    registry_uri: Optional[str] = typer.Option(None, help="with registry:NAME@ALIAS: the MLflow server (default "
+                                                          "MLFLOW_TRACKING_URI)"),
+    poll_s: float = typer.Option(10.0, min=0.1, help="with registry:NAME@ALIAS: seconds between checks of the alias"),
 ) -> None:
     """Serve the run's student over HTTP until SIGTERM or Ctrl-C: a page at /, POST /search, the API at /docs.
 
@@ -266,7 +270,8 @@ def serve(
         options = ServeOptions(backend=backend, workers=workers,
                                batching={"max_wait_ms": max_wait_ms, "max_batch": max_batch, "threads": threads,
                                          "batch_threads": batch_threads},
-                               ray=RayConfig(replicas=replicas, address=address) if ray else None)
+                               ray=RayConfig(replicas=replicas, address=address) if ray else None,
+                               registry_uri=registry_uri, poll_s=poll_s)
         terminal.serve(run_dir, host, port, options)
     except DiscoError as e:
         _fail(e)

@@ -78,16 +78,45 @@ def problem(e: RequestValidationError) -> tuple[int, str]:
 
 class SearcherSlot:
     """The searcher a service answers with, set once it is loaded. ``also_ready`` (e.g. every worker process of
-    ``disco serve --workers N`` loaded) must hold too before ``/health`` says ready."""
+    ``disco serve --workers N`` loaded) must hold too before ``/health`` says ready.
 
-    def __init__(self, searcher: "Searcher | None" = None, also_ready: Callable[[], bool] | None = None):
+    :meth:`swap` replaces the searcher while the service answers (``disco serve registry:NAME@production`` when
+    the alias moves): a request is queued on one searcher or the other under the slot's lock, the old searcher
+    is closed only after every request queued on it was answered, so no request is dropped. ``label`` names the
+    model answering (``X-Disco-Model`` header, ``/health``)."""
+
+    def __init__(self, searcher: "Searcher | None" = None, also_ready: Callable[[], bool] | None = None,
+                 label: str | None = None):
         self.searcher = searcher
         self.also_ready = also_ready
+        self.label = label
+        self.swaps = 0
         self._lock = threading.Lock()
 
-    def set(self, searcher: "Searcher") -> None:
+    def set(self, searcher: "Searcher", label: str | None = None) -> None:
         with self._lock:
             self.searcher = searcher
+            if label is not None:
+                self.label = label
+
+    def swap(self, searcher: "Searcher", label: str | None = None) -> None:
+        """Answer new requests with ``searcher``; the old one finishes the requests queued on it, then closes."""
+        with self._lock:
+            old, self.searcher = self.searcher, searcher
+            self.label = label
+            self.swaps += 1
+        if old is not None:
+            old.close()  # its worker answers what was queued before the swap, then stops
+
+    async def asearch(self, conversations, k: int, explain: bool):
+        """(results, label): the conversations answered by the searcher current when they were queued."""
+        import asyncio
+
+        with self._lock:
+            s, label = self.get(), self.label
+            texts, futures = s.submit(conversations, k)
+        answers = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        return [s.answer(text, a, explain) for text, a in zip(texts, answers)], label
 
     @property
     def ready(self) -> bool:
@@ -164,20 +193,27 @@ def create_app(searcher: "Searcher | SearcherSlot", limits: Limits | None = None
         if not slot.ready:
             return JSONResponse({"status": "loading", "limits": lim.model_dump()}, status_code=503)
         s = slot.get()
-        return {"status": "ready", "passages": len(s.passages), "backend": s.backend,
+        return {"status": "ready", "model": slot.label, "swaps": slot.swaps, "passages": len(s.passages),
+                "backend": s.backend,
                 "max_length": s.card.max_length, "quant_scale": s.card.quant_scale, "limits": lim.model_dump(),
                 "batching": s.batching.model_dump()}
 
     @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True, responses=ERRORS)
     async def search(req: SearchRequest) -> JSONResponse:
         conv = checked(req.conversation, "conversation")
-        got = await slot.get().asearch_batch([[t.model_dump() for t in conv]], req.k, req.explain)
-        return JSONResponse(got[0].model_dump(exclude_none=True))
+        got, label = await slot.asearch([[t.model_dump() for t in conv]], req.k, req.explain)
+        return JSONResponse(got[0].model_dump(exclude_none=True), headers=_model_header(label))
 
     @app.post("/search/batch", response_model=BatchResponse, response_model_exclude_none=True, responses=ERRORS)
     async def search_batch(req: BatchRequest) -> JSONResponse:
         convs = [checked(c, f"conversations[{i}]") for i, c in enumerate(req.conversations)]
-        got = await slot.get().asearch_batch([[t.model_dump() for t in c] for c in convs], req.k, req.explain)
-        return JSONResponse({"responses": [r.model_dump(exclude_none=True) for r in got]})
+        got, label = await slot.asearch([[t.model_dump() for t in c] for c in convs], req.k, req.explain)
+        return JSONResponse({"responses": [r.model_dump(exclude_none=True) for r in got]},
+                            headers=_model_header(label))
 
     return app
+
+
+def _model_header(label: str | None) -> dict[str, str]:
+    """``X-Disco-Model``: the model that answered (a registry version when the service follows one)."""
+    return {"X-Disco-Model": label} if label else {}

@@ -29,3 +29,7 @@ class ServeOptions(BaseModel):
     batching: BatchConfig = BatchConfig(threads=1)
     workers: int = Field(1, ge=1, le=64, description="processes, each with its own model, on one port")
     ray: RayConfig | None = Field(None, description="replicas on Ray Serve instead (disco/serving/ray_serve.py)")
+    registry_uri: str | None = Field(None, description="the MLflow server of a registry:NAME@ALIAS model (default "
+                                                       "MLFLOW_TRACKING_URI)")
+    poll_s: float = Field(10.0, gt=0, le=86_400, description="how often a registry alias is checked for a new "
+                                                             "version")

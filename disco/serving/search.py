@@ -149,6 +149,15 @@ class Searcher:
         answers = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         return [self._result(text, *answer, explain) for text, answer in zip(texts, answers)]
 
+    def submit(self, conversations: Sequence[Sequence[Any]], k: int) -> tuple[list[str], list]:
+        """Queue the conversations on the worker: their student input texts and the futures of their answers
+        (turned into results by :meth:`answer`); the service queues under its slot's lock (app.SearcherSlot)."""
+        return self._submit(conversations, k)
+
+    def answer(self, text: str, answer: tuple, explain: bool = False) -> Result:
+        """The :class:`Result` of one answered future of :meth:`submit`."""
+        return self._result(text, *answer, explain)
+
     def _submit(self, conversations: Sequence[Sequence[Any]], k: int) -> tuple[list[str], list]:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")

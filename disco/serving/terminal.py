@@ -100,18 +100,39 @@ def serve(run_dir: Path, host: str, port: int, options: ServeOptions | None = No
     from disco.serving.service import serve as run_server
 
     opts = options or ServeOptions()
+    follow = str(run_dir).startswith("registry:")
+    if follow:
+        from core.registry import parse_ref
+
+        ref = parse_ref(str(run_dir))  # a malformed reference: one line before anything binds
+        if opts.workers > 1 or opts.ray is not None:
+            raise DiscoError("a registry model is served by one process (no --workers or --ray): it follows the "
+                             "alias and swaps the student in place")
     sock = bind(host, port)  # before the model loads: a port in use is one line, at once
     if not _loopback(host):
         print(f"warning: binding {host}: the service is reachable from other machines and has no "
               "authentication; use --host 127.0.0.1 unless that is what you want", file=sys.stderr)
-    run_paths(run_dir)  # a folder that is not a finished run: one line before serving anything
+    if not follow:
+        run_paths(run_dir)  # a folder that is not a finished run: one line before serving anything
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     banner = f"disco serve: {url}/ (the search page), {url}/docs (the API); SIGTERM or Ctrl-C stops it"
-    slot, stopped_by = SearcherSlot(), None
+    slot, stopped_by, follower = SearcherSlot(), None, None
 
     def load() -> None:
         slot.set(_open(run_dir, opts.backend, opts.batching))
         print(banner, file=sys.stderr, flush=True)
+
+    if follow:
+        from core.paths import ROOT
+        from disco.serving.follow import Follower
+
+        follower = Follower(ref, slot, ROOT / "runs" / "registry-cache", opts.registry_uri, opts.backend,
+                            opts.batching, opts.poll_s)
+
+        def load() -> None:  # noqa: F811 - the registry's student, then follow the alias
+            follower.load()
+            print(f"{banner}; serving {slot.label}, following {ref} every {opts.poll_s:g} s", file=sys.stderr,
+                  flush=True)
 
     try:
         if opts.ray is not None:
@@ -130,6 +151,8 @@ def serve(run_dir: Path, host: str, port: int, options: ServeOptions | None = No
         stopped_by = signal_name(e)
     finally:
         sock.close()
+        if follower is not None:
+            follower.stop()
         if slot.searcher is not None:
             slot.searcher.close()
     print(f"disco serve: stopped{f' ({stopped_by})' if stopped_by else ''}", file=sys.stderr)
