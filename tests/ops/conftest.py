@@ -202,12 +202,16 @@ def deployed_run(ops_server, demo_slice, tmp_path_factory):
     procs = ops_server["procs"]
     start_serving(ops_server)
 
+    import yaml
+
+    expected = len(yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"])
+
     def registered():
         with client_for(ops_server) as client:
             found = client.read_deployments()
-            return found if len(found) == 7 else None
+            return found if len(found) == expected else None
 
-    deployments = wait_for(registered, "7 registered deployments", 240, procs, "deploy")
+    deployments = wait_for(registered, f"{expected} registered deployments", 240, procs, "deploy")
     out = tmp_path_factory.mktemp("deployed") / "run"
     parameters = {"preset": "demo", "data": [str(demo_slice)], "overrides": FAST, "out": str(out)}
     flow_run = run_and_wait(ops_server, "pipeline/pipeline", parameters)
