@@ -21,8 +21,8 @@ Reg = Literal["none", "l1", "flops"]
 class DevSearch(BaseModel):
     """Settings the distill stage chooses on the run's own dev turns before training (issue 25), one axis at a
     time in this order, each with the earlier choices fixed: the student's ``input`` format, its residual-branch
-    depth (``extra_layers``), its query sparsity weight (``lambda_q``). Each candidate trains for ``steps``
-    (short: its best dev epoch is compared) and the winner then trains with the full budget. An axis with fewer
+    depth (``extra_layers``), its query sparsity weight (``lambda_q``). Each candidate trains for ``budget`` times
+    the full training's steps (or epochs), its best dev epoch compared, and the winner then trains in full. An axis with fewer
     than two candidates is not searched (one candidate simply sets it). Inputs and depths are compared by
     ``selection_metric``, ties to the earlier candidate (list the cheaper first); sparsity weights by the same
     metric among those within ``distill.max_terms_ratio`` of the last turn's query terms. Without dev turns
@@ -30,7 +30,7 @@ class DevSearch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    steps: int | None = Field(None, ge=1, description="optimizer steps per candidate; None: distill.steps")
+    budget: float = Field(0.4, gt=0, le=1, description="share of distill.steps (or epochs) each candidate trains")
     input: list[StudentInput] = Field([], description="candidate input formats")
     extra_layers: list[int] = Field([], description="candidate residual-branch depths (0: the plain encoder)")
     lambda_q: list[float] = Field([], description="candidate query sparsity weights (distill.reg's)")

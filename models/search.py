@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -64,14 +65,15 @@ def search_and_train(cfg: DistillConfig, encoder_model: str, sources: list[Sourc
     and ``chosen``: each searched axis' value."""
     out = Path(out_dir)
     axes = cfg.search.axes() if cfg.select_on_dev and _has_dev(dev) else []
-    short = cfg.model_copy(update={"steps": cfg.search.steps or cfg.steps, "interpolate": [1.0],
-                                   "search": DevSearch(), "max_terms_ratio": None})
-    total = sum(len(v) for _, v in axes) * (short.steps or 0) + (cfg.steps or 0)
-    done = 0
+    short = cfg.model_copy(update={
+        "steps": math.ceil(cfg.search.budget * cfg.steps) if cfg.steps else None,
+        "epochs": math.ceil(cfg.search.budget * cfg.epochs), "interpolate": [1.0], "search": DevSearch(),
+        "max_terms_ratio": None})
+    runs, done = sum(len(v) for _, v in axes) + 1, 0  # the progress counts trainings, each in its own steps
 
-    def step(k: int, _n: int) -> None:
-        if progress is not None and total:
-            progress(min(done + k, total), total)
+    def step(k: int, n: int) -> None:
+        if progress is not None and n:
+            progress(round(1000 * (done + min(k, n) / n) / runs), 1000)
 
     rows: list[dict] = []
     chosen: dict[str, Any] = {}
@@ -89,7 +91,7 @@ def search_and_train(cfg: DistillConfig, encoder_model: str, sources: list[Sourc
             else:
                 summary = train_student(trial, encoder_model, sources, folder, dev=dev, progress=step,
                                         **train_kwargs)
-            done += short.steps or summary["steps"]
+            done += 1
             best = summary["best_dev"] or {}
             results.append({"axis": axis, "value": label(value), **{m: best.get(m) for m in (*MEASURES, "terms",
                                                                                            "flops")},

@@ -23,6 +23,7 @@ from core.errors import DiscoError
 from core.io import atomic_path, write_json, write_text
 from core.run_record import RunRecord
 from disco.serving.card import model_card
+from models.branch import BRANCH_FILE
 from models.student import CARD, StudentCard
 
 # sentence-transformers 6.x SparseEncoder layout (as its own ``save`` writes it): MLM logits, max-pooled relu.
@@ -44,6 +45,11 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     record = RunRecord[PipelineConfig].read(run_dir, need=("ingest", "index", "distill"))
     student = record.output("distill", "student")
+    if (student / BRANCH_FILE).exists():  # a deepened student (distill.extra_layers, models/branch.py)
+        raise DiscoError(f"{student}: this student has a residual branch of extra layers (distill.extra_layers > 0); "
+                         f"Pyserini and sentence-transformers load plain BertForMaskedLM folders only, so it cannot "
+                         f"be exported in their format. Query it with `disco search` / `disco serve`, or train with "
+                         f"--set distill.extra_layers=0 --set distill.search.extra_layers=[] to export")
     card = StudentCard.load(student)
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else {}
