@@ -85,6 +85,7 @@ def test_rerun_with_other_settings_or_input_stops(whole, passages, tmp_path):
         run_encode(copy, out, **OPTS)
 
 
+@pytest.mark.slow  # ~40 s loaded
 def test_index_stage_writes_the_same_files_and_pyserini_indexes_them(whole, passages, tmp_path):
     import pyarrow as pa
 

@@ -207,6 +207,7 @@ def _eval_kl(encoder: SpladeEncoder, data, config: DistillConfig) -> float:
     return float(np.mean(values))
 
 
+@pytest.mark.slow  # about 40 s on a loaded 2-core machine: make test-fast skips it
 def test_train_outputs_loss_and_frozen_document_side(data, tmp_path):
     weights_file = f"{resolve('splade-tiny').path}/model.safetensors"
     before = (sha256_path(data["docs"]), sha256_path(weights_file))
@@ -232,6 +233,7 @@ def test_train_outputs_loss_and_frozen_document_side(data, tmp_path):
     assert end < 0.5 * start
 
 
+@pytest.mark.slow  # about 40 s on a loaded 2-core machine: make test-fast skips it
 def test_resume_after_interruption_equals_uninterrupted(data, tmp_path):
     config = cfg(epochs=2)
     full = train(data, tmp_path / "full", config)
@@ -257,6 +259,7 @@ def test_resume_after_interruption_equals_uninterrupted(data, tmp_path):
         train(data, tmp_path / "cut", cfg(epochs=3))
 
 
+@pytest.mark.slow  # about 40 s on a loaded 2-core machine: make test-fast skips it
 def test_lambda_q_makes_queries_sparser(data, tmp_path):
     texts = [e.text for e in examples_of(data, cfg())[0]]
     nnz = {}
@@ -350,6 +353,7 @@ def test_dev_selection_keeps_the_best_epoch(data, tmp_path):
     assert flat["epochs"] == 1 and flat["best_epoch"] == 0
 
 
+@pytest.mark.slow  # about 40 s on a loaded 2-core machine: make test-fast skips it
 def test_pooled_dev_counts_every_dev_turn_of_every_dataset_once(data, tmp_path):
     """Two training datasets with dev turns (distill.dev_datasets="all"): the curve is the micro-average of each
     dataset's own dev figures, and the summary counts both sets' turns."""
@@ -428,6 +432,7 @@ def test_pooled_sources_and_pseudo_positives(data, tmp_path):
     assert [k for k, v in store.row.items() if v == extra.positives[0]] == [top]
 
 
+@pytest.mark.slow  # about 40 s on a loaded 2-core machine: make test-fast skips it
 def test_representation_distillation_pulls_the_query_onto_the_rewrite(data, tmp_path):
     """loss 'rep_mse' (ConvDR / coSPLADE style): the student's vector moves towards the human rewrite's."""
     import polars as pl

@@ -37,6 +37,7 @@ def reference(encoder) -> torch.Tensor:
         return plain(encoder.mlm, encoder.tokenize(TEXTS, 256))
 
 
+@pytest.mark.slow  # about 40 s on a loaded 2-core machine: make test-fast skips it
 @pytest.mark.parametrize("chunk,block", [(4096, 128), (1000, 7), (30522, 100_000)])
 def test_fast_path_bit_identical_to_plain(encoder, reference, chunk, block):
     batch = encoder.tokenize(TEXTS, 256)

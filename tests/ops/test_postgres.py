@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a Prefect server on PostgreSQL and the served demo run: minutes
+
 
 def _sql(db_url: str, query: str) -> list[str]:
     u = urlparse(db_url.replace("postgresql+asyncpg", "postgresql"))

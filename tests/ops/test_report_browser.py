@@ -21,6 +21,8 @@ from core.io import Manifest, Output
 from core.run_record import RunRecord
 from tasks.artifacts import publish_artifacts, run_label
 
+pytestmark = pytest.mark.slow  # a Prefect server and a browser (about 25 s on a loaded machine)
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SYSTEMS = ("last_turn", "conversation", "conversation:student-input", "rewrite:human", "rewrite:llm",
            "rewrite:fused", "disco")

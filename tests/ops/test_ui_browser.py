@@ -20,6 +20,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+pytestmark = pytest.mark.slow  # a Prefect server, the served demo run and a browser: minutes
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 STAGES = ("ingest", "rewrite", "index", "teacher", "distill", "evaluate")
 ARTIFACTS = ("evaluate-metrics", "distill-loss-curve", "rewrite-samples", "teacher-scores")

@@ -39,6 +39,7 @@ def demo(tmp_path_factory):
     return root, rewrites
 
 
+@pytest.mark.slow  # the demo index and full runs: ~2 min loaded
 def test_teacher_runs_streamed_equal_the_unchunked_run_with_either_searcher(demo):
     root, rewrites = demo
     lucene = root / "index" / "lucene"
@@ -58,6 +59,7 @@ def test_teacher_runs_streamed_equal_the_unchunked_run_with_either_searcher(demo
     assert not [p.name for p in root.iterdir() if p.name.endswith(".tmp")]  # no part files left behind
 
 
+@pytest.mark.slow  # the demo index and full runs: ~2 min loaded
 def test_evaluate_streamed_equals_the_unchunked_runs_with_either_searcher(demo):
     root, rewrites = demo
     lucene, vectors = root / "index" / "lucene", root / "index" / "doc_vectors.parquet"

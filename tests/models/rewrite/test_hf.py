@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from models.rewrite.config import RewriteConfig
 from models.rewrite.parse import postprocess
 from models.rewrite.prompt import build_messages
+
+pytestmark = pytest.mark.slow  # loads SmolLM2 and generates: about 2.5 minutes on a loaded machine
 
 
 def _messages(turns, cfg):

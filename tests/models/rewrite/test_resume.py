@@ -18,6 +18,7 @@ def _parts(d):
     return sorted(p.name for p in d.glob("part-*.parquet"))
 
 
+@pytest.mark.slow  # generates with SmolLM2
 def test_resume_regenerates_only_missing_turns(smollm, turns, tmp_path):
     parts = tmp_path / "parts"
     calls = []

@@ -60,6 +60,7 @@ def demo_index(tmp_path_factory) -> Path:
     return root / "lucene"
 
 
+@pytest.mark.slow  # indexes the demo: ~85 s loaded
 def test_demo_top_k_equal_to_lucene(demo_index):
     enc = SpladeEncoder("splade-tiny", frozen=True)
     tokens = vocab_tokens(enc.tokenizer)
