@@ -90,10 +90,11 @@ def train_student(
 
     ``dev``: the source(s) whose ``dev`` turns select the best epoch (``cfg.select_on_dev``; several are scored as
     one pooled set, every dev turn counting once; the test split is never read). ``progress(done, total)`` is
-    called per optimizer step, ``on_epoch(row)`` after each epoch with its mean loss and dev measures. Writes ``out_dir/student/`` (from_pretrained-loadable, with its
-    ``disco_student.json`` card), ``out_dir/loss.parquet`` (one row per optimizer step: step, epoch, each loss
-    part averaged over the accumulated micro-batches, total, lr), ``out_dir/dev.parquet`` (one row per epoch)
-    and ``out_dir/summary.json``; returns the summary.
+    called per optimizer step, ``on_epoch(row)`` after each epoch with its mean loss and dev measures. Writes
+    :data:`OUTPUTS` in ``out_dir``: ``student/`` (from_pretrained-loadable, with its ``disco_student.json``
+    card), ``loss.parquet`` (one row per optimizer step: step, epoch, each loss part averaged over the
+    accumulated micro-batches, total, lr), ``dev.parquet`` (one row per epoch) and ``summary.json``; returns the
+    summary. :func:`discard_scratch` then removes what only a resume needs.
     """
     t0, out = time.perf_counter(), Path(out_dir)
     card = StudentCard(input=cfg.input, max_length=max_length, quant_scale=quant_scale, base_model=encoder_model,
@@ -110,48 +111,19 @@ def train_student(
     ckpt = (_checkpoints(out / "checkpoints") or [None])[-1]
     if ckpt is not None and json.loads((ckpt / "state.json").read_text())["fingerprint"] != fingerprint:
         raise DiscoError(f"{out / 'checkpoints'} is from other settings or data: delete it or pick another out_dir")
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise DiscoError(f"distill.device {device!r}: no CUDA device here (torch {torch.__version__}); "
-                         f"use distill.device=auto or cpu")
-    if cfg.precision == "fp16" and torch.device(device).type != "cuda":
-        raise DiscoError(f"distill.precision fp16 needs a CUDA device (got {device!r}); on CPU use bf16 or fp32")
-    if cfg.precision == "bf16" and torch.device(device).type == "cpu":
-        warn_if_slow_bf16("distill", "distill.precision=fp32")
+    device = _device(cfg)
     student = SpladeEncoder(str(ckpt / "student") if ckpt else encoder_model,
                             extra_layers=cfg.extra_layers).to(device).train()
-    devset = None
-    if dev is not None and cfg.select_on_dev:
-        sets = [DevSet.load(d.turns, d.qrels, d.vectors, d.run, card.text, student.vocab_size, quant_scale,
-                            cfg.min_relevance) for d in (dev if isinstance(dev, list) else [dev])]
-        sets = [d for d in sets if d is not None]
-        devset = sets[0] if len(sets) == 1 else PooledDev(sets) if sets else None
-    rule, last_turn_terms = Rule(cfg.selection_metric), None
-    if devset is not None and cfg.max_terms_ratio is not None:  # the query-term budget, from the last turn's
-        frozen = SpladeEncoder(encoder_model, frozen=True)
-        last_turn_terms = devset.question_terms(encode_fn(frozen, max_length, side), quant_scale)
-        rule = Rule(cfg.selection_metric, cfg.max_terms_ratio * last_turn_terms)
+    devset, rule, last_turn_terms = _dev(cfg, dev, card, student.vocab_size, encoder_model, max_length)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
     loss_fn = DistillLoss.from_config(cfg, reg_warmup_steps=math.ceil(cfg.reg_warmup_ratio * total_steps))
-    targets = _target_vectors(examples, encoder_model, max_length) if cfg.loss == "rep_mse" else None
+    targets = _target_vectors(examples, encoder_model, max_length) if loss_fn.needs_targets else None
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")  # a no-op unless fp16
     torch.manual_seed(cfg.seed)
-    start_epoch, step, log, curve = 0, 0, [], []
-    if ckpt is not None:  # optimizer, then scheduler: the saved lr wins over the fresh scheduler's
-        state = torch.load(ckpt / "trainer_state.pt", weights_only=True)  # tensors and plain data only
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        start_epoch, step = state["epoch"], state["step"]
-        log = pl.read_parquet(ckpt / "loss.parquet").to_dicts()
-        curve = state.get("curve", [])
-        if progress:
-            progress(step, total_steps)
+    start_epoch, step, log, curve = _resume(ckpt, opt, sched, scaler) if ckpt is not None else (0, 0, [], [])
+    if progress and ckpt is not None:
+        progress(step, total_steps)
     autocast = torch.autocast(torch.device(device).type, enabled=cfg.precision != "fp32",
                               dtype=torch.float16 if cfg.precision == "fp16" else torch.bfloat16)
     encode = encode_fn(student, max_length, side)
@@ -161,23 +133,14 @@ def train_student(
     for epoch in range(start_epoch, epochs):
         if _stop_early(curve, cfg, rule):
             break
-        batches = list(epoch_batches(examples, cfg, epoch, with_index=True))
         first = len(log)
-        for g in range(0, len(batches), cfg.grad_accumulation):
+        for group in _groups(list(epoch_batches(examples, cfg, epoch, with_index=True)), cfg.grad_accumulation):
             if step >= total_steps:
                 break
-            group, step, sums = batches[g : g + cfg.grad_accumulation], step + 1, {}
-            for texts, rows, teacher, which in group:
-                uniq, inverse = np.unique(rows, return_inverse=True)  # each passage once per batch
-                docs = store.dense(uniq, student.vocab_size, device)
-                index = torch.from_numpy(inverse.reshape(rows.shape)).to(device)
-                with autocast:
-                    q = student(texts, max_length, side)
-                target = targets.dense(which, student.vocab_size, device) if targets is not None else None
-                total, parts = loss_fn(q.float(), docs, index, torch.from_numpy(teacher).to(device), step, target)
-                scaler.scale(total / len(group)).backward()
-                sums = {k: sums.get(k, 0.0) + v / len(group) for k, v in parts.items()}
-                seen += len(texts)
+            step += 1
+            sums, n = _accumulate(student, group, store, targets, loss_fn, scaler, autocast, device, step,
+                                  max_length, side)
+            seen += n
             if cfg.max_grad_norm:
                 scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.max_grad_norm)
@@ -202,17 +165,8 @@ def train_student(
         _save_checkpoint(out / "checkpoints", state, student, log, cfg.keep_checkpoints)
     train_s = time.perf_counter() - t_train
     best = rule.best(curve) if devset is not None else None
-    if best is not None and best["epoch"] > 0:
-        chosen = SpladeEncoder(str(out / "best"))
-    elif best is not None:  # no epoch beat the untrained student on dev: keep the untrained one, and say so
-        chosen = SpladeEncoder(encoder_model)
-    else:
-        chosen = student
-    alpha, mixes = None, []
-    if best is not None and best["epoch"] > 0 and len(cfg.interpolate) > 1:  # WiSE-FT, alpha chosen on dev
-        alpha, mixes = choose_interpolation(
-            chosen, encoder_model, cfg.interpolate,
-            lambda s: devset.score(encode_fn(s, max_length, side), quant_scale), rule)
+    chosen, alpha, mixes = _choose(student, best, out, encoder_model, cfg, devset, rule, max_length, side,
+                                   quant_scale)
     chosen.save(out / "student")
     card.extra = {"best_epoch": best["epoch"] if best else None, "steps": step, "interpolation_alpha": alpha}
     card.save(out / "student")
@@ -234,6 +188,104 @@ def train_student(
     }
     write_json(out / "summary.json", summary)
     return summary
+
+
+# What train_student leaves in its folder for others to read, and what only a resume needs.
+OUTPUTS = {"student": "student", "loss": "loss.parquet", "dev": "dev.parquet", "summary": "summary.json"}
+SCRATCH = ("checkpoints", "best", "search")
+
+
+def discard_scratch(out_dir: PathLike) -> None:
+    """Remove the checkpoints, the best epoch's copy and the search runs (models/search.py) of a finished run."""
+    for name in SCRATCH:
+        shutil.rmtree(Path(out_dir) / name, ignore_errors=True)
+
+
+def _device(cfg: DistillConfig) -> str:
+    """``cfg.device`` resolved and checked against this machine and ``cfg.precision``."""
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise DiscoError(f"distill.device {device!r}: no CUDA device here (torch {torch.__version__}); "
+                         f"use distill.device=auto or cpu")
+    if cfg.precision == "fp16" and torch.device(device).type != "cuda":
+        raise DiscoError(f"distill.precision fp16 needs a CUDA device (got {device!r}); on CPU use bf16 or fp32")
+    if cfg.precision == "bf16" and torch.device(device).type == "cpu":
+        warn_if_slow_bf16("distill", "distill.precision=fp32")
+    return device
+
+
+def _dev(cfg: DistillConfig, dev: Source | list[Source] | None, card: StudentCard, vocab: int, encoder_model: str,
+         max_length: int) -> tuple[DevSet | PooledDev | None, Rule, float | None]:
+    """The dev turns (one set, or several pooled), the rule that compares epochs on them (the selection metric
+    within the query-term budget, ``cfg.max_terms_ratio`` times the last turn's dev terms) and those terms."""
+    rule = Rule(cfg.selection_metric)
+    if dev is None or not cfg.select_on_dev:
+        return None, rule, None
+    sets = [DevSet.load(d.turns, d.qrels, d.vectors, d.run, card.text, vocab, card.quant_scale, cfg.min_relevance)
+            for d in (dev if isinstance(dev, list) else [dev])]
+    sets = [d for d in sets if d is not None]
+    devset = sets[0] if len(sets) == 1 else PooledDev(sets) if sets else None
+    if devset is None or cfg.max_terms_ratio is None:
+        return devset, rule, None
+    frozen = SpladeEncoder(encoder_model, frozen=True)
+    terms = devset.question_terms(encode_fn(frozen, max_length, cfg.input.truncation_side()), card.quant_scale)
+    return devset, Rule(cfg.selection_metric, cfg.max_terms_ratio * terms), terms
+
+
+def _resume(ckpt: Path, opt, sched, scaler) -> tuple[int, int, list[dict], list[dict]]:
+    """Restore optimizer, scheduler (its saved lr wins over the fresh one's), scaler and RNG from ``ckpt``;
+    return (epoch, step, loss log, dev curve) to continue from."""
+    state = torch.load(ckpt / "trainer_state.pt", weights_only=True)  # tensors and plain data only
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state["epoch"], state["step"], pl.read_parquet(ckpt / "loss.parquet").to_dicts(), state.get("curve", [])
+
+
+def _groups(batches: list, size: int) -> list[list]:
+    """Micro-batches grouped by ``size`` (gradient accumulation): one group per optimizer step."""
+    return [batches[g : g + size] for g in range(0, len(batches), size)]
+
+
+def _accumulate(student: SpladeEncoder, group: list, store: DocStore, targets: DocStore | None, loss_fn: DistillLoss,
+                scaler, autocast, device: str, step: int, max_length: int, side: str) -> tuple[dict, int]:
+    """Forward and backward of one optimizer step's micro-batches; returns each loss part averaged over them and
+    the number of turns seen."""
+    sums: dict[str, float] = {}
+    seen = 0
+    for texts, rows, teacher, which in group:
+        uniq, inverse = np.unique(rows, return_inverse=True)  # each passage once per batch
+        docs = store.dense(uniq, student.vocab_size, device)
+        index = torch.from_numpy(inverse.reshape(rows.shape)).to(device)
+        with autocast:
+            q = student(texts, max_length, side)
+        target = targets.dense(which, student.vocab_size, device) if targets is not None else None
+        total, parts = loss_fn(q.float(), docs, index, torch.from_numpy(teacher).to(device), step, target)
+        scaler.scale(total / len(group)).backward()
+        sums = {k: sums.get(k, 0.0) + v / len(group) for k, v in parts.items()}
+        seen += len(texts)
+    return sums, seen
+
+
+def _choose(student: SpladeEncoder, best: dict | None, out: Path, encoder_model: str, cfg: DistillConfig, devset,
+            rule: Rule, max_length: int, side: str, quant_scale: int) -> tuple[SpladeEncoder, float | None, list]:
+    """The student to keep: the best dev epoch's (the untrained encoder when no epoch beat it; the last epoch
+    without dev turns), then its dev-best mix with the starting encoder (``cfg.interpolate``, WiSE-FT)."""
+    if best is None:
+        return student, None, []
+    if best["epoch"] == 0:  # no epoch beat the untrained student on dev: keep the untrained one, and say so
+        return SpladeEncoder(encoder_model), None, []
+    chosen = SpladeEncoder(str(out / "best"))
+    if len(cfg.interpolate) == 1:
+        return chosen, None, []
+    alpha, mixes = choose_interpolation(
+        chosen, encoder_model, cfg.interpolate,
+        lambda s: devset.score(encode_fn(s, max_length, side), quant_scale), rule)
+    return chosen, alpha, mixes
 
 
 DEV_MEASURES = ("RR@10", "nDCG@3", "R@10", "R@100", "terms", "flops")

@@ -30,6 +30,7 @@ import polars as pl
 import torch
 
 from core.errors import DataError
+from models.losses import needs_targets
 
 if TYPE_CHECKING:
     from models.distill_config import DistillConfig
@@ -171,7 +172,7 @@ def _examples(cfg: DistillConfig, src: Source, window: tuple[int, int], policy: 
         needed = pl.concat(docs).unique()
     store.add(src.vectors, needed, pre)
     targets_of: dict[str, tuple[str, ...]] = {}
-    if cfg.loss == "rep_mse":
+    if needs_targets(cfg.loss):
         if src.rewrites is None:
             raise DataError(src.run, "loss 'rep_mse' needs the teachers' rewrites (Source.rewrites)")
         own = src.teacher or cfg.teacher
@@ -211,7 +212,7 @@ def _example(t: dict, src: Source, pre: str, pos_of: dict, run_of: dict, targets
     reason = "no_positive" if not pos else "positive_not_indexed" if not indexed else None
     if reason is None and tid not in run_of:
         reason = "no_teacher_run"
-    if reason is None and cfg.loss == "rep_mse" and tid not in targets_of:
+    if reason is None and needs_targets(cfg.loss) and tid not in targets_of:
         reason = "no_teacher_rewrite"
     if reason is None:
         docs, scores, in_win = run_of[tid]  # in rank order

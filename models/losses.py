@@ -2,12 +2,17 @@
 
 Conventions: ``student`` / ``teacher`` score tensors are [B, N] with each turn's positive at index 0 and its
 sampled negatives after it; reps are [B, V] SPLADE vectors. Every function returns a scalar tensor.
+
+As in sentence-transformers, each loss is also a class (one per loss) that reads what it needs from one
+:class:`LossInputs` and declares what the examples must carry (``needs_targets``: the teacher rewrites' vectors);
+:class:`DistillLoss` composes a main loss with the weighted auxiliary terms and regularisers. The configuration
+names the main loss (``distill.loss``); :data:`MAIN_LOSSES` maps each name to its class.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +78,117 @@ def quadratic_warmup(lambda_max: float, step: int, warmup_steps: int) -> float:
     return float(lambda_max) * min(1.0, step / warmup_steps) ** 2
 
 
-_MAIN = {"kl": "temperature", "margin_mse": None, "info_nce": "info_nce_temperature", "rep_mse": None}
+@dataclass
+class LossInputs:
+    """What one micro-batch offers the losses."""
+
+    query_reps: torch.Tensor  # [B, V] the student's vectors of the conversations
+    doc_reps: torch.Tensor  # [M, V] the batch's distinct passages (frozen)
+    doc_index: torch.Tensor  # [B, N] rows of doc_reps per turn, positive first
+    teacher: torch.Tensor  # [B, N] the teacher's scores of those passages
+    target_reps: torch.Tensor | None = None  # [B, V] the teacher rewrites' vectors (RepresentationMSE only)
+
+    @property
+    def student(self) -> torch.Tensor:
+        """[B, N] the student's scores of each turn's passages."""
+        return (self.query_reps @ self.doc_reps.T).gather(1, self.doc_index)
+
+
+@dataclass
+class KLDistillation:
+    """DiSCo's main loss: :func:`kl_distillation` of the teacher's scores."""
+
+    temperature: float = 1.0
+    name: ClassVar[str] = "kl"
+    needs_targets: ClassVar[bool] = False
+
+    def __call__(self, x: LossInputs) -> torch.Tensor:
+        return kl_distillation(x.student, x.teacher, self.temperature)
+
+
+@dataclass
+class MarginMSE:
+    """:func:`margin_mse` (Hofstaetter et al. 2020), a DiSCo variant."""
+
+    name: ClassVar[str] = "margin_mse"
+    needs_targets: ClassVar[bool] = False
+
+    def __call__(self, x: LossInputs) -> torch.Tensor:
+        return margin_mse(x.student, x.teacher)
+
+
+@dataclass
+class InfoNCE:
+    """:func:`info_nce` over each turn's own passages (the teacher's scores unused), a DiSCo variant."""
+
+    temperature: float = 0.05
+    name: ClassVar[str] = "info_nce"
+    needs_targets: ClassVar[bool] = False
+
+    def __call__(self, x: LossInputs) -> torch.Tensor:
+        return info_nce(x.student, self.temperature)
+
+
+@dataclass
+class RepresentationMSE:
+    """:func:`representation_mse` onto the teacher rewrites' vectors (the objective DiSCo relaxes)."""
+
+    name: ClassVar[str] = "rep_mse"
+    needs_targets: ClassVar[bool] = True
+
+    def __call__(self, x: LossInputs) -> torch.Tensor:
+        if x.target_reps is None:
+            raise ValueError("loss 'rep_mse' needs the teacher rewrites' vectors (target_reps)")
+        return representation_mse(x.query_reps, x.target_reps)
+
+
+@dataclass
+class InBatchContrastive:
+    """:func:`in_batch_contrastive`: each turn's positive against every passage of the batch."""
+
+    name: ClassVar[str] = "contrastive"
+
+    def __call__(self, x: LossInputs) -> torch.Tensor:
+        return in_batch_contrastive(x.query_reps, x.doc_reps, x.doc_index[:, 0])
+
+
+@dataclass
+class FlopsReg:
+    """:func:`flops_reg` of the query vectors."""
+
+    name: ClassVar[str] = "flops"
+
+    def __call__(self, x: LossInputs) -> torch.Tensor:
+        return flops_reg(x.query_reps)
+
+
+@dataclass
+class L1Reg:
+    """:func:`l1_reg` of the query vectors."""
+
+    name: ClassVar[str] = "l1"
+
+    def __call__(self, x: LossInputs) -> torch.Tensor:
+        return l1_reg(x.query_reps)
+
+
+@dataclass
+class AntiZero:
+    """:func:`anti_zero` of the query vectors."""
+
+    name: ClassVar[str] = "anti_zero"
+
+    def __call__(self, x: LossInputs) -> torch.Tensor:
+        return anti_zero(x.query_reps)
+
+
+MAIN_LOSSES: dict[str, type] = {c.name: c for c in (KLDistillation, MarginMSE, InfoNCE, RepresentationMSE)}
+REGULARISERS: dict[str, type] = {c.name: c for c in (FlopsReg, L1Reg)}
+
+
+def needs_targets(loss: MainLoss) -> bool:
+    """Whether the main loss ``loss`` needs the teacher rewrites' vectors in its examples."""
+    return MAIN_LOSSES[loss].needs_targets
 
 
 @dataclass
@@ -84,7 +199,8 @@ class DistillLoss:
 
     Each weight is used exactly as given (the authors' config mapping silently replaced the query lambda
     by the document one); ``lambda_q > 0`` with ``reg="none"`` is an error rather than ignored. The
-    regulariser acts on the query (student) reps only: the document side is frozen.
+    regulariser acts on the query (student) reps only: the document side is frozen; its weight follows
+    SPLADE's quadratic warm-up over ``reg_warmup_steps``.
     """
 
     loss: MainLoss = "kl"
@@ -96,20 +212,36 @@ class DistillLoss:
     lambda_q: float = 0.0
     reg_warmup_steps: int = 0
     anti_zero_weight: float = 0.0
+    main: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.loss not in _MAIN:
-            raise ValueError(f"loss must be one of {list(_MAIN)}, got {self.loss!r}")
-        if self.reg not in ("none", "l1", "flops"):
+        if self.loss not in MAIN_LOSSES:
+            raise ValueError(f"loss must be one of {list(MAIN_LOSSES)}, got {self.loss!r}")
+        if self.reg not in ("none", *REGULARISERS):
             raise ValueError(f"reg must be none, l1 or flops, got {self.reg!r}")
         if self.reg == "none" and self.lambda_q != 0:
             raise ValueError("lambda_q > 0 needs reg='l1' or reg='flops'")
+        cls = MAIN_LOSSES[self.loss]
+        self.main = (cls(self.temperature) if cls is KLDistillation
+                     else cls(self.info_nce_temperature) if cls is InfoNCE else cls())
+
+    @property
+    def needs_targets(self) -> bool:
+        return self.main.needs_targets
 
     @classmethod
     def from_config(cls, cfg: Any, reg_warmup_steps: int) -> "DistillLoss":
         """From any object with the fields above (e.g. ``models.distill.DistillConfig``)."""
-        names = [n for n in cls.__dataclass_fields__ if n != "reg_warmup_steps"]
+        names = [n for n, f in cls.__dataclass_fields__.items() if f.init and n != "reg_warmup_steps"]
         return cls(**{n: getattr(cfg, n) for n in names}, reg_warmup_steps=reg_warmup_steps)
+
+    def terms(self, step: int) -> list[tuple[Any, float]]:
+        """(loss, weight) of each term at optimizer step ``step`` (from 1), the main loss first."""
+        out: list[tuple[Any, float]] = [(self.main, self.kl_weight), (InBatchContrastive(), self.contrastive_weight)]
+        if self.reg != "none":
+            out.append((REGULARISERS[self.reg](), quadratic_warmup(self.lambda_q, step, self.reg_warmup_steps)))
+        out.append((AntiZero(), self.anti_zero_weight))
+        return out
 
     def __call__(
         self,
@@ -120,27 +252,12 @@ class DistillLoss:
         step: int,  # the optimizer step being taken, from 1
         target_reps: torch.Tensor | None = None,  # [B, V] the teacher rewrites' vectors (loss "rep_mse")
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        student = (query_reps @ doc_reps.T).gather(1, doc_index)
-        if self.loss == "rep_mse":
-            if target_reps is None:
-                raise ValueError("loss 'rep_mse' needs the teacher rewrites' vectors (target_reps)")
-            main = representation_mse(query_reps, target_reps)
-        elif self.loss == "kl":
-            main = kl_distillation(student, teacher, self.temperature)
-        elif self.loss == "margin_mse":
-            main = margin_mse(student, teacher)
-        else:
-            main = info_nce(student, self.info_nce_temperature)
-        terms = [(self.loss, self.kl_weight, main)]
-        contrastive = in_batch_contrastive(query_reps, doc_reps, doc_index[:, 0])
-        terms.append(("contrastive", self.contrastive_weight, contrastive))
+        x = LossInputs(query_reps, doc_reps, doc_index, teacher, target_reps)
+        terms = [(loss.name, weight, loss(x)) for loss, weight in self.terms(step)]
         parts: dict[str, float] = {}
         if self.reg != "none":
-            lam = quadratic_warmup(self.lambda_q, step, self.reg_warmup_steps)
-            terms.append((self.reg, lam, (l1_reg if self.reg == "l1" else flops_reg)(query_reps)))
-            parts["lambda_q"] = lam
-        terms.append(("anti_zero", self.anti_zero_weight, anti_zero(query_reps)))
-        total = sum((w * v for _, w, v in terms if w != 0), start=torch.zeros((), device=student.device))
+            parts["lambda_q"] = terms[2][1]
+        total = sum((w * v for _, w, v in terms if w != 0), start=torch.zeros((), device=query_reps.device))
         parts.update({name: float(v.detach()) for name, _, v in terms})
         parts["total"] = float(total.detach())
         return total, parts

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -23,18 +22,18 @@ from retrieval.plots import image_markdown, loss_figure, png, sparsity_figure
 from retrieval.report import line_plot_markdown
 from stages.base import Artifact, Stage
 
-if TYPE_CHECKING:  # a type only: the teacher stage's code is not the distillation's
-    from stages.teacher import TeacherConfig
 
-
-def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: DistillConfig, teachers: TeacherConfig,
+def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: DistillConfig, teachers: list[str], k: int,
         source_teachers: list[str], ingest: list[Manifest], index: list[Manifest], teacher: list[Manifest],
         rewrite: list[Manifest]) -> dict:
     """``student/`` (safetensors + tokenizer + card), ``loss.parquet`` and ``dev.parquet``; checkpoints in
     ``work`` make it resumable. ``ingest[i]``, ``index[i]``, ``teacher[i]``, ``rewrite[i]`` and
-    ``source_teachers[i]`` belong to training dataset i."""
+    ``source_teachers[i]`` belong to training dataset i; ``teachers`` (``teacher.teachers``: whose rewrites a fused
+    teacher averages) and ``k`` (``teacher.k``: the run depth) are all the distillation reads of the teacher
+    section, so its other fields (e.g. ``teacher.searcher``, which gives identical runs) do not retrain the student."""
     # imported here, not at the top: a cached run reads this module for the config and the key, and must not
     # pay for torch and transformers (tests/disco/test_cached_run.py)
+    from models.distill import OUTPUTS, discard_scratch
     from models.examples import Source
     from models.search import search_and_train
 
@@ -50,18 +49,16 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
             runs.filter(pl.col("system") == own).sink_parquet(tmp, compression="zstd")
         name = "" if len(ingest) == 1 else f"{i}-{d.stats.get('format')}"
         sources.append(Source(d["turns"], d["qrels"], work / f"teacher_run-{i}.parquet", x["doc_vectors"], name,
-                              rewrites=rw["rewrites"], teachers=tuple(teachers.teachers), teacher=own))
+                              rewrites=rw["rewrites"], teachers=tuple(teachers), teacher=own))
     bar = progress("distill-progress", f"distilling from {', '.join(dict.fromkeys(source_teachers))}", 1)
     summary = search_and_train(distill, encoder.model, sources, work, max_length=encoder.query_max_length,
-                               quant_scale=encoder.quant_scale, k=teachers.k, progress=bar,
+                               quant_scale=encoder.quant_scale, k=k, progress=bar,
                                dev=sources)  # with dev_datasets="first" the extra datasets have no dev turns
     bar.close()
-    shutil.copytree(work / "student", out / "student")
-    for name in ("loss.parquet", "dev.parquet"):
-        shutil.copy2(work / name, out / name)
-    shutil.rmtree(work / "checkpoints", ignore_errors=True)
-    shutil.rmtree(work / "best", ignore_errors=True)
-    shutil.rmtree(work / "search", ignore_errors=True)
+    shutil.copytree(work / OUTPUTS["student"], out / "student")
+    for name in ("loss", "dev"):
+        shutil.copy2(work / OUTPUTS[name], out / STAGE.outputs[name])
+    discard_scratch(work)
     return {**summary, "teacher": distill.teacher, "source_teachers": source_teachers,
             "loss_weights": loss_weights(distill)}
 
@@ -124,7 +121,7 @@ STAGE = Stage(
             "contrastive + sparsity) over the train turns of every training dataset, each from its own teacher; "
             "dev turns pick the epoch",
     upstream=("ingest", "index", "teacher", "rewrite"),
-    reads=("encoder", "distill", "teacher as teachers", "source_teachers"),
+    reads=("encoder", "distill", "teacher.teachers", "teacher.k", "source_teachers"),
     outputs={"student": "student", "loss": "loss.parquet", "dev": "dev.parquet"},
     run=run,
     scope="training",

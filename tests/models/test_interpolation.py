@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models.interpolation import choose_interpolation, mix
+from models.selection import Rule
 from models.splade import SpladeEncoder
 
 
@@ -41,15 +42,15 @@ def test_the_dev_best_alpha_is_kept_ties_to_the_trained_side():
         gap = (s.state_dict()[key] - (tuned[key] + base[key]) / 2).abs().mean().item()
         return {"RR@10": -gap}
 
-    alpha, rows = choose_interpolation(student, "splade-tiny", [0.25, 0.5, 1.0], score, "RR@10")
+    alpha, rows = choose_interpolation(student, "splade-tiny", [0.25, 0.5, 1.0], score, Rule("RR@10"))
     assert alpha == 0.5 and [r["alpha"] for r in rows] == [1.0, 0.5, 0.25]
     assert torch.equal(student.state_dict()[key], mix(tuned, base, 0.5)[key])
     # a flat dev measure keeps the trained student itself
     alpha, _ = choose_interpolation(student := _shifted(0.01), "splade-tiny", [0.5, 1.0], lambda s: {"RR@10": 0.0},
-                                    "RR@10")
+                                    Rule("RR@10"))
     assert alpha == 1.0 and torch.equal(student.state_dict()[key], tuned[key])
     with pytest.raises(ValueError, match="1.0"):
-        choose_interpolation(student, "splade-tiny", [0.5], score, "RR@10")
+        choose_interpolation(student, "splade-tiny", [0.5], score, Rule("RR@10"))
 
 
 def test_config_rejects_an_interpolation_without_the_trained_student():

@@ -136,3 +136,26 @@ def test_representation_mse_hand_computed_and_in_the_composition():
     assert total.item() == pytest.approx(1.5) and parts["rep_mse"] == pytest.approx(1.5)
     with pytest.raises(ValueError, match="target_reps"):
         loss(q, docs, index, t([[1.0, 0.0], [1.0, 0.0]]), step=1)
+
+
+def test_one_class_per_loss_named_as_the_config_names_it():
+    from typing import get_args
+
+    from models.distill_config import MainLoss, Reg
+    from models.losses import MAIN_LOSSES, REGULARISERS, LossInputs, needs_targets
+
+    assert set(MAIN_LOSSES) == set(get_args(MainLoss)) and set(REGULARISERS) | {"none"} == set(get_args(Reg))
+    assert [n for n in MAIN_LOSSES if needs_targets(n)] == ["rep_mse"]
+    q, d = t([[1.0, 0.0], [0.0, 2.0]]), t([[LN2, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    x = LossInputs(q, d, torch.tensor([[0, 2], [1, 0]]), t([[1.0, 0.0], [0.0, 0.0]]))
+    assert x.student.tolist() == [[LN2, 1.0], [2.0, 0.0]]
+    composed = DistillLoss(loss="margin_mse", kl_weight=0.5, contrastive_weight=0.25, reg="l1", lambda_q=0.1,
+                           anti_zero_weight=0.0)
+    total, parts = composed(q, d, x.doc_index, x.teacher, step=1)
+    by_hand = 0.5 * margin_mse(x.student, x.teacher) + 0.25 * in_batch_contrastive(q, d, x.doc_index[:, 0]) \
+        + 0.1 * l1_reg(q)
+    assert total.item() == pytest.approx(by_hand.item())
+    assert [name for name, _ in [(loss.name, w) for loss, w in composed.terms(1)]] == [
+        "margin_mse", "contrastive", "l1", "anti_zero"]
+    with pytest.raises(ValueError, match="target_reps"):
+        DistillLoss(loss="rep_mse")(q, d, x.doc_index, x.teacher, step=1)

@@ -141,3 +141,13 @@ def test_key_follows_the_fields_read_and_the_upstream_content_only():
     assert read_fields(rw, cfg).keys() == {"rewrite", "teachers"}
     assert stage_key(rw, read_fields(rw, cfg), {}) == stage_key(
         rw, read_fields(rw, apply_overrides(cfg, ["teacher.k=10"])), {})
+
+
+def test_distill_reads_only_the_teacher_fields_it_uses():
+    """teacher.searcher gives identical runs (tests/retrieval): it must not retrain the student; teacher.k does."""
+    distill = BY_NAME["distill"]
+    base = read_fields(distill, preset("demo"))
+    same = read_fields(distill, apply_overrides(preset("demo"), ["teacher.searcher=lucene"]))
+    deeper = read_fields(distill, apply_overrides(preset("demo"), ["teacher.k=500"]))
+    assert stage_key(distill, base, {}) == stage_key(distill, same, {})
+    assert stage_key(distill, base, {}) != stage_key(distill, deeper, {})
