@@ -17,7 +17,13 @@ from __future__ import annotations
 
 from prefect import flow
 
+# imported here, when the worker loads the entrypoint, not inside the flow: Python 3.11's AST constructor is not
+# safe against two threads parsing at once (CPython gh-106905), and the engine's threads run beside the flow
+# function (a flow run once failed with "AST constructor recursion depth mismatch" importing these inside it)
+from flows.pipeline import run as run_pipeline
+from flows.stage_flows import resolve
 from retrieval.gate import GateConfig
+from tasks.continuous import gate_task, register_task
 
 
 @flow(name="continuous", log_prints=True,
@@ -29,10 +35,6 @@ def continuous_flow(data: str = "data/demo", preset: str = "demo", overrides: li
     """``data``: the growing dataset folder (``FORMAT:PATH`` allowed); ``overrides``: ``key=value`` as ``--set``;
     ``registry``: the registered model's name; ``registry_uri``: the MLflow server (default
     ``MLFLOW_TRACKING_URI``)."""
-    from flows.pipeline import run as run_pipeline
-    from flows.stage_flows import resolve
-    from tasks.continuous import gate_task, register_task
-
     cfg = resolve(preset, [data], None, ["data.split.method=hash", *(overrides or [])])
     print(f"continuous: {data} -> {out} (registry {registry}, gate {gate.model_dump()})")
     done = run_pipeline(cfg, out)
