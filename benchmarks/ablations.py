@@ -1,4 +1,4 @@
-"""Ablations of the distillation (issue 4): teachers, losses, and a query-sparsity sweep.
+"""Ablations of the distillation (issues 4, 8, 25): teachers, losses, inputs, capacity, and a query-sparsity sweep.
 
 Runs the pipeline once per variant in one output folder, so the ingest, rewrite, index and teacher stages are
 computed once and served from cache afterwards; only distill and evaluate rerun. Every variant is evaluated on a
@@ -63,6 +63,13 @@ OBJECTIVES = {
     "representation MSE + ranking term": ["distill.loss=rep_mse", "distill.contrastive_weight=0.1"],
 }
 PRECISION = {"bf16 autocast": ["distill.precision=bf16"]}
+# More capacity (issue 25): transformer layers on a residual branch whose output starts at zero (models/branch.py).
+CAPACITY = {f"{n} extra layer{'s' if n > 1 else ''} (residual branch)": [f"distill.extra_layers={n}"]
+            for n in (1, 2)}
+# The input format chosen on dev by the distill stage itself (distill.search, models/search.py), against the fixed
+# formats of INPUTS (every other variant trains the configured format: the shared overrides switch the search off).
+SEARCH = {"input chosen on dev (distill.search)": [
+    'distill.search.input=[{"answers": false}, {"answer_max_words": 20}, {}]']}
 # The settings that each helped on their own, together.
 COMBINED = {"20 epochs + window 2..200 + contrastive 0.1": ["distill.epochs=20", "distill.negative_window=[2,200]",
                                                            "distill.contrastive_weight=0.1"]}
@@ -78,7 +85,7 @@ def variants(teachers: list[str]) -> dict[str, dict[str, list[str]]]:
     by_teacher["teacher=fused (mean softmax)"] = ["distill.teacher=fused", "teacher.fusion=mean_softmax"]
     return {"teachers": by_teacher, "losses": LOSSES, "objectives": OBJECTIVES, "inputs": INPUTS,
             "sampling": SAMPLING, "sparsity": SPARSITY, "budget": BUDGET, "precision": PRECISION, "data": DATA,
-            "combined": COMBINED}
+            "capacity": CAPACITY, "search": SEARCH, "combined": COMBINED}
 
 
 def main() -> None:
@@ -89,7 +96,7 @@ def main() -> None:
                         help="dataset folder; repeat to pool training data (PATH or FORMAT:PATH)")
     parser.add_argument("--only", nargs="*", default=None,
                         help="groups: teachers losses objectives inputs sampling sparsity budget precision data "
-                             "combined")
+                             "capacity search combined")
     parser.add_argument("--variants", nargs="*", default=None, help="only the variants with these names")
     parser.add_argument("--teachers", nargs="*", default=None,
                         help="teachers of every variant (default: the preset's plus '<llm>+answer')")
@@ -112,8 +119,10 @@ def main() -> None:
     base = load(args.preset, args.data, args.overrides)
     teachers = args.teachers or [*base.teacher.teachers, f"{base.rewrite.teacher}+answer"]
     dev_fraction = args.dev_fraction if args.dev_fraction is not None else (base.data.split.dev_fraction or 0.2)
+    # each variant is one fixed setting: the stage's own dev search is off unless the variant sets it (SEARCH)
     shared = [*args.overrides, f"data.split.dev_fraction={dev_fraction}", f"evaluate.split={args.split}",
-              f"teacher.teachers={json.dumps(teachers)}"]
+              f"teacher.teachers={json.dumps(teachers)}", "distill.search.input=[]",
+              "distill.search.extra_layers=[]", "distill.search.lambda_q=[]"]
     groups = variants(teachers)
     out = Path(args.out).resolve()
     record = out / "ablations.json"
