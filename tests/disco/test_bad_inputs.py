@@ -17,6 +17,9 @@ from typing import Callable
 
 import pytest
 
+# about 30 runs of the `disco` command line, ~2.5 s each: ~90 s on a loaded 2-core machine
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 

@@ -88,6 +88,7 @@ def test_evaluate_streamed_equals_the_unchunked_runs_with_either_searcher(demo):
     assert min(run.height for run in runs.values()) > 1_000
 
 
+@pytest.mark.slow  # the module's demo index and teacher runs: ~55 s loaded
 def test_fused_run_averages_the_chosen_teachers_only(demo):
     """``teacher.fuse``: a fused run of one chosen teacher equals that teacher's run, streamed or not."""
     root, rewrites = demo

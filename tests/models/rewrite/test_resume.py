@@ -60,6 +60,7 @@ def test_resume_regenerates_only_missing_turns(smollm, turns, tmp_path):
     assert st4["generated"] == 1 and st4["skipped"] == 5
 
 
+@pytest.mark.slow  # generates with SmolLM2 (its fixture loads in ~30 s loaded)
 def test_parts_of_another_prompt_hash_are_discarded(smollm, turns, tmp_path):
     parts = tmp_path / "parts"
     rewrite_turns(turns[:1], CFG, parts, rewriter=smollm, chunk_size=2)
