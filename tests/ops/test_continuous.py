@@ -36,6 +36,8 @@ import httpx
 import polars as pl
 import pytest
 
+pytestmark = pytest.mark.slow  # about 7 minutes on 2 cores: make test-fast skips it, make test runs it
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "data" / "demo"
 MLFLOW = ROOT / ".venv-mlflow" / "bin" / "mlflow"
