@@ -4,6 +4,11 @@ get new keys."""
 
 from __future__ import annotations
 
+import json
+
+import polars as pl
+import pytest
+
 from core.io import Manifest, Output
 from retrieval.ingest import SplitConfig, assign_splits
 from stages.base import stage_key
@@ -42,3 +47,34 @@ def test_index_key_follows_the_corpus_only_and_the_rewrite_key_the_turns():
     rf = read_fields(rewrite, cfg)
     assert (stage_key(rewrite, rf, {"ingest": _ingest("t1", "c"), "rewriter": rewriter})
             != stage_key(rewrite, rf, {"ingest": _ingest("t2", "c"), "rewriter": rewriter}))
+
+
+@pytest.mark.slow
+def test_the_rewrite_stage_generates_the_new_turns_only(tmp_path):
+    """The LLM teacher (the packaged SmolLM2, 4 new tokens) on a folder that grows by one conversation: the old
+    turns' rewrites come from the parts of the first run (same turn, same prompt), only the new turn is generated.
+    About 90 s on 2 busy cores (the model loads twice)."""
+    from stages.config import load
+    from stages.runner import run_pipeline
+
+    data, out = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    (data / "passages.jsonl").write_text(json.dumps({"id": "p1", "text": "Mercury is closest to the Sun."}) + "\n"
+                                         + json.dumps({"id": "p2", "text": "Venus is the hottest planet."}) + "\n")
+    conv = {"conversation_id": "x1", "turns": [{"question": "Which planet is closest to the Sun?", "rewrite": "a"},
+                                               {"question": "How hot is it?", "rewrite": "b"}]}
+    (data / "conversations.jsonl").write_text(json.dumps(conv) + "\n")
+    (data / "qrels.tsv").write_text("turn_id\tdoc_id\trelevance\nx1_1\tp1\t1\n")
+    cfg = load("demo", [str(data)], ['teacher.teachers=["human","llm"]', "distill.teacher=human", "rewriter.mode=off",
+                                     "rewrite.model=smollm2-135m-instruct", "rewrite.max_new_tokens=4",
+                                     "rewrite.batch_size=4", "rewrite.output_checks=false", "data.split.method=hash"])
+    first = run_pipeline(cfg, out, stop="rewrite")["rewrite"]
+    assert (first.stats["computed_turns"], first.stats["reused_turns"]) == (2, 0)
+    new = {"conversation_id": "x2", "turns": [{"question": "Which planet is the hottest?", "rewrite": "c"}]}
+    (data / "conversations-2.jsonl").write_text(json.dumps(new) + "\n")
+    second = run_pipeline(cfg, out, stop="rewrite")["rewrite"]
+    assert second.key != first.key
+    assert (second.stats["computed_turns"], second.stats["reused_turns"]) == (1, 2)
+    old = pl.read_parquet(first["rewrites"]).filter(pl.col("teacher") == "llm").sort("turn_id")
+    got = pl.read_parquet(second["rewrites"]).filter(pl.col("teacher") == "llm").sort("turn_id")
+    assert got.head(2).equals(old) and got["turn_id"].to_list() == ["x1_1", "x1_2", "x2_1"]
