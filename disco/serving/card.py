@@ -47,8 +47,9 @@ def teacher_text(name: str, cfg: "PipelineConfig") -> str:
     return f"teacher {name!r}"
 
 
-def objective_text(cfg: "PipelineConfig") -> str:
-    d = cfg.distill
+def objective_text(cfg: "PipelineConfig", stats: dict | None = None) -> str:
+    chosen = (stats or {}).get("chosen_settings") or {}  # what distill.search chose on dev overrides the config
+    d = cfg.distill.model_copy(update={k: v for k, v in chosen.items() if k in ("lambda_q", "extra_layers")})
     main = OBJECTIVES[d.loss].format(n=d.n_negatives, t=d.temperature)
     terms = [f"{main}, weight {d.kl_weight:g}"]
     if d.contrastive_weight:
@@ -91,8 +92,20 @@ def training_text(cfg: "PipelineConfig", stats: dict) -> str:
     else:
         chosen = (f"; the dev turns chose epoch {kept}" if kept is not None else "") + (
             f", mixed with the base model at alpha {alpha:g} (WiSE-FT)" if alpha not in (None, 1.0) else "")
+    searched = stats.get("chosen") or {}
+    if searched:  # distill.search (models/search.py)
+        chosen += "; chosen on the dev turns before training: " + ", ".join(
+            f"{AXES.get(k, k)} {v}" for k, v in searched.items())
+    if stats.get("max_query_terms"):
+        chosen += (f"; only students within {stats['max_query_terms']:.1f} dev query terms kept "
+                   f"({d.max_terms_ratio:g}x the last turn's {stats.get('last_turn_dev_terms', 0):.1f})")
+    if stats.get("extra_layers"):
+        chosen += f"; {stats['extra_layers']} extra transformer layer(s) on a residual branch"
     return (f"{stats.get('steps', '?')} steps of AdamW (lr {d.lr:g}, {d.batch_size} turns a batch) over "
             f"{stats.get('examples', '?')} training turns{chosen}")
+
+
+AXES = {"input": "input format", "extra_layers": "extra layers", "lambda_q": "FLOPS weight"}
 
 
 def model_card(card: StudentCard, cfg: "PipelineConfig", stats: dict, metrics: dict, name: str) -> str:
@@ -122,7 +135,7 @@ search" (Lupart et al., SIGIR 2025, arXiv 2410.14609).
 - **Base model**: {base}
 - **Training data**: {datasets}; run `{cfg.name}`
 - **Teacher**: {learned}
-- **Objective**: {objective_text(cfg)}
+- **Objective**: {objective_text(cfg, stats)}
 - **Training**: {training_text(cfg, stats)}
 - **Query length**: {card.max_length} tokens
 - **Index quantisation**: impacts are `round(w * {card.quant_scale})` on both sides
