@@ -15,6 +15,8 @@ growing is retrained on, with little work, checked against the student in servic
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow
 
 # imported here, when the worker loads the entrypoint, not inside the flow: Python 3.11's AST constructor is not
@@ -23,7 +25,7 @@ from prefect import flow
 from flows.pipeline import run as run_pipeline
 from flows.stage_flows import resolve
 from retrieval.gate import GateConfig
-from tasks.continuous import gate_task, register_task
+from tasks.continuous import gate_task, register_task, reuse_counts
 
 
 @flow(name="continuous", log_prints=True,
@@ -37,12 +39,12 @@ def continuous_flow(data: str = "data/demo", preset: str = "demo", overrides: li
     ``MLFLOW_TRACKING_URI``)."""
     cfg = resolve(preset, [data], None, ["data.split.method=hash", *(overrides or [])])
     print(f"continuous: {data} -> {out} (registry {registry}, gate {gate.model_dump()})")
+    started = time.time()
     done = run_pipeline(cfg, out)
-    reuse = {name: {k: m.stats[k] for k in ("computed_turns", "reused_turns")}
-             for name, m in done.items() if "computed_turns" in m.stats}
+    reuse = reuse_counts(done, started)
     print(f"turns computed / reused: {reuse}")
     decision = gate_task(done, gate, registry, registry_uri, out, cfg.evaluate.rel_threshold, cfg.evaluate.k)
     print(f"gate: {decision['reason']}")
-    result = register_task(cfg, done, decision, registry, registry_uri, out)
+    result = register_task(cfg, done, decision, registry, registry_uri, out, started)
     return {**result, "reason": decision["reason"], "reuse": reuse,
             "stage_keys": {name: m.key for name, m in done.items()}}

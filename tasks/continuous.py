@@ -64,7 +64,7 @@ def _publish(decision: dict) -> None:
 @task(name="register", cache_policy=NO_CACHE,
       description="record the student with its lineage in MLflow; promote it if the gate says so")
 def register_task(config: PipelineConfig, done: dict[str, Manifest], decision: dict, registry_name: str,
-                  registry_uri: str | None, out: str) -> dict:
+                  registry_uri: str | None, out: str, started: float = 0.0) -> dict:
     """One MLflow run + model version per trained student, its lineage as parameters, tags, metrics and artifacts;
     the alias ``production`` moves to it when ``decision["promote"]``."""
     registry = Registry(registry_name, registry_uri)
@@ -83,8 +83,7 @@ def register_task(config: PipelineConfig, done: dict[str, Manifest], decision: d
             metrics[f"gate.p.{r['measure']}"] = r["p"]
     dev = _dev_metrics(done["distill"])
     metrics.update({f"dev.{k}": v for k, v in dev.items()})
-    reuse = {name: {k: m.stats[k] for k in ("computed_turns", "reused_turns") if k in m.stats}
-             for name, m in done.items() if "computed_turns" in m.stats}
+    reuse = reuse_counts(done, started)
     tags = {
         "run_dir": str(Path(out).resolve()),
         "data.path": config.data.path,
@@ -115,6 +114,21 @@ def register_task(config: PipelineConfig, done: dict[str, Manifest], decision: d
     print(f"registry {registry.uri}: {version.label} {what} ({decision['reason']})")
     return {"version": version.version, "name": version.name, "promoted": decision["promote"],
             "serving_before": decision["serving"], "run_id": version.run_id}
+
+
+def reuse_counts(done: dict[str, Manifest], started: float) -> dict[str, dict]:
+    """The turns each per-turn stage computed and reused in the run that began at ``started`` (a Unix time): its
+    manifest's counts when this run wrote the stage, and all turns reused when the stage came from an earlier run
+    (its manifest is older than the run)."""
+    out = {}
+    for name, m in done.items():
+        if "computed_turns" not in m.stats:
+            continue
+        fresh = (Path(m.dir) / "manifest.json").stat().st_mtime >= started
+        total = m.stats["computed_turns"] + m.stats["reused_turns"]
+        out[name] = ({"computed_turns": m.stats["computed_turns"], "reused_turns": m.stats["reused_turns"]} if fresh
+                     else {"computed_turns": 0, "reused_turns": total, "stage_reused": True})
+    return out
 
 
 def _dev_metrics(distill: Manifest) -> dict[str, float]:

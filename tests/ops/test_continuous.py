@@ -245,6 +245,9 @@ def test_a_growing_folder_retrains_on_new_turns_gates_promotes_and_the_service_f
     assert three["teacher"]["key"] == two["teacher"]["key"] and three["index"]["key"] == one["index"]["key"]
     v3 = registry.get(version="3")
     assert v3.tags["gate.decision"] == "kept out" and v3.tags["gate.serving"] == f"{NAME}/2", v3.tags["gate.reason"]
+    assert json.loads(v2.tags["reuse"])["teacher"] == {"computed_turns": len(second), "reused_turns": len(first)}
+    assert json.loads(v3.tags["reuse"])["teacher"] == {"computed_turns": 0, "reused_turns": len(first) + len(second),
+                                                       "stage_reused": True}  # its lineage says nothing was scored
     assert registry.get(alias="production").version == "2"
     time.sleep(3)
     assert httpx.get(url + "/health").json()["model"] == f"{NAME}/2"
