@@ -8,7 +8,8 @@ stage key, e.g. for a dataset with more conversations, still finds them; each pa
 killed run loses at most the part it was writing). :func:`cached_teacher_runs` searches the texts the cache does
 not hold yet, adds them, then writes the teacher stage's ``runs.parquet`` from the cache: every teacher's run
 (rows sorted by turn, then rank) and the fused run, ``chunk`` turns at a time, as
-:func:`retrieval.teachers.write_teacher_runs` computes them (tests/retrieval/test_turn_cache.py compares the two).
+:func:`retrieval.teachers.write_teacher_runs` computes them, row for row in the same order (``shard_turns``: the
+same shard layout; tests/retrieval/test_turn_cache.py compares the two).
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ class RunCache:
 def cached_teacher_runs(path: str | Path, rewrites: pl.DataFrame, teachers: list[str], encoder: SpladeConfig,
                         lucene: str | Path, corpus_sha256: str, k: int, fusion: Fusion, cache_root: str | Path,
                         progress: Callable | None = None, backend: Backend = "auto", chunk: int = CHUNK,
-                        fuse_only: list[str] | None = None) -> tuple[int, list[dict], dict]:
+                        fuse_only: list[str] | None = None, shard_turns: int = 100_000
+                        ) -> tuple[int, list[dict], dict]:
     """The teacher stage's ``runs.parquet`` at ``path`` with the texts searched before reused (see the module
     docstring). Returns the row count, a summary row per run (as :func:`retrieval.teachers.write_teacher_runs`)
     and the counts of reuse: ``computed_turns`` / ``reused_turns`` ((teacher, turn) queries whose text was
@@ -108,24 +110,34 @@ def cached_teacher_runs(path: str | Path, rewrites: pl.DataFrame, teachers: list
             bar.close()
     stats = {name: RunStats() for name in teachers}
     fused_stats = RunStats()
-    n_systems = 0
     path = Path(path)
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, RUNS_FILE, compression="zstd") as writer:
-        for name in teachers:
-            pairs = sorted(hashed[name])
-            for a, b in bounds(len(pairs), chunk):
-                part = _joined(cache, pairs[a:b], name)
-                stats[name].add(part)
-                writer.write_table(part.to_arrow().cast(RUNS_FILE))
-        n_systems = sum(1 for name, s in stats.items() if s.rows and name in fused_names)
-        ids = sorted({t for name in fused_names for t, _ in hashed[name]})
-        for a, b in bounds(len(ids), chunk):  # the fused run, `chunk` turns at a time
-            wanted = set(ids[a:b])
-            part = pl.concat([_joined(cache, [(t, h) for t, h in hashed[name] if t in wanted], name)
-                              for name in fused_names])
-            fused = fuse(part, fusion, "fused", n_systems=n_systems)
-            fused_stats.add(fused)
-            writer.write_table(fused.to_arrow().cast(RUNS_FILE))
+    parts_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.parts.", suffix=TMP_SUFFIX, dir=path.parent))
+    try:
+        files = {}
+        for name in teachers:  # each teacher's run in write_teacher_runs' order: shard after shard, rewrites' order
+            ordered = _in_shard_order(hashed[name], shard_turns)
+            files[name] = parts_dir / f"{len(files):03d}.parquet"
+            with pq.ParquetWriter(files[name], RUNS_FILE, compression="zstd") as writer:
+                for a, b in bounds(len(ordered), chunk):
+                    part = _joined(cache, ordered[a:b], name)
+                    stats[name].add(part)
+                    writer.write_table(part.to_arrow().cast(RUNS_FILE))
+        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, RUNS_FILE, compression="zstd") as writer:
+            for f in files.values():
+                part = pq.ParquetFile(f)
+                for g in range(part.num_row_groups):
+                    writer.write_table(part.read_row_group(g).cast(RUNS_FILE))
+            n_systems = sum(1 for name, st in stats.items() if st.rows and name in fused_names)
+            ids = sorted({t for name in fused_names for t, _ in hashed[name]})
+            fused_files = [files[name] for name in teachers if name in fused_names]
+            for a, b in bounds(len(ids), chunk):  # the fused run, `chunk` turns at a time, as write_teacher_runs
+                part = (pl.scan_parquet(fused_files)
+                        .filter(pl.col("turn_id").is_between(pl.lit(ids[a]), pl.lit(ids[b - 1]))).collect())
+                fused = fuse(part, fusion, "fused", n_systems=n_systems)
+                fused_stats.add(fused)
+                writer.write_table(fused.to_arrow().cast(RUNS_FILE))
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
     summary = [stats[name].describe(name, len(texts[name])) for name in teachers]
     summary.append(fused_stats.describe(f"fused ({fusion}: {'+'.join(fused_names)})", len(ids)))
     total = sum(len(p) for p in hashed.values())
@@ -133,9 +145,19 @@ def cached_teacher_runs(path: str | Path, rewrites: pl.DataFrame, teachers: list
     return sum(s.rows for s in stats.values()) + fused_stats.rows, summary, reuse
 
 
+def _in_shard_order(pairs: list[tuple[str, str]], shard_turns: int) -> list[tuple[str, str]]:
+    """``pairs`` in the order write_teacher_runs writes a teacher's run: contiguous shards of the sorted turn ids,
+    each in the rewrites' own order."""
+    ids = sorted(t for t, _ in pairs)
+    shard_of = {t: i for i, (a, b) in enumerate(bounds(len(ids), shard_turns)) for t in ids[a:b]}
+    position = {t: i for i, (t, _) in enumerate(pairs)}
+    return sorted(pairs, key=lambda p: (shard_of[p[0]], position[p[0]]))
+
+
 def _joined(cache: RunCache, pairs: list[tuple[str, str]], system: str) -> pl.DataFrame:
-    """The cached hits of ``pairs`` ((turn id, text hash)) as a run of ``system``, sorted by turn, then rank."""
-    ids = pl.DataFrame(pairs, schema={"turn_id": pl.String, "text_hash": pl.String}, orient="row")
+    """The cached hits of ``pairs`` ((turn id, text hash)) as a run of ``system``, in the order of ``pairs``, each
+    turn's hits by rank."""
+    ids = pl.DataFrame(pairs, schema={"turn_id": pl.String, "text_hash": pl.String}, orient="row").with_row_index("o")
     hits = cache.rows(ids["text_hash"].unique().to_list()) if len(ids) else pl.DataFrame(schema=PART)
-    return (ids.join(hits, on="text_hash").with_columns(pl.lit(system).alias("system"))
-            .select("turn_id", "doc_id", "system", "score", pl.col("rank").cast(pl.Int32)).sort(["turn_id", "rank"]))
+    return (ids.join(hits, on="text_hash").sort(["o", "rank"]).with_columns(pl.lit(system).alias("system"))
+            .select("turn_id", "doc_id", "system", "score", pl.col("rank").cast(pl.Int32)))

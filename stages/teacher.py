@@ -74,7 +74,8 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, teacher: Teacher
     rows, summary, reuse = cached_teacher_runs(out / "runs.parquet", rewrites, teacher.teachers, encoder,
                                                index["lucene"], index.outputs["doc_vectors"].sha256, teacher.k,
                                                teacher.fusion, work.parents[1] / "cache" / "turns", progress,
-                                               teacher.searcher, fuse_only=teacher.fuse)
+                                               teacher.searcher, fuse_only=teacher.fuse,
+                                               shard_turns=teacher.shard_turns)
     return {"teachers": summary, "rows": rows, **reuse}
 
 
