@@ -26,7 +26,7 @@ def test_demo_card_describes_kl_score_distillation_from_the_human_rewrites():
     assert "**Objective**: score distillation: the KL divergence between the teacher's and the student's score " \
            "distributions" in text
     assert "in-batch contrastive, weight 0.1" in text
-    assert "FLOPS sparsity of the query, lambda_q 0.003" in text  # the demo's weight, chosen on dev (issue 25)
+    assert "FLOPS sparsity of the query, lambda_q 0.01" in text  # the demo's weight, chosen on dev (issue 25)
     assert "**Teacher**: the dataset's human rewrites" in text
     assert "200 steps of AdamW (lr 0.0001, 8 turns a batch)" in text and "epoch 3" in text and "alpha 0.75" in text
     assert "| disco | 0.738 | 0.700 |" in text and "(disco test, 65 turns)" in text
@@ -45,12 +45,12 @@ def test_other_settings_change_the_card():
 
 def test_settings_chosen_on_dev_are_on_the_card():
     cfg = apply_overrides(preset("demo"), [])
-    stats = {**STATS, "chosen": {"input": "user turns only", "lambda_q": "0.01"},
-             "chosen_settings": {"input": {"answers": False}, "lambda_q": 0.01}, "max_query_terms": 26.97,
+    stats = {**STATS, "chosen": {"input": "user turns only", "lambda_q": "0.03"},
+             "chosen_settings": {"input": {"answers": False}, "lambda_q": 0.03}, "max_query_terms": 26.97,
              "last_turn_dev_terms": 22.47, "extra_layers": 1}
     text = model_card(StudentCard(input=StudentInput(answers=False)), cfg, stats, METRICS, "x")
-    assert "chosen on the dev turns before training: input format user turns only, FLOPS weight 0.01" in text
-    assert "FLOPS sparsity of the query, lambda_q 0.01" in text  # the chosen weight, not the configured 0.003
+    assert "chosen on the dev turns before training: input format user turns only, FLOPS weight 0.03" in text
+    assert "FLOPS sparsity of the query, lambda_q 0.03" in text  # the chosen weight, not the configured 0.01
     assert "within 27.0 dev query terms kept (1.2x the last turn's 22.5)" in text
     assert "1 extra transformer layer(s) on a residual branch" in text
 
