@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # (several per stage), so test_ray.py compares a Ray run with this one shard by shard
 FAST = ["data.split.test_fraction=0.25", 'teacher.teachers=["human"]', "distill.teacher=human", "distill.epochs=1", "distill.steps=null",
         "distill.n_negatives=4", "distill.negative_window=[2, 100]", "evaluate.latency_queries=1",
-        "index.shard_size=20", "teacher.shard_turns=16"]
+        "index.shard_size=20", "teacher.shard_turns=16", "distill.search.input=[]"]  # the dev search: tests/models
 
 
 def free_port() -> int:
