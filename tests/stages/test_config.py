@@ -59,7 +59,9 @@ def test_presets_are_the_files_with_their_key_values():
     assert (mtrag.data.format, mtrag.data.path, mtrag.teacher.teachers, mtrag.teacher.fuse, mtrag.distill.teacher) == (
         "mtrag-un", "../shared/data/mtrag", ["llm", "answer"], None, "answer")
     assert mtrag.extra_data[0].format == "disco" and mtrag.extra_data[0].path == PipelineConfig().data.path
-    assert mtrag.distill.model_dump() == demo.distill.model_copy(update={"teacher": "answer"}).model_dump()
+    assert mtrag.distill.model_dump() == demo.distill.model_copy(
+        update={"teacher": "answer", "lambda_q": 0.003}).model_dump()  # the weight it was run with (issue 25)
+    assert (demo.distill.lambda_q, demo.distill.max_terms_ratio, len(demo.distill.search.input)) == (0.01, 1.2, 3)
     assert mtrag.rewrite == demo.rewrite
     assert (paper.encoder.model, paper.rewrite.backend, paper.distill.negative_window, paper.distill.precision) == (
         "naver/splade-cocondenser-ensembledistil", "vllm", (11, 960), "fp16")
