@@ -91,10 +91,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def run_temporaries(out: str | Path) -> list[Path]:
-    """Temporary folders a killed process may have left in the run folder ``out``: at its top, in ``stages/`` and
-    in ``work/`` (3 levels); not in other folders below ``out`` (another run's, e.g. ``disco evaluate``'s)."""
+    """Temporary folders a killed process may have left in the run folder ``out``: at its top, in ``stages/``, in
+    ``work/`` and in the per-turn cache ``cache/`` (3 levels); not in other folders below ``out`` (another run's, e.g.
+    ``disco evaluate``'s)."""
     out = Path(out)
-    return stale_temporaries(out, 1) + stale_temporaries(out / "stages", 1) + stale_temporaries(out / "work", 3)
+    return (stale_temporaries(out, 1) + stale_temporaries(out / "stages", 1) + stale_temporaries(out / "work", 3)
+            + stale_temporaries(out / "cache", 3))
 
 
 def stale_temporaries(folder: str | Path, depth: int = 2) -> list[Path]:

@@ -94,3 +94,16 @@ def test_stale_temporaries_are_found(tmp_path):
     (tmp_path / "stages" / "index-1").mkdir()
     (tmp_path / ".run.json.x.tmp").mkdir()
     assert [p.name for p in stale_temporaries(tmp_path)] == [".run.json.x.tmp", ".index-1.abc.tmp"]
+
+
+def test_run_temporaries_include_the_per_turn_cache(tmp_path):
+    """A run killed while the teacher searched new query texts leaves `.searching.*.tmp` in the per-turn cache; the
+    next run (holding the run lock) finds and removes it, as those of stages/ and work/."""
+    from core.io import run_temporaries
+
+    for folder in ("stages/.distill-1.x.tmp", "work/distill-1/checkpoints/.epoch-2.y.tmp",
+                   "cache/turns/teacher-1/.searching.z.tmp", "other/deep/er/.keep.tmp"):
+        (tmp_path / folder).mkdir(parents=True)
+    assert [p.relative_to(tmp_path).as_posix() for p in run_temporaries(tmp_path)] == [
+        "stages/.distill-1.x.tmp", "work/distill-1/checkpoints/.epoch-2.y.tmp",
+        "cache/turns/teacher-1/.searching.z.tmp"]
