@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -101,10 +102,15 @@ class DevSet:
         """Mean non-zero quantised terms of the turns' utterances alone (the last-turn query), by ``encode``."""
         return self._sparsity(_quantised(encode(self.questions), scale))["terms"]
 
+    @cached_property
+    def doc_share(self) -> np.ndarray:
+        """Per vocabulary term, the share of the passages that contain it (computed once: the passages are fixed)."""
+        vocab = self.docs.shape[1]
+        return np.bincount(self.docs.indices, minlength=vocab)[:vocab] / max(self.docs.shape[0], 1)
+
     def _sparsity(self, q: np.ndarray) -> dict[str, float]:
         present = q > 0
-        doc_share = np.bincount(self.docs.indices, minlength=q.shape[1])[: q.shape[1]] / max(self.docs.shape[0], 1)
-        return {"terms": float(present.sum(axis=1).mean()), "flops": float((present @ doc_share).mean())}
+        return {"terms": float(present.sum(axis=1).mean()), "flops": float((present @ self.doc_share).mean())}
 
 
 @dataclass
