@@ -80,9 +80,9 @@ DATA["no dev selection (last epoch)"] = ["distill.select_on_dev=false"]
 
 def variants(teachers: list[str]) -> dict[str, dict[str, list[str]]]:
     """Each group's variants: name -> --set overrides (on top of the shared ones)."""
-    by_teacher = {f"teacher={t}": [f"distill.teacher={t}"] for t in teachers}
-    by_teacher["teacher=fused (mean score)"] = ["distill.teacher=fused", "teacher.fusion=mean_score"]
-    by_teacher["teacher=fused (mean softmax)"] = ["distill.teacher=fused", "teacher.fusion=mean_softmax"]
+    by_teacher = {f"teacher={t}": [f"distill.learn_from={t}"] for t in teachers}
+    by_teacher["teacher=fused (mean score)"] = ["distill.learn_from=fused", "teacher.fusion=mean_score"]
+    by_teacher["teacher=fused (mean softmax)"] = ["distill.learn_from=fused", "teacher.fusion=mean_softmax"]
     return {"teachers": by_teacher, "losses": LOSSES, "objectives": OBJECTIVES, "inputs": INPUTS,
             "sampling": SAMPLING, "sparsity": SPARSITY, "budget": BUDGET, "precision": PRECISION, "data": DATA,
             "capacity": CAPACITY, "search": SEARCH, "combined": COMBINED}
@@ -117,11 +117,11 @@ def main() -> None:
     from flows.pipeline import pipeline
 
     base = load(args.preset, args.data, args.overrides)
-    teachers = args.teachers or [*base.teacher.teachers, f"{base.rewrite.teacher}+answer"]
+    teachers = args.teachers or [*base.teacher.systems, f"{base.rewrite.name}+answer"]
     dev_fraction = args.dev_fraction if args.dev_fraction is not None else (base.data.split.dev_fraction or 0.2)
     # each variant is one fixed setting: the stage's own dev search is off unless the variant sets it (SEARCH)
     shared = [*args.overrides, f"data.split.dev_fraction={dev_fraction}", f"evaluate.split={args.split}",
-              f"teacher.teachers={json.dumps(teachers)}", "distill.search.input=[]",
+              f"teacher.systems={json.dumps(teachers)}", "distill.search.input=[]",
               "distill.search.extra_layers=[]", "distill.search.lambda_q=[]"]
     groups = variants(teachers)
     out = Path(args.out).resolve()

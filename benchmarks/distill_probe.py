@@ -4,7 +4,7 @@ For quick exploration of distillation settings without the pipeline: reads ``RUN
 rewrite, index and teacher manifests), applies ``--set`` overrides to the run's configuration, and calls
 :func:`models.search.search_and_train` (``distill.search``, then :func:`models.distill.train_student`) with the run's dev turns choosing the best epoch. A second ``--run`` pools
 another run's train turns (its own corpus and teacher runs); ``--run DIR@TEACHER`` takes that run's examples
-from another teacher than ``distill.teacher`` (e.g. a pooled dataset with human rewrites). Settings found here
+from another teacher than ``distill.learn_from`` (e.g. a pooled dataset with human rewrites). Settings found here
 are confirmed through ``benchmarks/ablations.py`` and the presets; results go to ``docs/results.md``.
 
     python -m benchmarks.distill_probe --run runs/demo --out runs/probe-a --set distill.steps=260 \\
@@ -48,15 +48,15 @@ def main() -> None:
             cfg = apply_overrides(record.config, args.overrides)
         path = record.output
         runs = pl.read_parquet(path("teacher", "runs"))
-        name = own_teacher or cfg.distill.teacher
+        name = own_teacher or cfg.distill.learn_from
         teacher_run = runs.filter(pl.col("system") == name)
         if teacher_run.is_empty():
             raise SystemExit(f"{run_dir}: no teacher run {name!r}; runs: {sorted(set(runs['system']))}")
         teacher_run.write_parquet(out / f"teacher_run-{i}.parquet")
         sources.append(Source(path("ingest", "turns"), path("ingest", "qrels"), out / f"teacher_run-{i}.parquet",
                               path("index", "doc_vectors"), name="" if len(args.run) == 1 else f"s{i}",
-                              rewrites=path("rewrite", "rewrites"), teachers=tuple(cfg.teacher.teachers),
-                              teacher=name))
+                              rewrites=path("rewrite", "rewrites"), systems=tuple(cfg.teacher.systems),
+                              learn_from=name))
     t0 = time.time()
     summary = search_and_train(  # distill.search's axes first, when set (models/search.py)
         cfg.distill, cfg.encoder.model, sources, out / "train", max_length=cfg.encoder.query_max_length,

@@ -5,7 +5,7 @@ Every measurement is one fresh process (this script with ``--inner``); its peak 
 peaked higher). The peak of a process that only imports the same modules is given beside it.
 
 1. **demo**: the plan of ``disco run demo`` without Prefect (:func:`stages.base.run_stage`), one process per
-   stage, on a fresh folder, with ``teacher.teachers=["human"]`` and ``distill.steps=20`` (no LLM: minutes, not an
+   stage, on a fresh folder, with ``teacher.systems=["human"]`` and ``distill.steps=20`` (no LLM: minutes, not an
    hour, on 2 cores).
 2. **100k**: a native dataset of the demo's conversations and qrels with 100,000 passages (the demo's 278 texts,
    each copy numbered); the ingest stage on it; then the index stage's writing path on it
@@ -35,7 +35,7 @@ from pathlib import Path
 
 from benchmarks.common import ROOT
 
-DEMO_SETTINGS = ['teacher.teachers=["human"]', "distill.teacher=human", "distill.steps=20"]
+DEMO_SETTINGS = ['teacher.systems=["human"]', "distill.learn_from=human", "distill.steps=20"]
 IMPORTS = "import stages.graph, stages.runner, retrieval.index.build, retrieval.index.shards"
 
 

@@ -10,11 +10,13 @@ generic in it: ``RunRecord[PipelineConfig].read(run_dir)`` gives the configurati
 ``export``); ``RunRecord.read(run_dir)`` keeps it as the JSON object it is, for readers below ``stages/`` and
 those that need only the stages (search, gc), and :meth:`RunRecord.section` types one section of it with that
 section's own model (``record.section("encoder", SpladeConfig)``). A record that does not parse is a
-:class:`~core.errors.DataError` naming the file and the first problem, never a traceback.
+:class:`~core.errors.DataError` naming the file and the first problem, never a traceback. A record written before
+a configuration field was renamed is read with the field under its new name (:func:`core.renames.migrate_config`).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from core.errors import DataError, DiscoError
 from core.io import Manifest, write_text
+from core.renames import migrate_config
 
 NAME = "run.json"
 ConfigT = TypeVar("ConfigT")
@@ -33,6 +36,19 @@ def _problem(e: ValidationError) -> str:
     more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
     where = ".".join(map(str, err["loc"]))
     return f"{where + ': ' if where else ''}{err['msg']}{more}"
+
+
+def _migrated(raw: bytes) -> bytes:
+    """``raw`` (a run.json) with its configuration's renamed fields under their new names; as it is when nothing
+    was renamed or it does not parse (validation then names the problem)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        return raw
+    config = migrate_config(data["config"])
+    return raw if config is data["config"] else json.dumps({**data, "config": config}).encode()
 
 
 class RunRecord(BaseModel, Generic[ConfigT]):
@@ -56,7 +72,7 @@ class RunRecord(BaseModel, Generic[ConfigT]):
         if not path.is_file():
             raise DiscoError(f"{path} not found: pass the folder of a finished `disco run`")
         try:
-            record = cls.model_validate_json(path.read_bytes())
+            record = cls.model_validate_json(_migrated(path.read_bytes()))
         except ValidationError as e:
             raise DataError(path, f"not a run record ({_problem(e)}); it is written by `disco run`: rerun that run "
                                   "to rewrite it") from None

@@ -21,7 +21,7 @@ from stages.rewriter import resolve_llm
 def prompted(llm: RewriteConfig) -> RewriteConfig:
     """The base LLM prompted as before fine-tuning (the instruction prompt, the earlier demo settings), to
     report beside the fine-tuned rewriter."""
-    return llm.model_copy(update={"teacher": "llm-prompted", "model": RewriterConfig().base, "prompt": "instruction",
+    return llm.model_copy(update={"name": "llm-prompted", "model": RewriterConfig().base, "prompt": "instruction",
                                   "max_new_tokens": 24, "max_history_chars": 1200})
 
 
@@ -32,11 +32,11 @@ def generate(turns: pl.DataFrame, cfg: RewriteConfig, cache: Path) -> tuple[pl.D
     from tasks.artifacts import Progress
 
     requests = turns.select("turn_id", "question", "history").to_dicts()
-    bar = Progress("rewrite-eval-progress", f"{cfg.teacher}: rewriting {len(requests)} turns", len(requests))
+    bar = Progress("rewrite-eval-progress", f"{cfg.name}: rewriting {len(requests)} turns", len(requests))
     stats: dict = {}
     done = rewrite_turns(requests, cfg, cache / prompt_hash(cfg) / "parts", progress=bar, stats=stats)
     bar.close()
-    df = pl.DataFrame([{"turn_id": r["turn_id"], "source": cfg.teacher, "rewrite": r["rewrite"]} for r in done],
+    df = pl.DataFrame([{"turn_id": r["turn_id"], "source": cfg.name, "rewrite": r["rewrite"]} for r in done],
                       schema={"turn_id": pl.String, "source": pl.String, "rewrite": pl.String})
     return df, stats
 
@@ -74,9 +74,9 @@ def rewrite_eval_flow(dataset: str = "demo", out: str = "runs/rewrite-eval", rew
             llms.append((prompted(llm), prompted(llm).model))
     for cfg, name in llms:
         generated, st = generate(turns, cfg, cache_dir)
-        stats[cfg.teacher] = st
+        stats[cfg.name] = st
         sources.append(generated)
-        notes.append(f"`{cfg.teacher}`: {name} via {cfg.backend}, prompt `{cfg.prompt}`, output checks "
+        notes.append(f"`{cfg.name}`: {name} via {cfg.backend}, prompt `{cfg.prompt}`, output checks "
                      f"{'on' if cfg.output_checks else 'off'}: {st.get('fallback', 0)} fallbacks to the "
                      f"utterance {st.get('fallback_reasons', {})}.")
     rewrites_df = pl.concat(sources) if sources else None

@@ -98,7 +98,7 @@ def train_student(
     """
     t0, out = time.perf_counter(), Path(out_dir)
     card = StudentCard(input=cfg.input, max_length=max_length, quant_scale=quant_scale, base_model=encoder_model,
-                       teacher=cfg.teacher)
+                       teacher=cfg.learn_from)
     side = cfg.input.truncation_side()
     examples, skipped, store, sampling = build_examples(cfg, sources, card.text, k)
     if not examples:

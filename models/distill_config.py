@@ -55,7 +55,8 @@ class DistillConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    teacher: str = Field("fused", description="whom the student learns from: a teacher's name, or 'fused'")
+    learn_from: str = Field("fused", description="whom the student learns from: a teacher's name (one of "
+                                                 "teacher.systems), or 'fused'")
     input: StudentInput = StudentInput()
     # More capacity (issue 25): layers on a residual branch whose output starts at zero (models/branch.py)
     extra_layers: int = Field(0, ge=0, le=12, description="transformer layers on the student's residual branch")
@@ -78,7 +79,7 @@ class DistillConfig(BaseModel):
     loss: MainLoss = "kl"
     temperature: float = Field(1.0, gt=0)
     info_nce_temperature: float = Field(0.05, gt=0)
-    kl_weight: float = Field(0.99, ge=0)  # weight of the main term, whichever `loss` is
+    main_weight: float = Field(0.99, ge=0, description="weight of the main loss term, whichever `loss` is")
     contrastive_weight: float = Field(0.01, ge=0)
     reg: Reg = "flops"
     lambda_q: float = Field(0.0, ge=0)

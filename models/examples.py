@@ -72,8 +72,8 @@ class Source:
     name: str = ""  # prefixes its turn and passage ids when several sources pool
     pseudo_positives: bool = False  # turns without qrels take the teacher's top passage as positive
     rewrites: PathLike | None = None  # the rewrite stage's table: representation distillation's targets
-    teachers: tuple[str, ...] = ()  # the teachers fused into ``run`` (their rewrites are the targets)
-    teacher: str | None = None  # whom ``run`` is from when not the config's ``teacher`` (a pooled dataset's own)
+    systems: tuple[str, ...] = ()  # the teachers fused into ``run`` (their rewrites are the targets)
+    learn_from: str | None = None  # whom ``run`` is from when not ``distill.learn_from`` (a pooled dataset's own)
 
 
 @dataclass
@@ -175,8 +175,8 @@ def _examples(cfg: DistillConfig, src: Source, window: tuple[int, int], policy: 
     if needs_targets(cfg.loss):
         if src.rewrites is None:
             raise DataError(src.run, "loss 'rep_mse' needs the teachers' rewrites (Source.rewrites)")
-        own = src.teacher or cfg.teacher
-        names = list(src.teachers) if own == "fused" else [own]
+        own = src.learn_from or cfg.learn_from
+        names = list(src.systems) if own == "fused" else [own]
         rw = pl.read_parquet(src.rewrites, columns=["turn_id", "teacher", "rewrite"]).filter(
             pl.col("turn_id").is_in(tids), pl.col("teacher").is_in(names)).sort("turn_id", "teacher")
         targets_of = {t: tuple(x) for t, x in rw.group_by("turn_id", maintain_order=True).agg("rewrite").iter_rows()}

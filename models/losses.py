@@ -194,7 +194,7 @@ def needs_targets(loss: MainLoss) -> bool:
 @dataclass
 class DistillLoss:
     """main (``loss``: score distillation by KL, MarginMSE or InfoNCE, or representation distillation by MSE)
-    * ``kl_weight`` + contrastive * ``contrastive_weight`` + lambda_q(step) * reg(q)
+    * ``main_weight`` + contrastive * ``contrastive_weight`` + lambda_q(step) * reg(q)
     + ``anti_zero_weight`` * anti_zero(q).
 
     Each weight is used exactly as given (the authors' config mapping silently replaced the query lambda
@@ -206,7 +206,7 @@ class DistillLoss:
     loss: MainLoss = "kl"
     temperature: float = 1.0
     info_nce_temperature: float = 0.05
-    kl_weight: float = 0.99
+    main_weight: float = 0.99
     contrastive_weight: float = 0.01
     reg: Reg = "flops"
     lambda_q: float = 0.0
@@ -237,7 +237,7 @@ class DistillLoss:
 
     def terms(self, step: int) -> list[tuple[Any, float]]:
         """(loss, weight) of each term at optimizer step ``step`` (from 1), the main loss first."""
-        out: list[tuple[Any, float]] = [(self.main, self.kl_weight), (InBatchContrastive(), self.contrastive_weight)]
+        out: list[tuple[Any, float]] = [(self.main, self.main_weight), (InBatchContrastive(), self.contrastive_weight)]
         if self.reg != "none":
             out.append((REGULARISERS[self.reg](), quadratic_warmup(self.lambda_q, step, self.reg_warmup_steps)))
         out.append((AntiZero(), self.anti_zero_weight))

@@ -2,7 +2,7 @@
 
 Teachers (Lupart et al., SIGIR 2025, sec. 3-4): ``human`` (the dataset's rewrites), ``answer`` (privileged: the
 question followed by the dataset's reference answer, which the student never sees), the LLM teacher named by
-``RewriteConfig.teacher`` (vLLM or transformers ``generate``; resumable: finished chunks are kept in
+``RewriteConfig.name`` (vLLM or transformers ``generate``; resumable: finished chunks are kept in
 ``parts_root``), and ``<that name>+answer`` (e.g. ``llm+answer``): the same LLM writing a rewrite and a short
 answer of its own (LLM4CS-style expansion).
 """
@@ -46,20 +46,20 @@ def teacher_rewrites(turns: pl.DataFrame, teachers: list[str], rewrite: RewriteC
             have = turns.filter(pl.col("human_rewrite").is_not_null())
             if have.is_empty():
                 raise DiscoError("teacher 'human' requested but the dataset has no human rewrites; "
-                                 "set teacher.teachers (e.g. --set 'teacher.teachers=[\"llm\"]')")
+                                 "set teacher.systems (e.g. --set 'teacher.systems=[\"llm\"]')")
             rows += [{"turn_id": t, "teacher": "human", "rewrite": r, "prompt_hash": "dataset"}
                      for t, r in zip(have["turn_id"], have["human_rewrite"])]
         elif name == "answer":
             have = turns.filter(pl.col("answer").is_not_null())
             rows += [{"turn_id": t, "teacher": "answer", "rewrite": f"{q} {a}", "prompt_hash": "dataset"}
                      for t, q, a in zip(have["turn_id"], have["question"], have["answer"])]
-        elif name == rewrite.teacher:
+        elif name == rewrite.name:
             rows += _llm_rewrites(rewrite, turns, parts_root, progress, fallbacks, reuse)
-        elif name == f"{rewrite.teacher}+answer":
+        elif name == f"{rewrite.name}+answer":
             rows += _llm_rewrites(rewrite.with_answer(), turns, parts_root, progress, fallbacks, reuse)
         else:
             raise DiscoError(f"unknown teacher {name!r}: use 'human', 'answer', the LLM teacher's name "
-                             f"({rewrite.teacher!r}, set by rewrite.teacher) or {rewrite.teacher + '+answer'!r}")
+                             f"({rewrite.name!r}, set by rewrite.name) or {rewrite.name + '+answer'!r}")
     return pl.DataFrame(rows, schema={f.name: pl.String for f in schema.REWRITES})
 
 
@@ -67,7 +67,7 @@ def _llm_rewrites(cfg: RewriteConfig, turns: pl.DataFrame, parts_root: Path, pro
                   fallbacks: dict, reuse: dict | None = None) -> list[dict]:
     requests = turns.select(["turn_id", "question", "history"]).to_dicts()
     ph = prompt_hash(cfg)
-    bar = progress("rewrite-progress", f"{cfg.teacher}: rewriting {len(requests)} turns with {cfg.model}",
+    bar = progress("rewrite-progress", f"{cfg.name}: rewriting {len(requests)} turns with {cfg.model}",
                    len(requests)) if progress else None
     parts = parts_root / f"rewrite-llm-{ph}" / "parts"
     parts.parent.mkdir(parents=True, exist_ok=True)
@@ -88,10 +88,10 @@ def _llm_rewrites(cfg: RewriteConfig, turns: pl.DataFrame, parts_root: Path, pro
     if bar:
         bar.close()
     if cfg.output_checks:
-        fallbacks[cfg.teacher] = {"turns": len(done), "fallback": stats["fallback"], **stats["fallback_reasons"]}
+        fallbacks[cfg.name] = {"turns": len(done), "fallback": stats["fallback"], **stats["fallback_reasons"]}
     if reuse is not None:
-        reuse[cfg.teacher] = {"computed_turns": stats.get("generated", 0), "reused_turns": stats.get("skipped", 0)}
-    return [{"turn_id": r["turn_id"], "teacher": cfg.teacher, "rewrite": r["rewrite"], "prompt_hash": ph}
+        reuse[cfg.name] = {"computed_turns": stats.get("generated", 0), "reused_turns": stats.get("skipped", 0)}
+    return [{"turn_id": r["turn_id"], "teacher": cfg.name, "rewrite": r["rewrite"], "prompt_hash": ph}
             for r in done]
 
 

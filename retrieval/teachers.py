@@ -209,7 +209,7 @@ def teacher_runs(rewrites: pl.DataFrame, teachers: list[str], encoder: SpladeCon
 
 def _fused_names(teachers: list[str], fuse_only: list[str] | None) -> list[str]:
     """The teachers the fused run averages: those of ``fuse_only`` that are computed (``teachers``' order), or all
-    of them (no ``fuse_only``, or none of it computed: e.g. ``teacher.teachers=["llm"]`` with the demo's
+    of them (no ``fuse_only``, or none of it computed: e.g. ``teacher.systems=["llm"]`` with the demo's
     ``fuse=["human", "llm"]`` fuses the LLM alone)."""
     chosen = [t for t in teachers if fuse_only is None or t in fuse_only]
     return chosen or list(teachers)

@@ -84,9 +84,11 @@ class Stage:
     """One stage of the pipeline, declared once.
 
     ``run(out, work, progress, **fields, **upstream) -> stats`` writes the outputs into the folder ``out`` and
-    returns summary numbers; it receives each config field of ``reads`` by its last name (``"teacher.teachers"``
-    -> ``teachers``; ``"teacher as teachers"`` renames), each upstream stage's :class:`Manifest` by the stage's name, ``work`` (a folder that
-    survives failures, for resumable work) and ``progress`` (a :data:`ProgressFactory`).
+    returns summary numbers; it receives each config field of ``reads`` by its last name (``"teacher.systems"``
+    -> ``systems``; ``"rewriter_needed as needed"`` renames), each upstream stage's :class:`Manifest` by the
+    stage's name (so distill's and evaluate's ``teacher`` argument is the teacher stage's manifest, or a list of
+    them, never the ``teacher`` config section), ``work`` (a folder that survives failures, for resumable work) and
+    ``progress`` (a :data:`ProgressFactory`).
     """
 
     name: str
@@ -125,7 +127,7 @@ def field_name(path: str) -> str:
 
 
 def read_fields(stage: Stage, config: BaseModel) -> dict[str, Any]:
-    """The config values ``stage`` reads, by field name (``"teacher.teachers"`` -> ``{"teachers": [...]}``)."""
+    """The config values ``stage`` reads, by field name (``"teacher.systems"`` -> ``{"systems": [...]}``)."""
     out = {}
     for path in stage.reads:
         value: Any = config

@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Literal, Sequence, TypeVar
+from typing import Any, Literal, Sequence, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from core.errors import DiscoError
+from core.renames import renamed_keys, renamed_path
 from models.distill_config import DistillConfig
 from models.rewrite.config import RewriteConfig
 from models.rewriter.config import RewriterConfig
@@ -45,7 +47,7 @@ class RunnerConfig(BaseModel):
 class PipelineConfig(BaseModel):
     """A run's whole configuration: one section per stage config, the datasets, the runner. The stages of an extra
     training dataset and of the evaluation dataset read views of it (:meth:`extra_config`, :meth:`eval_config`)
-    whose derived fields (split, teachers) are computed there, never given: setting them is an error."""
+    whose derived fields (split, teacher.systems) are computed there, never given: setting them is an error."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -64,19 +66,29 @@ class PipelineConfig(BaseModel):
     extra_data: list[DataConfig] = Field([], description="more training datasets, pooled with the train turns of "
                                                          "`data` (each with its own corpus, index and teacher runs)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_old_names(cls, data: Any) -> Any:
+        """A key under its name before a rename (core/renames.py) is one error naming the new key, not "extra
+        inputs are not permitted" (saved configurations are migrated on read, core/run_record.py)."""
+        renamed = renamed_keys(data)
+        if renamed:
+            raise PydanticCustomError("renamed", "; ".join(renamed))
+        return data
+
     @model_validator(mode="after")
     def _known_teacher(self) -> "PipelineConfig":
-        teacher_name(self.rewrite.teacher)
+        teacher_name(self.rewrite.name)
         if self.rewrite.model == "rewriter" and self.rewriter.mode == "off":
             raise ValueError("rewrite.model 'rewriter' names the rewriter stage's model, but rewriter.mode is 'off' "
                              "(packaged: the adapter the project ships; train: fine-tune here)")
-        if self.distill.teacher not in (*self.teacher.teachers, "fused"):
-            raise ValueError(f"distill.teacher {self.distill.teacher!r} is neither 'fused' nor one of "
-                             f"teacher.teachers {self.teacher.teachers}")
+        if self.distill.learn_from not in (*self.teacher.systems, "fused"):
+            raise ValueError(f"distill.learn_from {self.distill.learn_from!r} is neither 'fused' nor one of "
+                             f"teacher.systems {self.teacher.systems}")
         for where, d in (("data", self.data), ("eval_data", self.eval_data)):
-            if d is not None and d.teacher is not None:
-                raise ValueError(f"{where}.teacher: only a pooled training dataset (extra_data) has its own "
-                                 f"teacher; `data` learns from distill.teacher ({self.distill.teacher!r})")
+            if d is not None and d.learn_from is not None:
+                raise ValueError(f"{where}.learn_from: only a pooled training dataset (extra_data) has its own "
+                                 f"teacher; `data` learns from distill.learn_from ({self.distill.learn_from!r})")
         if self.eval_data is not None and self.eval_data.split != SplitConfig():
             raise ValueError("eval_data.split: every turn of the evaluation dataset is held out (derived, see "
                              "PipelineConfig.eval_config); leave the split out")
@@ -85,18 +97,18 @@ class PipelineConfig(BaseModel):
                 raise ValueError(f"extra_data[{i}].split: an extra training dataset's split is derived (every "
                                  "conversation trains; with distill.dev_datasets='all' data.split.dev_fraction of "
                                  "them choose the epoch; see PipelineConfig.training_data); leave it out")
-            if d.teacher not in (None, "fused"):
+            if d.learn_from not in (None, "fused"):
                 try:
-                    teacher_name(d.teacher)
+                    teacher_name(d.learn_from)
                 except ValueError as e:
-                    raise ValueError(f"extra_data[{i}].teacher: {e}") from None
+                    raise ValueError(f"extra_data[{i}].learn_from: {e}") from None
         return self
 
     @property
     def source_teachers(self) -> list[str]:
-        """Whom each training dataset's examples learn from (:meth:`training_data`'s order): ``distill.teacher``
-        unless a pooled dataset names its own."""
-        return [d.teacher or self.distill.teacher for d in self.training_data()]
+        """Whom each training dataset's examples learn from (:meth:`training_data`'s order): ``distill.learn_from``
+        unless a pooled dataset names its own (its ``learn_from``)."""
+        return [d.learn_from or self.distill.learn_from for d in self.training_data()]
 
     @property
     def rewriter_needed(self) -> bool:
@@ -106,10 +118,10 @@ class PipelineConfig(BaseModel):
 
     def models(self) -> dict[str, str]:
         """The model names a run loads, by field: ``encoder.model``, and ``rewrite.model`` where an LLM teacher
-        (``rewrite.teacher`` or its ``+answer`` variant) is computed for some dataset."""
-        llm = {self.rewrite.teacher, f"{self.rewrite.teacher}+answer"}
-        computed = set(self.teacher.teachers)  # `data` (and `eval_data`) compute every teacher; an extra its own
-        computed |= {t for d in self.training_data()[1:] for t in self.extra_config(d).teacher.teachers}
+        (``rewrite.name`` or its ``+answer`` variant) is computed for some dataset."""
+        llm = {self.rewrite.name, f"{self.rewrite.name}+answer"}
+        computed = set(self.teacher.systems)  # `data` (and `eval_data`) compute every teacher; an extra its own
+        computed |= {t for d in self.training_data()[1:] for t in self.extra_config(d).teacher.systems}
         out = {"encoder.model": self.encoder.model}
         if computed & llm:
             if self.rewrite.model == "rewriter":  # the rewriter stage's output, made from rewriter.base
@@ -139,11 +151,11 @@ class PipelineConfig(BaseModel):
 
     def extra_config(self, data: DataConfig) -> "PipelineConfig":
         """The view the stages of an extra training dataset ``data`` (one of :meth:`training_data`) read: the same
-        models and settings, its own data, and only the teacher runs its examples learn from (``data.teacher``,
-        else ``distill.teacher``; no LLM rewriting of it unless the student needs it). Its sections are validated;
-        the run's cross-section rules were checked on the run's own configuration."""
-        own = data.teacher or self.distill.teacher
-        teacher = _with(self.teacher, teachers=self.teacher.teachers if own == "fused" else [own],
+        models and settings, its own data, and only the teacher runs its examples learn from (``data.learn_from``,
+        else ``distill.learn_from``; no LLM rewriting of it unless the student needs it). Its sections are
+        validated; the run's cross-section rules were checked on the run's own configuration."""
+        own = data.learn_from or self.distill.learn_from
+        teacher = _with(self.teacher, systems=self.teacher.systems if own == "fused" else [own],
                         fuse=self.teacher.fuse if own == "fused" else None)
         return self.model_copy(update={"data": data, "eval_data": None, "extra_data": [], "teacher": teacher})
 
@@ -197,7 +209,8 @@ def _validated(data: dict, where: str) -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
+        problems = "; ".join(err["msg"] if err["type"] == "renamed" else
+                             f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
         raise DiscoError(f"{where}: {problems}") from None
 
 
@@ -244,6 +257,8 @@ def apply_overrides(cfg: PipelineConfig, overrides: list[str]) -> PipelineConfig
                 raise DiscoError(f"--set {item!r}: {p!r} is not a config section")
             node = node[p]
         if parts[-1] not in node:
+            if renamed_path(parts):
+                raise DiscoError(f"--set {item!r}: {key.strip()} was renamed to {renamed_path(parts)}")
             raise DiscoError(f"--set {item!r}: unknown field {parts[-1]!r}; fields here: {', '.join(node)}")
         try:
             node[parts[-1]] = json.loads(raw)

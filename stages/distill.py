@@ -2,8 +2,8 @@
 (Lupart et al., SIGIR 2025, sec. 3; the loop is :func:`models.distill.train_student`).
 
 Pooled training data: the train turns of every training dataset (``data``, then ``extra_data``), each with its
-own ingest, index and teacher instance and its own teacher (``source_teachers``: ``distill.teacher`` unless the
-dataset names one, e.g. CANARD's human rewrites beside MTRAG-UN's privileged answers); the dev turns of every
+own ingest, index and teacher instance and its own teacher (``source_teachers``: ``distill.learn_from`` unless the
+dataset names one in its ``learn_from``, e.g. CANARD's human rewrites beside MTRAG-UN's privileged answers); the dev turns of every
 dataset (``distill.dev_datasets=all``) or of the first only choose the best epoch.
 """
 
@@ -23,14 +23,16 @@ from retrieval.report import line_plot_markdown
 from stages.base import Artifact, Stage
 
 
-def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: DistillConfig, teachers: list[str], k: int,
+def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: DistillConfig, systems: list[str], k: int,
         source_teachers: list[str], ingest: list[Manifest], index: list[Manifest], teacher: list[Manifest],
         rewrite: list[Manifest]) -> dict:
     """``student/`` (safetensors + tokenizer + card), ``loss.parquet`` and ``dev.parquet``; checkpoints in
     ``work`` make it resumable. ``ingest[i]``, ``index[i]``, ``teacher[i]``, ``rewrite[i]`` and
-    ``source_teachers[i]`` belong to training dataset i; ``teachers`` (``teacher.teachers``: whose rewrites a fused
-    teacher averages) and ``k`` (``teacher.k``: the run depth) are all the distillation reads of the teacher
-    section, so its other fields (e.g. ``teacher.searcher``, which gives identical runs) do not retrain the student."""
+    ``source_teachers[i]`` belong to training dataset i; ``systems`` (``teacher.systems``: the teacher runs
+    computed, whose rewrites a fused teacher's targets are) and ``k`` (``teacher.k``: the run depth) are all the
+    distillation reads of the teacher section, so its other fields (e.g. ``teacher.searcher``, which gives
+    identical runs) do not retrain the student. ``teacher`` is the teacher stage's manifests (one per training
+    dataset), named after the stage as every upstream argument is (stages/base.py: Stage), not a config field."""
     # imported here, not at the top: a cached run reads this module for the config and the key, and must not
     # pay for torch and transformers (tests/disco/test_cached_run.py)
     from models.distill import OUTPUTS, discard_scratch
@@ -49,7 +51,7 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
             runs.filter(pl.col("system") == own).sink_parquet(tmp, compression="zstd")
         name = "" if len(ingest) == 1 else f"{i}-{d.stats.get('format')}"
         sources.append(Source(d["turns"], d["qrels"], work / f"teacher_run-{i}.parquet", x["doc_vectors"], name,
-                              rewrites=rw["rewrites"], teachers=tuple(teachers), teacher=own))
+                              rewrites=rw["rewrites"], systems=tuple(systems), learn_from=own))
     bar = progress("distill-progress", f"distilling from {', '.join(dict.fromkeys(source_teachers))}", 1)
     summary = search_and_train(distill, encoder.model, sources, work, max_length=encoder.query_max_length,
                                quant_scale=encoder.quant_scale, k=k, progress=bar,
@@ -59,14 +61,14 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
     for name in ("loss", "dev"):
         shutil.copy2(work / OUTPUTS[name], out / STAGE.outputs[name])
     discard_scratch(work)
-    return {**summary, "teacher": distill.teacher, "source_teachers": source_teachers,
+    return {**summary, "learn_from": distill.learn_from, "source_teachers": source_teachers,
             "loss_weights": loss_weights(distill)}
 
 
 def loss_weights(cfg: DistillConfig) -> dict[str, float | str]:
     """The weight of each term of the loss log (``loss.parquet``'s columns, models/losses.py): a number, or for
     the sparsity term the column holding its per-step weight (``lambda_q``, warmed up)."""
-    weights: dict[str, float | str] = {cfg.loss: cfg.kl_weight, "contrastive": cfg.contrastive_weight,
+    weights: dict[str, float | str] = {cfg.loss: cfg.main_weight, "contrastive": cfg.contrastive_weight,
                                        "anti_zero": cfg.anti_zero_weight}
     if cfg.reg != "none":
         weights[cfg.reg] = "lambda_q"
@@ -121,7 +123,7 @@ STAGE = Stage(
             "contrastive + sparsity) over the train turns of every training dataset, each from its own teacher; "
             "dev turns choose the settings of `distill.search` (input format, depth, sparsity weight) and the epoch",
     upstream=("ingest", "index", "teacher", "rewrite"),
-    reads=("encoder", "distill", "teacher.teachers", "teacher.k", "source_teachers"),
+    reads=("encoder", "distill", "teacher.systems", "teacher.k", "source_teachers"),
     outputs={"student": "student", "loss": "loss.parquet", "dev": "dev.parquet"},
     run=run,
     scope="training",

@@ -24,9 +24,10 @@ class DataConfig(BaseModel):
     options: dict[str, Any] = {}
     split: SplitConfig = SplitConfig()
     strict: bool = True  # False: skip bad records, count them in the ingest artifact
-    # A pooled training dataset's own teacher (`extra_data` only; none: distill.teacher), e.g. "human" for
-    # CANARD's rewrites beside MTRAG-UN, which has none. Its teacher stage computes this teacher only.
-    teacher: str | None = None
+    # Whom the student learns from on a pooled training dataset's turns (`extra_data` only; none:
+    # distill.learn_from), e.g. "human" for CANARD's rewrites beside MTRAG-UN, which has none. Its teacher stage
+    # computes this teacher only.
+    learn_from: str | None = None
 
 
 def resolve_data_path(path: str) -> Path:

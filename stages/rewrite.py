@@ -15,12 +15,13 @@ from stages.base import Artifact, Stage
 from stages.rewriter import REWRITER
 
 
-def run(out: Path, work: Path, progress, rewrite: RewriteConfig, teachers: list[str], ingest: Manifest,
+def run(out: Path, work: Path, progress, rewrite: RewriteConfig, systems: list[str], ingest: Manifest,
         rewriter: Manifest) -> dict:
-    """``rewrites.parquet``; LLM parts are resumable and shared between keys under ``work``'s parent. With
-    ``rewrite.model = "rewriter"`` the LLM is the rewriter stage's merged model folder."""
+    """``rewrites.parquet``: the rewrites of each teacher of ``systems`` (``teacher.systems``); LLM parts are
+    resumable and shared between keys under ``work``'s parent. With ``rewrite.model = "rewriter"`` the LLM is the
+    rewriter stage's merged model folder."""
     turns = pl.read_parquet(ingest["turns"])
-    llm_teachers = {rewrite.teacher, f"{rewrite.teacher}+answer"} & set(teachers)
+    llm_teachers = {rewrite.name, f"{rewrite.name}+answer"} & set(systems)
     if rewrite.model == REWRITER and llm_teachers:
         if not rewriter.stats.get("used"):
             raise DiscoError("rewrite.model is 'rewriter' but the rewriter stage made no model (rewriter.mode "
@@ -28,7 +29,7 @@ def run(out: Path, work: Path, progress, rewrite: RewriteConfig, teachers: list[
         rewrite = rewrite.model_copy(update={"model": str(rewriter["model"])})
     fallbacks: dict[str, dict] = {}  # LLM teacher -> rewrites replaced by the utterance (output checks), by reason
     reuse: dict[str, dict] = {}  # LLM teacher -> turns generated now / reused from earlier runs' parts
-    table = teacher_rewrites(turns, teachers, rewrite, work.parent, progress, fallbacks, reuse)
+    table = teacher_rewrites(turns, systems, rewrite, work.parent, progress, fallbacks, reuse)
     write_parquet(out / "rewrites.parquet", table.to_arrow().cast(schema.REWRITES))
     return {"teachers": table.group_by("teacher").len().sort("teacher").to_dicts(), "fallbacks": fallbacks,
             "quality": rewrite_quality(turns, table), "rows": len(table), "samples": rewrite_samples(turns, table),
@@ -72,7 +73,7 @@ STAGE = Stage(
     summary="LLM rewrites of every turn (transformers on CPU, vLLM on GPU; resumable), plus the dataset's human "
             "rewrites",
     upstream=("ingest", "rewriter"),
-    reads=("rewrite", "teacher.teachers"),
+    reads=("rewrite", "teacher.systems"),
     outputs={"rewrites": "rewrites.parquet"},
     rows={"rewrites": "rows"},
     run=run,

@@ -17,12 +17,15 @@ from stages.base import Artifact, Stage
 
 
 class TeacherConfig(BaseModel):
-    """Which teacher runs are computed (whom the student learns from is ``distill.teacher``)."""
+    """Which teacher runs are computed (``systems``; whom the student learns from is ``distill.learn_from``). The
+    section is named after its stage, ``teacher``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    teachers: list[str] = Field(["human", "llm"], min_length=1)  # "human" = the dataset's rewrites; others name
-    k: int = Field(1000, ge=1, le=100_000)                          # rewrite teachers
+    # "human" = the dataset's rewrites; "answer" = the question with the dataset's answer; others name LLM teachers
+    # (rewrite.name, rewrite.name + "+answer"). Each is a `system` of the stage's runs.parquet.
+    systems: list[str] = Field(["human", "llm"], min_length=1, description="the teacher runs computed")
+    k: int = Field(1000, ge=1, le=100_000)
     fusion: Fusion = "mean_score"
     fuse: list[str] | None = Field(None, description="the teachers the fused run averages, among those computed "
                                                      "(none: all), e.g. human + LLM beside a privileged answer")
@@ -31,7 +34,7 @@ class TeacherConfig(BaseModel):
                                                   "on and fits in memory, else Lucene (retrieval/index/sparse.py: "
                                                   "choose_backend); sparse or lucene: that one (same runs)")
 
-    @field_validator("teachers")
+    @field_validator("systems")
     @classmethod
     def _names(cls, names: list[str]) -> list[str]:
         for n in names:
@@ -67,11 +70,11 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, teacher: Teacher
 
     rewrites = pl.read_parquet(rewrite["rewrites"])
     if distributed():
-        rows, summary = write_teacher_runs(out / "runs.parquet", rewrites, teacher.teachers, encoder, index["lucene"],
+        rows, summary = write_teacher_runs(out / "runs.parquet", rewrites, teacher.systems, encoder, index["lucene"],
                                            teacher.k, teacher.fusion, progress, teacher.shard_turns,
                                            teacher.searcher, fuse_only=teacher.fuse)
         return {"teachers": summary, "rows": rows, "computed_turns": len(rewrites), "reused_turns": 0}
-    rows, summary, reuse = cached_teacher_runs(out / "runs.parquet", rewrites, teacher.teachers, encoder,
+    rows, summary, reuse = cached_teacher_runs(out / "runs.parquet", rewrites, teacher.systems, encoder,
                                                index["lucene"], index.outputs["doc_vectors"].sha256, teacher.k,
                                                teacher.fusion, work.parents[1] / "cache" / "turns", progress,
                                                teacher.searcher, fuse_only=teacher.fuse,

@@ -28,8 +28,8 @@ CONFIG = {
     "name": "golden",
     "data": {"format": "disco", "path": str(GOLDEN), "split": {"test_fraction": 0.4, "seed": 13}},
     "rewriter": {"mode": "off"},
-    "teacher": {"teachers": ["human"], "k": 20},
-    "distill": {"teacher": "human", "steps": 1, "batch_size": 4, "n_negatives": 4, "lr": 1e-3, "warmup_ratio": 0.0,
+    "teacher": {"systems": ["human"], "k": 20},
+    "distill": {"learn_from": "human", "steps": 1, "batch_size": 4, "n_negatives": 4, "lr": 1e-3, "warmup_ratio": 0.0,
                 "seed": 123, "interpolate": [1.0]},
     "evaluate": {"k": 20, "latency_queries": 1},
 }

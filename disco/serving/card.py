@@ -32,7 +32,7 @@ OBJECTIVES = {
 
 def teacher_text(name: str, cfg: "PipelineConfig") -> str:
     """What teacher ``name`` is, in words."""
-    llm = cfg.rewrite.teacher
+    llm = cfg.rewrite.name
     if name == "human":
         return "the dataset's human rewrites"
     if name == llm:
@@ -42,7 +42,7 @@ def teacher_text(name: str, cfg: "PipelineConfig") -> str:
     if name == "answer":
         return "the question with the dataset's reference answer (privileged: the student never sees it)"
     if name == "fused":
-        parts = ", ".join(teacher_text(t, cfg) for t in cfg.teacher.fuse or cfg.teacher.teachers)
+        parts = ", ".join(teacher_text(t, cfg) for t in cfg.teacher.fuse or cfg.teacher.systems)
         return f"the fusion ({cfg.teacher.fusion}) of {parts}"
     return f"teacher {name!r}"
 
@@ -51,7 +51,7 @@ def objective_text(cfg: "PipelineConfig", stats: dict | None = None) -> str:
     chosen = (stats or {}).get("chosen_settings") or {}  # what distill.search chose on dev overrides the config
     d = cfg.distill.model_copy(update={k: v for k, v in chosen.items() if k in ("lambda_q", "extra_layers")})
     main = OBJECTIVES[d.loss].format(n=d.n_negatives, t=d.temperature)
-    terms = [f"{main}, weight {d.kl_weight:g}"]
+    terms = [f"{main}, weight {d.main_weight:g}"]
     if d.contrastive_weight:
         terms.append(f"in-batch contrastive, weight {d.contrastive_weight:g}")
     if d.reg != "none" and d.lambda_q:

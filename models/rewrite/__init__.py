@@ -275,7 +275,7 @@ def rewrites_table(results: list[dict], cfg: RewriteConfig):
 
     phash = prompt_hash(cfg)
     return pa.Table.from_pylist(
-        [{"turn_id": r["turn_id"], "teacher": cfg.teacher, "rewrite": r["rewrite"], "prompt_hash": phash}
+        [{"turn_id": r["turn_id"], "teacher": cfg.name, "rewrite": r["rewrite"], "prompt_hash": phash}
          for r in results],
         schema=REWRITES,
     )

@@ -17,7 +17,7 @@ class RewriteConfig(BaseModel):
 
     backend: Literal["transformers", "vllm"] = "transformers"
     model: str = "smollm2-135m-instruct"  # a short name of models.weights, a hub id or a local path
-    teacher: str = "llm"  # the name of this teacher in tables (REWRITES.teacher)
+    name: str = "llm"  # the name of this LLM teacher in tables (REWRITES.teacher) and in teacher.systems
     mode: Literal["rewrite", "rewrite+answer"] = "rewrite"
     max_new_tokens: int = Field(64, ge=1)
     num_beams: int = Field(1, ge=1)  # 1 = greedy; method.md: greedy or 4-beam search
@@ -41,17 +41,17 @@ class RewriteConfig(BaseModel):
     # On a cluster (runner.kind=ray): whole parts (8 x batch_size turns) per shard, so each generate call sees the
     # batch it sees in one process (retrieval/rewrites.py).
     shard_parts: int = Field(4, ge=1)
-    # The expansion teacher ``<teacher>+answer`` (see :meth:`with_answer`) generates up to this many tokens.
+    # The expansion teacher ``<name>+answer`` (see :meth:`with_answer`) generates up to this many tokens.
     answer_max_new_tokens: int = Field(96, ge=1)
 
     def with_answer(self) -> "RewriteConfig":
-        """The same LLM as the LLM4CS-style expansion teacher ``<teacher>+answer``: mode ``rewrite+answer``,
-        room for the answer (``answer_max_new_tokens``). Reported as its own teacher beside ``<teacher>``."""
-        return self.model_copy(update={"teacher": f"{self.teacher}+answer", "mode": "rewrite+answer",
+        """The same LLM as the LLM4CS-style expansion teacher ``<name>+answer``: mode ``rewrite+answer``,
+        room for the answer (``answer_max_new_tokens``). Reported as its own teacher beside ``<name>``."""
+        return self.model_copy(update={"name": f"{self.name}+answer", "mode": "rewrite+answer",
                                        "max_new_tokens": self.answer_max_new_tokens})
 
 
 # Fields that do not change what is generated (excluded from the hash).
 # ``answer_max_new_tokens`` acts only through the ``max_new_tokens`` of :meth:`RewriteConfig.with_answer`.
-_NOT_HASHED = {"teacher", "output_checks", "batch_size", "torch_threads", "vllm_batch_size", "shard_parts",
+_NOT_HASHED = {"name", "output_checks", "batch_size", "torch_threads", "vllm_batch_size", "shard_parts",
                "answer_max_new_tokens"}

@@ -12,7 +12,7 @@ def test_every_variant_is_a_valid_configuration():
     groups = ablations.variants(["human", "llm", "llm+answer"])
     assert set(groups["teachers"]) == {"teacher=human", "teacher=llm", "teacher=llm+answer",
                                        "teacher=fused (mean score)", "teacher=fused (mean softmax)"}
-    shared = ["data.split.dev_fraction=0.2", "evaluate.split=dev", 'teacher.teachers=["human","llm","llm+answer"]']
+    shared = ["data.split.dev_fraction=0.2", "evaluate.split=dev", 'teacher.systems=["human","llm","llm+answer"]']
     for group in groups.values():
         for sets in group.values():
             cfg = load("demo", None, [*shared, *sets])

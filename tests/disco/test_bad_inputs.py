@@ -178,8 +178,8 @@ CASES = [
     # configuration: presets, --set, --stage
     Case("set-bad-number", _native_case(lambda d: None, "--set", "distill.lr=fast"), r"invalid --set override: distill\.lr"),
     Case("set-unknown-field", _native_case(lambda d: None, "--set", "distill.learning_rate=1"), r"unknown field 'learning_rate'"),
-    Case("set-teacher-slash", _native_case(lambda d: None, "--set", 'teacher.teachers=["human","my/llm"]',
-                                           "--set", "distill.teacher=human"), r"teacher name 'my/llm'"),
+    Case("set-teacher-slash", _native_case(lambda d: None, "--set", 'teacher.systems=["human","my/llm"]',
+                                           "--set", "distill.learn_from=human"), r"teacher name 'my/llm'"),
     Case("set-split-fractions", _native_case(lambda d: None, "--set", "data.split.test_fraction=0.9",
                                              "--set", "data.split.dev_fraction=0.5"), r"test_fraction \+ dev_fraction must be <= 1"),
     Case("set-vllm-python", _native_case(lambda d: None, "--set", "rewrite.vllm_python=/bin/sh"),

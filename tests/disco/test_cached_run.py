@@ -21,7 +21,7 @@ from stages.graph import NAMES
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "transformers", "pyserini", "jnius", "scipy", "mlflow")  # mlflow: the registry (issue 29)
 # the demo preset, short: the human teacher only (no LLM), one epoch, one latency query
-SETTINGS = ["data.split.test_fraction=0.25", 'teacher.teachers=["human"]', "distill.teacher=human", "distill.epochs=1", "distill.steps=null",
+SETTINGS = ["data.split.test_fraction=0.25", 'teacher.systems=["human"]', "distill.learn_from=human", "distill.epochs=1", "distill.steps=null",
             "distill.n_negatives=4", "distill.negative_window=[2, 100]", "evaluate.latency_queries=1"]
 
 

@@ -44,10 +44,10 @@ def test_help_reads_as_a_person_expects(command):
 
 
 def test_config_with_overrides():
-    result = runner.invoke(app, ["config", "demo", "--set", "distill.lr=0.001", "--set", "teacher.teachers=[\"human\"]",
-                                        "--set", "distill.teacher=human"])
+    result = runner.invoke(app, ["config", "demo", "--set", "distill.lr=0.001", "--set", "teacher.systems=[\"human\"]",
+                                        "--set", "distill.learn_from=human"])
     cfg = json.loads(result.output)
-    assert cfg["distill"]["lr"] == 0.001 and cfg["teacher"]["teachers"] == ["human"]
+    assert cfg["distill"]["lr"] == 0.001 and cfg["teacher"]["systems"] == ["human"]
 
 
 @pytest.mark.parametrize("override, message", [
@@ -81,11 +81,11 @@ def test_paper_preset_has_the_papers_training_values_and_demo_the_small_machine_
     paper, demo = preset("paper"), preset("demo")
     d = paper.distill
     assert (d.lr, d.warmup_ratio, d.weight_decay, d.batch_size, d.epochs, d.seed) == (2e-5, 0.01, 0.0, 10, 5, 123)
-    assert (d.n_negatives, d.negative_window, d.kl_weight, d.contrastive_weight) == (16, (11, 960), 0.99, 0.01)
+    assert (d.n_negatives, d.negative_window, d.main_weight, d.contrastive_weight) == (16, (11, 960), 0.99, 0.01)
     assert (d.precision, d.lambda_q, paper.encoder.query_max_length) == ("fp16", 0.0, 256)
     assert d.positive_score == "rank11"
     assert paper.encoder.model == "naver/splade-cocondenser-ensembledistil" and paper.rewrite.backend == "vllm"
-    assert paper.distill.teacher == "fused" and paper.teacher.fusion == "mean_score"
+    assert paper.distill.learn_from == "fused" and paper.teacher.fusion == "mean_score"
     assert (demo.distill.precision, demo.encoder.model, demo.rewrite.backend) == ("fp32", "splade-tiny", "transformers")
 
 
@@ -102,7 +102,7 @@ def test_pooled_training_data_and_presets_carry_the_dev_choices(tmp_path):
     pooled = load("demo", ["data/demo", f"mtrag-un:{tmp_path}"], ["distill.dev_datasets=all"])
     assert pooled.training_data()[1].split.dev_fraction == 0.2
     # an extra dataset computes only the teacher runs the student learns from
-    assert cfg.extra_config(extra).teacher.teachers == ["llm"] and cfg.extra_config(extra).extra_data == []
+    assert cfg.extra_config(extra).teacher.systems == ["llm"] and cfg.extra_config(extra).extra_data == []
     assert data_spec("some/folder", "qrecc").format == "qrecc"
     with pytest.raises(DiscoError, match=r"--data nope:/x: unknown dataset format 'nope'; known: canard, disco, "):
         data_spec("nope:/x", "disco")
@@ -112,18 +112,18 @@ def test_pooled_training_data_and_presets_carry_the_dev_choices(tmp_path):
     demo, mtrag = preset("demo"), load("mtrag-un", "../shared/data/mtrag")
     assert demo.data.split.dev_fraction == 0.2 and demo.distill.input.answers is False
     assert demo.distill.steps == 200 and demo.distill.negative_window == "auto"
-    assert mtrag.distill.teacher == "answer" and [d.format for d in mtrag.training_data()] == ["mtrag-un", "disco"]
+    assert mtrag.distill.learn_from == "answer" and [d.format for d in mtrag.training_data()] == ["mtrag-un", "disco"]
     assert load("mtrag-un", "../shared/data/mtrag", ["extra_data=[]"]).training_data()[1:] == []
     zero_shot = load("mtrag-un", "../shared/data/mtrag", eval_data="../shared/data/mtrag")
     assert zero_shot.data.split.test_fraction == 0.0 and zero_shot.data.split.dev_fraction == 0.2
-    with pytest.raises(Exception, match="distill.teacher"):
-        load("demo", None, ["distill.teacher=nobody"])
-    # a pooled dataset may name its own teacher; `data` and `eval_data` learn from distill.teacher
+    with pytest.raises(Exception, match="distill.learn_from"):
+        load("demo", None, ["distill.learn_from=nobody"])
+    # a pooled dataset may name its own teacher; `data` and `eval_data` learn from distill.learn_from
     own = load("demo", ["data/demo", f"canard:{tmp_path}"], ['extra_data=[{"format": "canard", "path": "%s", '
-                                                            '"teacher": "answer"}]' % tmp_path])
-    assert own.source_teachers == ["llm", "answer"] and own.extra_config(own.extra_data[0]).teacher.teachers == ["answer"]
-    for bad in ('data.teacher="answer"', 'extra_data=[{"teacher": "a b"}]'):
-        with pytest.raises(Exception, match=r"data(\[0\])?\.teacher"):
+                                                            '"learn_from": "answer"}]' % tmp_path])
+    assert own.source_teachers == ["llm", "answer"] and own.extra_config(own.extra_data[0]).teacher.systems == ["answer"]
+    for bad in ('data.learn_from="answer"', 'extra_data=[{"learn_from": "a b"}]'):
+        with pytest.raises(Exception, match=r"data(\[0\])?\.learn_from"):
             load("demo", None, [bad])
 
 
@@ -131,11 +131,11 @@ def test_model_names_are_checked_before_anything_runs(tmp_path):
     demo = preset("demo")
     # the demo's LLM is the rewriter stage's model, made from rewriter.base
     assert demo.models() == {"encoder.model": "splade-tiny", "rewriter.base": "smollm2-135m-instruct"}
-    human_only = apply_overrides(demo, ['teacher.teachers=["human"]', "distill.teacher=human"])
+    human_only = apply_overrides(demo, ['teacher.systems=["human"]', "distill.learn_from=human"])
     assert human_only.models() == {"encoder.model": "splade-tiny"}  # no LLM teacher: the LLM is never loaded
-    pooled = load("demo", ["data/demo", f"canard:{tmp_path}"], ['teacher.teachers=["human"]', "distill.teacher=human"])
+    pooled = load("demo", ["data/demo", f"canard:{tmp_path}"], ['teacher.systems=["human"]', "distill.learn_from=human"])
     assert "rewriter.base" not in pooled.models()
-    pooled = pooled.model_copy(update={"extra_data": [pooled.extra_data[0].model_copy(update={"teacher": "llm"})]})
+    pooled = pooled.model_copy(update={"extra_data": [pooled.extra_data[0].model_copy(update={"learn_from": "llm"})]})
     assert "rewriter.base" in pooled.models()  # the extra dataset's own teacher is the LLM
     human_only.check_models()  # packaged weights resolve
 

@@ -33,7 +33,7 @@ def test_second_run_on_the_same_folder_is_refused(tmp_path: Path, cli):
     data = cli.native_dataset(tmp_path / "data")
     out = tmp_path / "out"
     args = ["run", "demo", "--data", str(data), "--out", str(out), "--stage", "teacher",
-            "--set", 'teacher.teachers=["human"]', "--set", "distill.teacher=human"]  # ingest, rewrite, index, teacher: ~20 s held
+            "--set", 'teacher.systems=["human"]', "--set", "distill.learn_from=human"]  # ingest, rewrite, index, teacher: ~20 s held
     first = subprocess.Popen(cli.cmd(*args), cwd=cli.root, env=cli.env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

@@ -41,7 +41,7 @@ from core.proc import alive
 
 # Lucene for teacher and evaluate: on the demo slice `auto` takes the in-memory sparse searcher, and the kill points
 # must cover the JVM in the process (the SIGTERM point waits for it); the sparse path starts no process or JVM.
-SETTINGS = ["--set", 'teacher.teachers=["human"]', "--set", "distill.teacher=human", "--set", "distill.steps=60", "--set", "distill.batch_size=4",
+SETTINGS = ["--set", 'teacher.systems=["human"]', "--set", "distill.learn_from=human", "--set", "distill.steps=60", "--set", "distill.batch_size=4",
             "--set", "evaluate.latency_queries=3", "--set", "teacher.searcher=lucene", "--set", "evaluate.searcher=lucene"]
 
 
@@ -231,7 +231,7 @@ def test_kills_inside_stages_then_rerun_equals_an_uninterrupted_run(tmp_path, de
         [n for n in ref_names if n.startswith(("ingest", "rewrite"))]
 
 
-REWRITE = ["--stage", "rewrite", "--set", 'teacher.teachers=["human","llm"]', "--set", "rewrite.batch_size=1",
+REWRITE = ["--stage", "rewrite", "--set", 'teacher.systems=["human","llm"]', "--set", "rewrite.batch_size=1",
            "--set", "rewrite.max_new_tokens=4", "--set", "rewrite.output_checks=false"]
 
 

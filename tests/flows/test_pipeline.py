@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def _config(data: Path, *extra: str):
     return apply_overrides(preset("demo"), [
         f"data.path={data}", "data.split.test_fraction=0.25", "rewrite.max_new_tokens=12", "rewrite.batch_size=16",
-        "distill.epochs=2", "distill.steps=null", 'teacher.teachers=["human", "llm"]', "distill.n_negatives=4",
+        "distill.epochs=2", "distill.steps=null", 'teacher.systems=["human", "llm"]', "distill.n_negatives=4",
         "distill.negative_window=[2, 100]", "evaluate.latency_queries=3",
         *extra,
     ])

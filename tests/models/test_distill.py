@@ -442,8 +442,8 @@ def test_representation_distillation_pulls_the_query_onto_the_rewrite(data, tmp_
                       pl.lit("dataset").alias("prompt_hash"))
     rw.write_parquet(tmp_path / "rewrites.parquet")
     src = Source(data["turns"], data["qrels"], data["run"], data["docs"], rewrites=tmp_path / "rewrites.parquet",
-                 teachers=("human",))
-    config = cfg(epochs=3, loss="rep_mse", teacher="human", kl_weight=1.0, contrastive_weight=0.0, lr=1e-3)
+                 systems=("human",))
+    config = cfg(epochs=3, loss="rep_mse", learn_from="human", main_weight=1.0, contrastive_weight=0.0, lr=1e-3)
     examples, *_ = build_examples(config, [src], format_conversation)
     assert all(e.targets for e in examples) and {len(e.targets) for e in examples} == {1}
     summary = train_student(config, "splade-tiny", [src], tmp_path / "r", max_length=MAX_LENGTH)

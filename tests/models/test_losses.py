@@ -90,7 +90,7 @@ def test_distill_loss_honours_each_weight(reg, fn):
     q, d, index, teacher = _batch()
     student = (q @ d.T).gather(1, index)
     loss = DistillLoss(
-        kl_weight=0.7, contrastive_weight=0.2, reg=reg, lambda_q=0.3, reg_warmup_steps=4, anti_zero_weight=0.1
+        main_weight=0.7, contrastive_weight=0.2, reg=reg, lambda_q=0.3, reg_warmup_steps=4, anti_zero_weight=0.1
     )
     total, parts = loss(q, d, index, teacher, step=2)
     lam = 0.3 * (2 / 4) ** 2
@@ -110,7 +110,7 @@ def test_distill_loss_honours_each_weight(reg, fn):
 def test_distill_loss_main_term_choice_and_validation():
     q, d, index, teacher = _batch()
     student = (q @ d.T).gather(1, index)
-    only_main = dict(kl_weight=1.0, contrastive_weight=0.0, anti_zero_weight=0.0)
+    only_main = dict(main_weight=1.0, contrastive_weight=0.0, anti_zero_weight=0.0)
     total, parts = DistillLoss(loss="margin_mse", reg="none", **only_main)(q, d, index, teacher, step=1)
     assert total.item() == pytest.approx(margin_mse(student, teacher).item())
     assert "margin_mse" in parts and "lambda_q" not in parts
@@ -129,7 +129,7 @@ def test_representation_mse_hand_computed_and_in_the_composition():
 
     q, target = t([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0]]), t([[0.0, 0.0, 2.0], [1.0, 1.0, 0.0]])
     assert representation_mse(q, target).item() == pytest.approx((1.0 + 2.0) / 2)  # rows: 1, then 1 + 1
-    loss = DistillLoss(loss="rep_mse", kl_weight=1.0, contrastive_weight=0.0, reg="none", anti_zero_weight=0.0)
+    loss = DistillLoss(loss="rep_mse", main_weight=1.0, contrastive_weight=0.0, reg="none", anti_zero_weight=0.0)
     docs = t([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     index = torch.tensor([[0, 1], [1, 0]])
     total, parts = loss(q, docs, index, t([[1.0, 0.0], [1.0, 0.0]]), step=1, target_reps=target)
@@ -149,7 +149,7 @@ def test_one_class_per_loss_named_as_the_config_names_it():
     q, d = t([[1.0, 0.0], [0.0, 2.0]]), t([[LN2, 0.0], [0.0, 1.0], [1.0, 1.0]])
     x = LossInputs(q, d, torch.tensor([[0, 2], [1, 0]]), t([[1.0, 0.0], [0.0, 0.0]]))
     assert x.student.tolist() == [[LN2, 1.0], [2.0, 0.0]]
-    composed = DistillLoss(loss="margin_mse", kl_weight=0.5, contrastive_weight=0.25, reg="l1", lambda_q=0.1,
+    composed = DistillLoss(loss="margin_mse", main_weight=0.5, contrastive_weight=0.25, reg="l1", lambda_q=0.1,
                            anti_zero_weight=0.0)
     total, parts = composed(q, d, x.doc_index, x.teacher, step=1)
     by_hand = 0.5 * margin_mse(x.student, x.teacher) + 0.25 * in_batch_contrastive(q, d, x.doc_index[:, 0]) \

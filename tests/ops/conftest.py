@@ -25,7 +25,7 @@ from core.proc import stop_group
 ROOT = Path(__file__).resolve().parents[2]
 # the demo preset, short: the human teacher only (no LLM), one short epoch, one latency query; small shards
 # (several per stage), so test_ray.py compares a Ray run with this one shard by shard
-FAST = ["data.split.test_fraction=0.25", 'teacher.teachers=["human"]', "distill.teacher=human", "distill.epochs=1", "distill.steps=null",
+FAST = ["data.split.test_fraction=0.25", 'teacher.systems=["human"]', "distill.learn_from=human", "distill.epochs=1", "distill.steps=null",
         "distill.n_negatives=4", "distill.negative_window=[2, 100]", "evaluate.latency_queries=1",
         "index.shard_size=20", "teacher.shard_turns=16", "distill.search.input=[]"]  # the dev search: tests/models
 

@@ -44,7 +44,7 @@ MLFLOW = ROOT / ".venv-mlflow" / "bin" / "mlflow"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NAME = "disco-test"
 # the human teacher only (no LLM: rewriting the demo with SmolLM2 takes minutes here), short training
-FAST = ['teacher.teachers=["human"]', "distill.teacher=human", "distill.n_negatives=4",
+FAST = ['teacher.systems=["human"]', "distill.learn_from=human", "distill.n_negatives=4",
         "distill.negative_window=[2, 100]", "evaluate.latency_queries=1", "distill.interpolate=[1.0]",
         "distill.steps=40", "distill.search.input=[]", "index.shard_size=50"]  # no dev search of input formats
 WEAK = [*FAST, "distill.lr=1.0", "distill.steps=2"]  # no better than the untrained encoder

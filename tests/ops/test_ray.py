@@ -43,7 +43,7 @@ TURNS, PARTS_TURNS = 23, 16  # turns of small_demo_slice; turns per rewrite shar
 
 
 def _overrides(ops) -> list[str]:
-    return [*ops.FAST, 'teacher.teachers=["human", "llm"]', "index.shard_size=10", "teacher.shard_turns=8",
+    return [*ops.FAST, 'teacher.systems=["human", "llm"]', "index.shard_size=10", "teacher.shard_turns=8",
             "rewrite.batch_size=2", "rewrite.shard_parts=1", "rewrite.max_history_chars=300",
             "rewrite.max_new_tokens=16", "rewrite.torch_threads=1"]
 

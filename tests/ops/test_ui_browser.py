@@ -108,7 +108,7 @@ def test_pipeline_run_subflow_and_artifacts_in_the_browser(ops, ops_server, depl
         # the deployment's flow run: completed, its parameters (preset, overrides)
         text = visit(f"/runs/flow-run/{run.id}", run.name, "pipeline-run")
         assert "Completed" in text and "pipeline" in text
-        assert "teacher.teachers" in tab("Parameters", "overrides")
+        assert "teacher.systems" in tab("Parameters", "overrides")
 
         # the stage subflow: its graph with every stage task and its artifacts, one task run per stage
         text = visit(f"/runs/flow-run/{sub.id}", sub.name, "stage-subflow")

@@ -29,7 +29,7 @@ def trained_run(tmp_path_factory, request, demo_slice) -> Path:
 
     root = tmp_path_factory.mktemp("serving-run")
     cfg = apply_overrides(preset("demo"), [
-        f"data.path={demo_slice}", "data.split.test_fraction=0.25", 'teacher.teachers=["human"]', "distill.teacher=human",
+        f"data.path={demo_slice}", "data.split.test_fraction=0.25", 'teacher.systems=["human"]', "distill.learn_from=human",
         "distill.epochs=1", "distill.steps=null", "distill.n_negatives=4", "distill.negative_window=[2, 100]",
         "evaluate.latency_queries=1", "distill.search.input=[]"])
     pipeline(cfg, str(root / "run"))

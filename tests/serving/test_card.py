@@ -16,12 +16,12 @@ STATS = {"steps": 200, "examples": 118, "best_epoch": 3, "interpolation_alpha": 
 
 def _card(overrides: list[str], card: StudentCard | None = None) -> str:
     cfg = apply_overrides(preset("demo"), overrides)
-    card = card or StudentCard(input=cfg.distill.input, base_model=cfg.encoder.model, teacher=cfg.distill.teacher)
+    card = card or StudentCard(input=cfg.distill.input, base_model=cfg.encoder.model, teacher=cfg.distill.learn_from)
     return model_card(card, cfg, STATS, METRICS, "disco-splade-demo")
 
 
 def test_demo_card_describes_kl_score_distillation_from_the_human_rewrites():
-    text = _card(["distill.teacher=human"])  # the demo learns from the LLM since 2026-12-07; the human teacher here
+    text = _card(["distill.learn_from=human"])  # the demo learns from the LLM since 2026-12-07; the human teacher here
     assert "rewrites' vectors" not in text and "representation distillation" not in text
     assert "**Objective**: score distillation: the KL divergence between the teacher's and the student's score " \
            "distributions" in text
@@ -33,7 +33,7 @@ def test_demo_card_describes_kl_score_distillation_from_the_human_rewrites():
 
 
 def test_other_settings_change_the_card():
-    text = _card(["distill.loss=rep_mse", "distill.teacher=fused", "distill.lambda_q=0.01"])
+    text = _card(["distill.loss=rep_mse", "distill.learn_from=fused", "distill.lambda_q=0.01"])
     assert "representation distillation: the student's vector of the conversation pulled onto the teacher " \
            "rewrite's vector" in text and "KL" not in text
     assert "the fusion (mean_score) of the dataset's human rewrites, the rewrites of " in text  # teacher.fuse's

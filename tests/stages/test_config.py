@@ -51,16 +51,16 @@ def test_presets_are_the_files_with_their_key_values():
     demo, mtrag, paper = (preset(n) for n in preset_names())
     assert (demo.name, demo.rewriter.mode, demo.rewrite.model, demo.rewrite.prompt) == (
         "demo", "packaged", "rewriter", "compact")
-    assert demo.teacher.teachers == ["human", "llm", "answer"] and demo.teacher.fuse == ["human", "llm"]
-    assert (demo.distill.teacher, demo.distill.lr, demo.distill.steps, demo.distill.interpolate) == (
+    assert demo.teacher.systems == ["human", "llm", "answer"] and demo.teacher.fuse == ["human", "llm"]
+    assert (demo.distill.learn_from, demo.distill.lr, demo.distill.steps, demo.distill.interpolate) == (
         "llm", 1e-4, 200, [0.25, 0.5, 0.75, 1.0])
     assert demo.data.split.dev_fraction == 0.2 and demo.distill.input.answers is False
     # mtrag-un extends demo: its differences, the rest inherited
-    assert (mtrag.data.format, mtrag.data.path, mtrag.teacher.teachers, mtrag.teacher.fuse, mtrag.distill.teacher) == (
+    assert (mtrag.data.format, mtrag.data.path, mtrag.teacher.systems, mtrag.teacher.fuse, mtrag.distill.learn_from) == (
         "mtrag-un", "../shared/data/mtrag", ["llm", "answer"], None, "answer")
     assert mtrag.extra_data[0].format == "disco" and mtrag.extra_data[0].path == PipelineConfig().data.path
     assert mtrag.distill.model_dump() == demo.distill.model_copy(
-        update={"teacher": "answer", "lambda_q": 0.003}).model_dump()  # the weight it was run with (issue 25)
+        update={"learn_from": "answer", "lambda_q": 0.003}).model_dump()  # the weight it was run with (issue 25)
     assert (demo.distill.lambda_q, demo.distill.max_terms_ratio, len(demo.distill.search.input)) == (0.01, 1.2, 3)
     assert mtrag.rewrite == demo.rewrite
     assert (paper.encoder.model, paper.rewrite.backend, paper.distill.negative_window, paper.distill.precision) == (
@@ -83,8 +83,8 @@ def test_a_bad_preset_file_is_a_clear_error_naming_it(tmp_path):
         preset("broken", tmp_path)
     # the merged result is validated again: demo's student learns from `llm`, which this child no longer computes
     (tmp_path / "demo.yaml").write_text((PRESETS_DIR / "demo.yaml").read_text())
-    (tmp_path / "half.yaml").write_text("extends: demo\nteacher:\n  teachers: [human]\n  fuse: null\n")
-    with pytest.raises(DiscoError, match=r"half\.yaml: config: .*distill\.teacher 'llm' is neither"):
+    (tmp_path / "half.yaml").write_text("extends: demo\nteacher:\n  systems: [human]\n  fuse: null\n")
+    with pytest.raises(DiscoError, match=r"half\.yaml: config: .*distill\.learn_from 'llm' is neither"):
         preset("half", tmp_path)
 
 
@@ -95,7 +95,7 @@ def test_derived_splits_are_refused_when_given():
         apply_overrides(preset("demo"), ['extra_data=[{"split": {"test_fraction": 0.5}}]'])
     with pytest.raises(DiscoError, match=r"eval_data\.split: every turn of the evaluation dataset is held out"):
         apply_overrides(preset("demo"), ['eval_data={"split": {"test_fraction": 0.5}}'])
-    cfg = apply_overrides(preset("demo"), ['extra_data=[{"teacher": "human"}]', 'eval_data={}'])
+    cfg = apply_overrides(preset("demo"), ['extra_data=[{"learn_from": "human"}]', 'eval_data={}'])
     extra = cfg.training_data()[1]
-    assert extra.split.test_fraction == 0.0 and cfg.extra_config(extra).teacher.teachers == ["human"]
+    assert extra.split.test_fraction == 0.0 and cfg.extra_config(extra).teacher.systems == ["human"]
     assert cfg.eval_config().data.split.test_fraction == 1.0 and cfg.eval_config().extra_data == []

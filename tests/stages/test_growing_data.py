@@ -65,7 +65,7 @@ def test_the_rewrite_stage_generates_the_new_turns_only(tmp_path):
                                                {"question": "How hot is it?", "rewrite": "b"}]}
     (data / "conversations.jsonl").write_text(json.dumps(conv) + "\n")
     (data / "qrels.tsv").write_text("turn_id\tdoc_id\trelevance\nx1_1\tp1\t1\n")
-    cfg = load("demo", [str(data)], ['teacher.teachers=["human","llm"]', "distill.teacher=human", "rewriter.mode=off",
+    cfg = load("demo", [str(data)], ['teacher.systems=["human","llm"]', "distill.learn_from=human", "rewriter.mode=off",
                                      "rewrite.model=smollm2-135m-instruct", "rewrite.max_new_tokens=4",
                                      "rewrite.batch_size=4", "rewrite.output_checks=false", "data.split.method=hash"])
     first = run_pipeline(cfg, out, stop="rewrite")["rewrite"]

@@ -136,9 +136,9 @@ def test_key_follows_the_fields_read_and_the_upstream_content_only():
     assert key != stage_key(decl, read_fields(decl, apply_overrides(cfg, ["teacher.k=10"])),
                             {"rewrite": _manifest("a"), "index": _manifest("b")})
     assert key != stage_key(decl, fields, {"rewrite": _manifest("c"), "index": _manifest("b")})
-    # the rewrite stage reads teacher.teachers, not the whole teacher section
+    # the rewrite stage reads teacher.systems, not the whole teacher section
     rw = BY_NAME["rewrite"]
-    assert read_fields(rw, cfg).keys() == {"rewrite", "teachers"}
+    assert read_fields(rw, cfg).keys() == {"rewrite", "systems"}
     assert stage_key(rw, read_fields(rw, cfg), {}) == stage_key(
         rw, read_fields(rw, apply_overrides(cfg, ["teacher.k=10"])), {})
 

@@ -14,7 +14,7 @@ from stages.rewriter import PACKAGED, STAGE
 
 
 def test_nothing_is_made_when_no_llm_teacher_is_computed(tmp_path):
-    cfg = apply_overrides(preset("demo"), ['teacher.teachers=["human"]', "distill.teacher=human"])
+    cfg = apply_overrides(preset("demo"), ['teacher.systems=["human"]', "distill.learn_from=human"])
     assert not cfg.rewriter_needed
     m = run_stage(STAGE, read_fields(STAGE, cfg), {"ingest": []}, tmp_path)
     assert m.stats["used"] is False and json.loads(m["card"].read_text())["used"] is False

@@ -42,7 +42,7 @@ def test_zero_shot_plan_instances_the_evaluation_dataset(tmp_path):
     assert steps["rewriter"].upstream == {"ingest": ("ingest",)}
     assert steps["distill"].upstream == {"ingest": ("ingest",), "index": ("index",), "teacher": ("teacher",),
                                          "rewrite": ("rewrite",)}
-    assert steps["distill"].fields.keys() == {"encoder", "distill", "teachers", "k", "source_teachers"}
+    assert steps["distill"].fields.keys() == {"encoder", "distill", "systems", "k", "source_teachers"}
     assert steps["evaluate"].upstream == {"ingest": "eval-ingest", "index": "eval-index",
                                           "teacher": "eval-teacher", "distill": "distill"}
     assert steps["eval-ingest"].fields["data"].path == str((tmp_path / "b").resolve())
@@ -75,7 +75,7 @@ def test_pooled_training_datasets_each_get_their_instances_and_feed_one_distill(
 
 def _slice_config(data: Path, *extra: str):
     return apply_overrides(preset("demo"), [
-        f"data.path={data}", "data.split.test_fraction=0.25", 'teacher.teachers=["human"]', "distill.teacher=human", "distill.epochs=1",
+        f"data.path={data}", "data.split.test_fraction=0.25", 'teacher.systems=["human"]', "distill.learn_from=human", "distill.epochs=1",
         "distill.steps=null", "distill.n_negatives=4", "distill.negative_window=[2, 100]", "evaluate.latency_queries=2", *extra])
 
 
@@ -114,22 +114,22 @@ def test_whole_pipeline_as_plain_functions(demo_slice, tmp_path):
 
 @pytest.mark.slow
 def test_a_pooled_dataset_learns_from_its_own_teacher(demo_slice, small_demo_slice, tmp_path):
-    """``extra_data[i].teacher``: the pooled dataset's teacher stage computes that teacher only, and the distill
+    """``extra_data[i].learn_from``: the pooled dataset's teacher stage computes that teacher only, and the distill
     stage takes that dataset's examples from it (here: human rewrites for `data`, the privileged answer teacher
     for the extra), as CANARD's human rewrites pool beside MTRAG-UN's answer teacher in the mtrag-un preset."""
-    cfg = _slice_config(demo_slice, f'extra_data=[{{"path": "{small_demo_slice}", "teacher": "answer"}}]',
+    cfg = _slice_config(demo_slice, f'extra_data=[{{"path": "{small_demo_slice}", "learn_from": "answer"}}]',
                         "distill.epochs=1", "distill.max_turns=12")
     assert cfg.source_teachers == ["human", "answer"]
     done = run_pipeline(cfg, tmp_path / "run", stop="distill")
     assert set(pl.read_parquet(done["teacher"]["runs"])["system"]) == {"human", "fused"}
     assert set(pl.read_parquet(done["train1-teacher"]["runs"])["system"]) == {"answer", "fused"}
     stats = done["distill"].stats
-    assert stats["source_teachers"] == ["human", "answer"] and stats["teacher"] == "human"
+    assert stats["source_teachers"] == ["human", "answer"] and stats["learn_from"] == "human"
     assert set(stats["sampling"]) == {"0-disco", "1-disco"} and stats["sampling"]["1-disco"]["examples"] > 0
     # the same extra without its own teacher has no answer run to learn from: the distill stage learns from human
     plain = _slice_config(demo_slice, f'extra_data=[{{"path": "{small_demo_slice}"}}]')
     assert plain.source_teachers == ["human", "human"]
-    assert plain.extra_config(plain.extra_data[0]).teacher.teachers == ["human"]
+    assert plain.extra_config(plain.extra_data[0]).teacher.systems == ["human"]
 
 
 def test_a_dataset_without_passages_stops_at_the_index_with_a_hint(tmp_path):
@@ -140,7 +140,7 @@ def test_a_dataset_without_passages_stops_at_the_index_with_a_hint(tmp_path):
     records = [{"History": history + ["Q1", "A1"] * (n - 1), "QuAC_dialog_id": "C_1", "Question_no": n,
                 "Question": f"Q{n}", "Rewrite": f"R{n}"} for n in (1, 2)]
     (tmp_path / "dev.json").write_text(json.dumps(records))
-    cfg = load("demo", f"canard:{tmp_path}", ['teacher.teachers=["human"]', "distill.teacher=human",
+    cfg = load("demo", f"canard:{tmp_path}", ['teacher.systems=["human"]', "distill.learn_from=human",
                                                                        "data.split.dev_fraction=0"])
     with pytest.raises(DiscoError, match=r"the canard dataset has no passages.*options.answer_passages=true"):
         run_pipeline(cfg, tmp_path / "run", stop="index")

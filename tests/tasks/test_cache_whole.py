@@ -31,7 +31,7 @@ def test_damaged_index_is_rebuilt_on_a_cache_hit(prefect_api, tmp_path):
     from flows.pipeline import pipeline
 
     cfg = apply_overrides(preset("demo"), [f"data.path={_dataset(tmp_path / 'data')}",
-                                           'teacher.teachers=["human"]', "distill.teacher=human"])
+                                           'teacher.systems=["human"]', "distill.learn_from=human"])
     out = str(tmp_path / "run")
     first = pipeline(cfg, out, stage="index")
     lucene = Path(first["index"]["lucene"])

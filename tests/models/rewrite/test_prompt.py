@@ -134,14 +134,14 @@ def test_prompt_hash_tracks_generation_settings_only():
                    {"model": "mistralai/Mistral-7B-Instruct-v0.2"}, {"retry_temperature": 0.5},
                    {"max_history_chars": 1000}, {"seed": 1}, {"backend": "vllm"}):
         assert prompt_hash(RewriteConfig(**change)) != base, change
-    for same in ({"teacher": "mistral"}, {"batch_size": 32}, {"answer_max_new_tokens": 200}):
+    for same in ({"name": "mistral"}, {"batch_size": 32}, {"answer_max_new_tokens": 200}):
         assert prompt_hash(RewriteConfig(**same)) == base, same
 
 
 def test_expansion_teacher_is_the_same_llm_in_rewrite_answer_mode():
-    cfg = RewriteConfig(teacher="mistral", max_new_tokens=24, answer_max_new_tokens=80)
+    cfg = RewriteConfig(name="mistral", max_new_tokens=24, answer_max_new_tokens=80)
     expansion = cfg.with_answer()
-    assert (expansion.teacher, expansion.mode, expansion.max_new_tokens) == ("mistral+answer", "rewrite+answer", 80)
+    assert (expansion.name, expansion.mode, expansion.max_new_tokens) == ("mistral+answer", "rewrite+answer", 80)
     assert expansion.model == cfg.model and prompt_hash(expansion) != prompt_hash(cfg)
     assert prompt_hash(expansion) == prompt_hash(RewriteConfig(mode="rewrite+answer", max_new_tokens=80))
 

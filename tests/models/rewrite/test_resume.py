@@ -76,7 +76,7 @@ def test_parts_of_another_prompt_hash_are_discarded(smollm, turns, tmp_path):
 
 def test_rewrites_table_schema(turns, tmp_path):
     rows = [{"turn_id": t["turn_id"], "rewrite": "x y z", "attempts": 1} for t in turns]
-    table = rewrites_table(rows, RewriteConfig(teacher="smollm2"))
+    table = rewrites_table(rows, RewriteConfig(name="smollm2"))
     assert table.schema.equals(REWRITES)
     assert set(table.column("teacher").to_pylist()) == {"smollm2"}
     assert set(table.column("prompt_hash").to_pylist()) == {prompt_hash(RewriteConfig())}
