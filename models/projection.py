@@ -18,10 +18,13 @@ anything else, and the caller falls back to the plain path.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from models.screen import Int8Screen
 
 # Vocabulary columns per chunk and tokens per block: a [block, chunk] float32 tile of 2 MiB stays in the
 # core's L2 cache while its max is taken (measured on 2-core Xeon: see docs/benchmarks.md, issue 12).
@@ -53,9 +56,13 @@ def head_parts(mlm: torch.nn.Module) -> tuple[Callable[[torch.Tensor], torch.Ten
 
 
 def max_logits(mlm: torch.nn.Module, batch: dict[str, torch.Tensor], chunk: int = CHUNK,
-               block: int = BLOCK, hidden: torch.Tensor | None = None) -> torch.Tensor | None:
+               block: int = BLOCK, hidden: torch.Tensor | None = None,
+               screen: "Int8Screen | None" = None) -> torch.Tensor | None:
     """``max`` over the unpadded positions of the MLM logits, shape [B, V]; ``None`` if the head is unknown.
     ``hidden``: the states the head reads, when not the encoder's own (a residual branch's, models/branch.py).
+    ``screen``: the decoder's :class:`~models.screen.Int8Screen`; each block of tokens is then projected exactly
+    onto its candidate terms only, and every other term, whose max is certainly not positive, is 0 (so
+    ``relu`` of the result is exact; the raw negative maxima are not kept).
 
     Inference only (call under ``torch.inference_mode`` / ``no_grad``); the training path keeps the plain
     differentiable computation.
@@ -76,7 +83,10 @@ def max_logits(mlm: torch.nn.Module, batch: dict[str, torch.Tensor], chunk: int 
     vocab = weight.shape[0]
     if len(packed) <= WHOLE_VOCAB_TOKENS:
         chunk, block = vocab, max(block, len(packed))
-    out = torch.empty((len(lengths), vocab), dtype=packed.dtype, device=packed.device)
+    if screen is not None and packed.device.type != "cpu":
+        screen = None
+    out = (torch.zeros if screen is not None else torch.empty)((len(lengths), vocab), dtype=packed.dtype,
+                                                               device=packed.device)
     # tokens in blocks of about `block`, whole texts per block (a text longer than `block` is a block of its own),
     # so each [tokens, chunk] tile reduces to its texts' maxima with one segment reduction
     lens = torch.tensor(lengths, device=packed.device)
@@ -86,8 +96,16 @@ def max_logits(mlm: torch.nn.Module, batch: dict[str, torch.Tensor], chunk: int 
         while b < len(lengths) and n + lengths[b] <= block:
             n, b = n + lengths[b], b + 1
         tokens, seg = packed[t:t + n], lens[a:b]
+        if screen is not None:
+            cand = screen.candidates(tokens, seg)
         if n < MIN_ROWS:
             tokens = torch.cat([tokens, tokens.new_zeros(MIN_ROWS - n, tokens.shape[1])])
+        if screen is not None:  # the candidate columns only, with the same F.linear on rows of the same weight
+            tile = F.linear(tokens, weight[cand], None if bias is None else bias[cand])[:n]
+            out[a:b, cand] = tile.amax(dim=0, keepdim=True) if b - a == 1 else \
+                torch.segment_reduce(tile, "max", lengths=seg, axis=0)
+            a, t = b, t + n
+            continue
         for c0 in range(0, vocab, chunk):
             c1 = min(c0 + chunk, vocab)
             tile = F.linear(tokens, weight[c0:c1], None if bias is None else bias[c0:c1])[:n]

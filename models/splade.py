@@ -54,6 +54,8 @@ class SpladeEncoder(torch.nn.Module):
         elif extra_layers and self.branch.depth != extra_layers:
             raise ValueError(f"{name} has a residual branch of {self.branch.depth} layers, not {extra_layers}")
         self.is_frozen = False
+        self.screen_terms = True  # frozen: project only the terms an int8 screen cannot rule out (models/screen.py)
+        self._screen: tuple[tuple, object] | None = None
         self.eval()  # inference by default; training code calls .train()
         if frozen:
             self.frozen()
@@ -75,6 +77,22 @@ class SpladeEncoder(torch.nn.Module):
             p.requires_grad_(False)
         return self
 
+    def screen(self):
+        """The decoder's :class:`~models.screen.Int8Screen` for a frozen encoder on the CPU (built once per
+        version of the weights), else ``None``: a student in training changes its weights at every step."""
+        parts = head_parts(self.mlm)
+        if not (self.is_frozen and self.screen_terms) or parts is None:
+            return None
+        weight = parts[1].weight
+        if weight.device.type != "cpu":
+            return None
+        key = (weight.data_ptr(), weight._version, parts[1].bias is not None and parts[1].bias._version)
+        if self._screen is None or self._screen[0] != key:
+            from models.screen import Int8Screen
+
+            self._screen = (key, Int8Screen.build(parts[1]))
+        return self._screen[1]
+
     def train(self, mode: bool = True) -> "SpladeEncoder":
         return super().train(mode and not self.is_frozen)
 
@@ -94,14 +112,18 @@ class SpladeEncoder(torch.nn.Module):
 
     def forward(self, texts: Sequence[str], max_length: int, truncation_side: str = "right") -> torch.Tensor:
         """Differentiable SPLADE reps, shape [B, V] (float32 unless under autocast)."""
-        batch = self.tokenize(texts, max_length, truncation_side)
+        return self.pool(self.tokenize(texts, max_length, truncation_side))
+
+    def pool(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """SPLADE reps [B, V] of a tokenized batch (``input_ids``, ``attention_mask``, ...), as :meth:`forward`."""
         device = next(self.mlm.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
         hidden = None
         if self.branch is not None:  # the encoder's states plus the branch's (models/branch.py)
             hidden = self.branch(self.mlm.base_model(**batch).last_hidden_state, batch["attention_mask"])
         if not torch.is_grad_enabled():
-            pooled = max_logits(self.mlm, batch, hidden=hidden)  # chunked, unpadded tokens only; None: unknown head
+            # chunked, unpadded tokens only, the screened terms only when frozen; None: unknown head
+            pooled = max_logits(self.mlm, batch, hidden=hidden, screen=self.screen())
             if pooled is not None:
                 return torch.log1p(torch.relu(pooled))
         if hidden is None:

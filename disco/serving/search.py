@@ -24,7 +24,6 @@ from core.errors import DiscoError
 from disco.serving.batching import BatchConfig, Job, MicroBatcher, bucketed_batches
 from retrieval.index.search import ImpactSearcher
 from retrieval.index.sparse import Backend, SparseSearcher, choose_backend
-from models.projection import max_logits
 from models.splade import SpladeEncoder, impact_vector, vocab_tokens
 from models.student import StudentCard
 from disco.serving.schema import Hit, Result, Turn, check_conversation, run_paths  # noqa: F401 (the API's types)
@@ -117,13 +116,8 @@ class Searcher:
         for group in bucketed_batches([len(x) for x in ids["input_ids"]], cfg.bucket_tokens, cfg.max_batch):
             batch = tok.pad({key: [ids[key][i] for i in group] for key in ids.keys()},
                             pad_to_multiple_of=cfg.bucket_tokens, return_tensors="pt")
-            with torch.inference_mode():
-                pooled = max_logits(self.encoder.mlm, dict(batch))
-                if pooled is None:  # a head models.projection does not know: the plain masked max
-                    logits = self.encoder.mlm(**batch).logits
-                    pooled = logits.masked_fill(~batch["attention_mask"].unsqueeze(-1).bool(), float("-inf"))
-                    pooled = pooled.amax(dim=1)
-                reps = torch.log1p(torch.relu(pooled)).float()
+            with torch.inference_mode():  # the encoder's own pooling: screened projection, residual branch
+                reps = self.encoder.pool(dict(batch)).float()
             for i, row in zip(group, reps):
                 nz = torch.nonzero(row).squeeze(-1)
                 out[i] = impact_vector(nz.numpy().astype(np.int32), row[nz].numpy().astype(np.float32),

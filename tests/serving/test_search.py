@@ -145,3 +145,37 @@ def test_sparse_backend_refuses_impacts_that_differ_from_the_index(trained_run, 
         auto.close()
     with pytest.raises(DiscoError, match="impacts differ"):
         Searcher(paths["student"], index / "lucene", backend="sparse")
+
+
+def test_a_deepened_student_is_served_with_its_branch(trained_run, output, test_turns, tmp_path):
+    """A student with a residual branch (models/branch.py, chosen on dev by issue 25's search) is searched with
+    the vectors its own encoder gives (the branch included), not the base encoder's."""
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from disco.serving.search import Searcher
+    from models.branch import ResidualBranch
+    from models.splade import SpladeEncoder, impact_vector
+
+    student = tmp_path / "student"
+    shutil.copytree(output("distill", "student"), student)
+    enc = SpladeEncoder(str(student))
+    enc.branch = ResidualBranch(enc.mlm, 1)
+    with torch.no_grad():
+        enc.branch.out.weight.normal_(0, 0.2)  # trained: no longer a no-op
+    enc.branch.save(student)
+    deep = Searcher(student, output("index", "lucene"), output("ingest", "corpus"))
+    try:
+        assert deep.encoder.extra_layers == 1
+        texts = [deep.text(t["conversation"]) for t in test_turns[:5]]
+        want = [impact_vector(np.asarray(i), np.asarray(w), deep.tokens, deep.card.quant_scale)
+                for i, w in SpladeEncoder(str(student), frozen=True).encode(texts, deep.card.max_length)]
+        base = [impact_vector(np.asarray(i), np.asarray(w), deep.tokens, deep.card.quant_scale)
+                for i, w in SpladeEncoder(str(output("distill", "student")), frozen=True).encode(
+                    texts, deep.card.max_length)]
+        got = deep.query_vectors(texts)
+        assert got == want and got != base
+    finally:
+        deep.close()

@@ -1,0 +1,88 @@
+"""The int8 screen of the vocabulary projection (models/screen.py): its bound holds, it never drops a positive term,
+and the screened vectors are the plain SPLADE vectors bit for bit (real SPLADE-tiny weights)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.projection import head_parts, max_logits
+from models.screen import Int8Screen
+from models.splade import SpladeEncoder
+from tests.models.test_projection import TEXTS, WORDS, plain
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SpladeEncoder:
+    return SpladeEncoder("splade-tiny", frozen=True)
+
+
+@pytest.fixture(scope="module")
+def screen(encoder) -> Int8Screen:
+    built = encoder.screen()
+    if built is None:
+        pytest.skip(f"no dynamic int8 linear on this machine (engine {torch.backends.quantized.engine})")
+    return built
+
+
+def test_int8_logits_within_the_bound_and_no_positive_term_dropped(encoder, screen):
+    """States of every scale, with outlier dimensions: the exact logits are within the bound of the int8 ones,
+    and every term whose exact max is positive is a candidate; far fewer candidates than terms."""
+    _, decoder = head_parts(encoder.mlm)
+    g = torch.Generator().manual_seed(7)
+    kept = []
+    with torch.inference_mode():
+        for scale, outlier in ((0.5, 0.0), (2.0, 12.0), (4.0, -30.0), (1.0, 80.0)):
+            states = torch.randn(40, screen.hidden, generator=g) * scale
+            states[3, 17] = outlier or states[3, 17]
+            exact = torch.nn.functional.linear(states, decoder.weight, decoder.bias)
+            assert ((screen.logits(states) - exact).abs() <= screen.bound(states)).all()
+            lengths = torch.tensor([1, 9, 30])
+            cand = set(screen.candidates(states, lengths).tolist())
+            best = torch.segment_reduce(exact, "max", lengths=lengths, axis=0)
+            assert set(torch.nonzero(best > 0)[:, 1].tolist()) <= cand
+            kept.append(len(cand))
+    assert min(kept) < screen.vocab  # (random states are far from real ones: real queries keep about 1%)
+
+
+@pytest.mark.parametrize("chunk,block", [(4096, 128), (1000, 7), (30522, 100_000)])
+def test_screened_projection_bit_identical_to_plain(encoder, screen, chunk, block):
+    batch = encoder.tokenize(TEXTS, 256)
+    with torch.inference_mode():
+        ref = plain(encoder.mlm, batch)
+        fast = torch.log1p(torch.relu(max_logits(encoder.mlm, dict(batch), chunk=chunk, block=block, screen=screen)))
+    assert torch.equal(fast, ref)
+    assert (ref > 0).sum(1).min() > 0  # every text has terms to get right
+
+
+@pytest.mark.parametrize("texts", [["who wrote 1984?"], [" ".join(WORDS[:30])], [TEXTS[12], "a", TEXTS[3]]])
+def test_the_encoder_screens_queries_exactly(encoder, screen, texts):
+    """``encode`` of a frozen encoder (the screened path) gives the plain vectors; a query keeps few candidates."""
+    batch = encoder.tokenize(texts, 256)
+    with torch.inference_mode():
+        ref = plain(encoder.mlm, batch)
+    for (ids, weights), row in zip(encoder.encode(texts, 256), ref):
+        nz = torch.nonzero(row).squeeze(-1)
+        assert torch.equal(torch.from_numpy(ids).long(), nz) and torch.equal(torch.from_numpy(weights), row[nz])
+    states = head_parts(encoder.mlm)[0](encoder.mlm.base_model(**encoder.tokenize(texts[:1], 256)).last_hidden_state)
+    assert len(screen.candidates(states[0].detach())) < screen.vocab // 10
+
+
+def test_only_a_frozen_encoder_screens_and_a_changed_weight_rebuilds_it():
+    student = SpladeEncoder("splade-tiny")
+    assert student.screen() is None  # its weights change at every step
+    frozen = SpladeEncoder("splade-tiny", frozen=True)
+    first = frozen.screen()
+    if first is None:
+        pytest.skip("no dynamic int8 linear on this machine")
+    assert frozen.screen() is first  # built once
+    decoder = head_parts(frozen.mlm)[1]
+    with torch.no_grad():
+        decoder.bias[5] += 100.0  # a term every text now has
+    second = frozen.screen()
+    assert second is not first
+    with torch.inference_mode():
+        vec = frozen.encode(["who wrote 1984?"], 64)[0]
+    assert 5 in vec[0].tolist()
+    frozen.screen_terms = False
+    assert frozen.screen() is None
