@@ -20,8 +20,10 @@ Reg = Literal["none", "l1", "flops"]
 
 class DevSearch(BaseModel):
     """Settings the distill stage chooses on the run's own dev turns before training (issue 25), one axis at a
-    time in this order, each with the earlier choices fixed: the student's ``input`` format, its residual-branch
-    depth (``extra_layers``), its query sparsity weight (``lambda_q``). Each candidate trains for ``budget`` times
+    time in this order, each with the earlier choices fixed: whom the student learns from (``learn_from``: a
+    computed teacher or ``fused``, for the run's ``data``; a pooled extra dataset keeps its own teacher), the
+    student's ``input`` format, its residual-branch depth (``extra_layers``), its query sparsity weight
+    (``lambda_q``). Each candidate trains for ``budget`` times
     the full training's steps (or epochs), its best dev epoch compared, and the winner then trains in full. An axis with fewer
     than two candidates is not searched (one candidate simply sets it). Inputs and depths are compared by
     ``selection_metric``, ties to the earlier candidate (list the cheaper first); sparsity weights by the same
@@ -31,6 +33,7 @@ class DevSearch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     budget: float = Field(0.4, gt=0, le=1, description="share of distill.steps (or epochs) each candidate trains")
+    learn_from: list[str] = Field([], description="candidate teachers (among teacher.systems, or 'fused')")
     input: list[StudentInput] = Field([], description="candidate input formats")
     extra_layers: list[int] = Field([], description="candidate residual-branch depths (0: the plain encoder)")
     lambda_q: list[float] = Field([], description="candidate query sparsity weights (distill.reg's)")
@@ -43,8 +46,9 @@ class DevSearch(BaseModel):
 
     def axes(self) -> list[tuple[str, list]]:
         """The searched axes, in order, with their candidates."""
-        return [(name, values) for name, values in (("input", self.input), ("extra_layers", self.extra_layers),
-                                                    ("lambda_q", self.lambda_q)) if len(values) > 1]
+        return [(name, values) for name, values in (("learn_from", self.learn_from), ("input", self.input),
+                                                    ("extra_layers", self.extra_layers), ("lambda_q", self.lambda_q))
+                if len(values) > 1]
 
 
 class DistillConfig(BaseModel):

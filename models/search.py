@@ -4,7 +4,7 @@ What helps the student depends on the data: on one MTRAG-UN domain the agent's a
 drown the question; a deeper student may or may not pay for itself; the sparsity weight that brings the query to
 the last turn's length without losing effectiveness differs per corpus. So :func:`search_and_train` trains each
 candidate of ``distill.search`` (:class:`models.distill_config.DevSearch`) for a short budget, keeps the one the
-dev turns prefer, one axis at a time (input format, then residual-branch depth, then sparsity weight, each with
+dev turns prefer, one axis at a time (teacher, input format, residual-branch depth, sparsity weight, each with
 the earlier choices fixed: a coordinate search, ``sum(len(axis))`` short runs rather than their product), and
 trains the winner with the full budget (:func:`models.distill.train_student`). Only dev turns are scored; the
 test split never takes part.
@@ -56,15 +56,25 @@ def _has_dev(dev: Source | list[Source] | None) -> bool:
     return False
 
 
-def search_and_train(cfg: DistillConfig, encoder_model: str, sources: list[Source], out_dir: str | Path, *,
+def search_and_train(cfg: DistillConfig, encoder_model: str,
+                     sources: list[Source] | Callable[[str], list[Source]], out_dir: str | Path, *,
                      dev: Source | list[Source] | None, progress: Callable[[int, int], None] | None = None,
                      **train_kwargs) -> dict:
     """Choose ``cfg.search``'s axes on dev (when the data has dev turns and ``cfg.select_on_dev``), then train
-    the chosen settings with ``cfg``'s budget into ``out_dir`` (as :func:`train_student`). The summary adds
-    ``search``: one row per candidate (axis, value, its dev measures and query terms, whether it was chosen)
-    and ``chosen``: each searched axis' value."""
+    the chosen settings with ``cfg``'s budget into ``out_dir`` (as :func:`train_student`). ``sources``: the
+    training sources, or ``sources(learn_from)`` giving them for a teacher (needed to search ``learn_from``;
+    ``dev`` then is the configured teacher's, whose dev turns are the same). The summary adds ``search``: one
+    row per candidate (axis, value, its dev measures and query terms, whether it was chosen) and ``chosen``:
+    each searched axis' value."""
     out = Path(out_dir)
     axes = cfg.search.axes() if cfg.select_on_dev and _has_dev(dev) else []
+    sources_for = sources if callable(sources) else None
+    if sources_for is None and any(axis == "learn_from" for axis, _ in axes):
+        raise ValueError("search.learn_from needs the sources of each teacher: pass sources as a function")
+
+    def data(c: DistillConfig) -> list[Source]:
+        return sources_for(c.learn_from) if sources_for is not None else sources
+
     short = cfg.model_copy(update={
         "steps": math.ceil(cfg.search.budget * cfg.steps) if cfg.steps else None,
         "epochs": math.ceil(cfg.search.budget * cfg.epochs), "interpolate": [1.0], "search": DevSearch(),
@@ -89,7 +99,7 @@ def search_and_train(cfg: DistillConfig, encoder_model: str, sources: list[Sourc
             if (folder / "summary.json").exists():
                 summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
             else:
-                summary = train_student(trial, encoder_model, sources, folder, dev=dev, progress=step,
+                summary = train_student(trial, encoder_model, data(trial), folder, dev=dev, progress=step,
                                         **train_kwargs)
             done += 1
             best = summary["best_dev"] or {}
@@ -104,6 +114,6 @@ def search_and_train(cfg: DistillConfig, encoder_model: str, sources: list[Sourc
         chosen[axis] = values[pick]
         short = short.model_copy(update={axis: values[pick]})
     final = cfg.model_copy(update={**chosen, "search": DevSearch()})
-    summary = train_student(final, encoder_model, sources, out, dev=dev, progress=step, **train_kwargs)
+    summary = train_student(final, encoder_model, data(final), out, dev=dev, progress=step, **train_kwargs)
     return {**summary, "search": rows, "chosen": {k: label(v) for k, v in chosen.items()},
             "chosen_settings": {k: (v.model_dump() if isinstance(v, StudentInput) else v) for k, v in chosen.items()}}

@@ -82,9 +82,11 @@ class PipelineConfig(BaseModel):
         if self.rewrite.model == "rewriter" and self.rewriter.mode == "off":
             raise ValueError("rewrite.model 'rewriter' names the rewriter stage's model, but rewriter.mode is 'off' "
                              "(packaged: the adapter the project ships; train: fine-tune here)")
-        if self.distill.learn_from not in (*self.teacher.systems, "fused"):
-            raise ValueError(f"distill.learn_from {self.distill.learn_from!r} is neither 'fused' nor one of "
-                             f"teacher.systems {self.teacher.systems}")
+        for field, name in [("distill.learn_from", self.distill.learn_from),
+                            *(("distill.search.learn_from", n) for n in self.distill.search.learn_from)]:
+            if name not in (*self.teacher.systems, "fused"):
+                raise ValueError(f"{field} {name!r} is neither 'fused' nor one of teacher.systems "
+                                 f"{self.teacher.systems}")
         for where, d in (("data", self.data), ("eval_data", self.eval_data)):
             if d is not None and d.learn_from is not None:
                 raise ValueError(f"{where}.learn_from: only a pooled training dataset (extra_data) has its own "

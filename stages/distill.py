@@ -40,20 +40,32 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
     from models.search import search_and_train
 
     work.mkdir(parents=True, exist_ok=True)
-    sources = []
-    for i, (d, x, t, rw, own) in enumerate(zip(ingest, index, teacher, rewrite, source_teachers, strict=True)):
-        runs = pl.scan_parquet(t["runs"])
-        if not runs.filter(pl.col("system") == own).select(pl.len()).collect().item():
-            systems = runs.select(pl.col("system").unique()).collect()["system"]
-            raise DiscoError(f"distill: no teacher run named {own!r} for {d.stats.get('format')} "
-                             f"data; runs: {sorted(systems)}")
-        with atomic_path(work / f"teacher_run-{i}.parquet") as tmp:  # streamed: the run is never held whole
-            runs.filter(pl.col("system") == own).sink_parquet(tmp, compression="zstd")
+
+    def source(i: int, own: str) -> Source:
+        """Training dataset i learning from teacher ``own``: its run of that teacher, extracted once."""
+        d, x, t, rw = ingest[i], index[i], teacher[i], rewrite[i]
+        path = work / f"teacher_run-{i}-{own}.parquet"
+        if not path.exists():
+            runs = pl.scan_parquet(t["runs"])
+            if not runs.filter(pl.col("system") == own).select(pl.len()).collect().item():
+                names = runs.select(pl.col("system").unique()).collect()["system"]
+                raise DiscoError(f"distill: no teacher run named {own!r} for {d.stats.get('format')} "
+                                 f"data; runs: {sorted(names)}")
+            with atomic_path(path) as tmp:  # streamed: the run is never held whole
+                runs.filter(pl.col("system") == own).sink_parquet(tmp, compression="zstd")
         name = "" if len(ingest) == 1 else f"{i}-{d.stats.get('format')}"
-        sources.append(Source(d["turns"], d["qrels"], work / f"teacher_run-{i}.parquet", x["doc_vectors"], name,
-                              rewrites=rw["rewrites"], systems=tuple(systems), learn_from=own))
+        return Source(d["turns"], d["qrels"], path, x["doc_vectors"], name, rewrites=rw["rewrites"],
+                      systems=tuple(systems), learn_from=own)
+
+    def sources_for(learn_from: str) -> list[Source]:
+        """The training sources when ``data`` learns from ``learn_from`` (distill.search.learn_from's candidates);
+        a pooled extra dataset keeps its own teacher (its teacher stage computed only that one)."""
+        return [source(0, learn_from)] + [source(i, own) for i, own in enumerate(source_teachers[1:], 1)]
+
+    assert len(ingest) == len(index) == len(teacher) == len(rewrite) == len(source_teachers)
+    sources = sources_for(source_teachers[0])
     bar = progress("distill-progress", f"distilling from {', '.join(dict.fromkeys(source_teachers))}", 1)
-    summary = search_and_train(distill, encoder.model, sources, work, max_length=encoder.query_max_length,
+    summary = search_and_train(distill, encoder.model, sources_for, work, max_length=encoder.query_max_length,
                                quant_scale=encoder.quant_scale, k=k, progress=bar,
                                dev=sources)  # with dev_datasets="first" the extra datasets have no dev turns
     bar.close()
@@ -61,7 +73,8 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
     for name in ("loss", "dev"):
         shutil.copy2(work / OUTPUTS[name], out / STAGE.outputs[name])
     discard_scratch(work)
-    return {**summary, "learn_from": distill.learn_from, "source_teachers": source_teachers,
+    chosen = summary.get("chosen_settings", {}).get("learn_from", distill.learn_from)
+    return {**summary, "learn_from": chosen, "source_teachers": [chosen, *source_teachers[1:]],
             "loss_weights": loss_weights(distill)}
 
 

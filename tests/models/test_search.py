@@ -97,3 +97,35 @@ def test_rule_prefers_the_metric_within_the_budget_else_the_sparsest():
     assert Rule("RR@10").best(rows) is rows[0]
     assert Rule("RR@10", 25.0).best(rows) is rows[1]  # ties go to the earlier row
     assert Rule("RR@10", 5.0).best(rows) is rows[2]  # none within: the sparsest
+
+
+def test_the_teacher_is_searched_with_each_teachers_own_run(data, tmp_path):  # noqa: F811
+    """``search.learn_from``: each candidate teacher trains on its own run (``sources(learn_from)``), dev alone
+    picks, the kept student's card names the chosen teacher; without a sources function it is refused."""
+    import polars as pl
+
+    dev_data = _with_dev(data, tmp_path)
+    run = pl.read_parquet(data["run"])
+    upside_down = (run.with_columns((pl.col("score").max() + pl.col("score").min() - pl.col("score")).over("turn_id")
+                                    .alias("score"))
+                   .with_columns(pl.col("score").rank("ordinal", descending=True).over("turn_id").cast(pl.Int32)
+                                 .alias("rank")))
+    upside_down.write_parquet(tmp_path / "upside_down.parquet")
+    runs = {"human": data["run"], "upside_down": tmp_path / "upside_down.parquet"}
+    asked = []
+
+    def sources(learn_from: str) -> list[Source]:
+        asked.append(learn_from)
+        return [Source(dev_data["turns"], data["qrels"], runs[learn_from], data["docs"], learn_from=learn_from)]
+
+    dev = sources("human")
+    config = cfg(steps=6, lr=1e-3, learn_from="human", search=DevSearch(budget=0.5, learn_from=["upside_down", "human"]))
+    got = search_and_train(config, "splade-tiny", sources, tmp_path / "t", dev=dev, max_length=MAX_LENGTH)
+    rows = got["search"]
+    assert [(r["axis"], r["value"]) for r in rows] == [("learn_from", "upside_down"), ("learn_from", "human")]
+    want = Rule("RR@10").best(rows)
+    assert want["chosen"] and got["chosen"]["learn_from"] == want["value"]
+    assert {"upside_down", "human"} <= set(asked)
+    assert StudentCard.load(tmp_path / "t" / "student").teacher == want["value"]
+    with pytest.raises(ValueError, match="sources as a function"):
+        search_and_train(config, "splade-tiny", dev, tmp_path / "u", dev=dev, max_length=MAX_LENGTH)

@@ -86,6 +86,11 @@ def test_a_bad_preset_file_is_a_clear_error_naming_it(tmp_path):
     (tmp_path / "half.yaml").write_text("extends: demo\nteacher:\n  systems: [human]\n  fuse: null\n")
     with pytest.raises(DiscoError, match=r"half\.yaml: config: .*distill\.learn_from 'llm' is neither"):
         preset("half", tmp_path)
+    # a searched teacher must be computed too
+    with pytest.raises(DiscoError, match=r"distill\.search\.learn_from 'nobody' is neither 'fused' nor one of"):
+        apply_overrides(preset("demo"), ['distill.search.learn_from=["llm", "nobody"]'])
+    assert apply_overrides(preset("demo"), ['distill.search.learn_from=["llm", "fused"]']).distill.search.learn_from \
+        == ["llm", "fused"]
 
 
 def test_derived_splits_are_refused_when_given():
