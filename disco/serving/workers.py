@@ -7,7 +7,9 @@ marks a file in a shared temporary folder), so no request meets a loading worker
 
 SIGTERM or Ctrl-C on the command is passed to every worker, which finishes its requests in flight and exits;
 the command then says "stopped". The workers run in their own session (a terminal's Ctrl-C reaches only the
-command, which passes it on once) and die with the command if it is killed (``PR_SET_PDEATHSIG``).
+command, which passes it on once) and die with the command if it is killed (``PR_SET_PDEATHSIG`` through
+:func:`core.proc.die_with_parent`, with the command's pid given on their command line: a command already gone
+when a worker starts ends it at once).
 """
 
 from __future__ import annotations
@@ -25,19 +27,7 @@ from pathlib import Path
 
 from core.errors import DiscoError
 from disco.serving.batching import BatchConfig
-from core.proc import Terminated, signal_name
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    parent = os.getppid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:
-        sys.exit(1)
+from core.proc import Terminated, die_with_parent, signal_name
 
 
 def run_workers(run_dir: Path, sock: socket.socket, n: int, backend: str, batching: BatchConfig,
@@ -54,7 +44,8 @@ def run_workers(run_dir: Path, sock: socket.socket, n: int, backend: str, batchi
         for i in range(n):
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "disco.serving.workers", "--fd", str(sock.fileno()), "--index", str(i),
-                 "--spec", json.dumps(spec)], pass_fds=(sock.fileno(),), env=env, start_new_session=True))
+                 "--spec", json.dumps(spec), "--parent", str(os.getpid())], pass_fds=(sock.fileno(),), env=env,
+                start_new_session=True))
         announced = False
         while all(p.poll() is None for p in procs):
             if not announced and len(list(ready_dir.glob("ready-*"))) == n:
@@ -85,12 +76,13 @@ def run_workers(run_dir: Path, sock: socket.socket, n: int, backend: str, batchi
 
 def main() -> None:
     """One worker process: serve on the inherited socket; load the model beside it; mark itself ready."""
-    _die_with_parent()
     parser = argparse.ArgumentParser()
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--spec", required=True)
+    parser.add_argument("--parent", type=int, default=0, help="the command's pid: this worker dies with it")
     args = parser.parse_args()
+    die_with_parent(args.parent, signal.SIGTERM)  # SIGTERM: the requests in flight finish, as on a stop
     spec = json.loads(args.spec)
     ready_dir = Path(spec["ready_dir"])
 

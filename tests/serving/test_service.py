@@ -146,3 +146,21 @@ def test_workers_share_the_port_answer_alike_and_stop_together(serving, searcher
             proc.kill()
     assert "disco serve: stopped (SIGTERM)" in log.read_text() and "Traceback" not in log.read_text()
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.slow
+def test_workers_die_with_a_killed_command(serving, tmp_path):
+    """`disco serve --workers 2` killed with SIGKILL (no handler runs): the kernel stops its workers (they are in
+    their own session, so nothing else would), and the port is free again."""
+    import psutil
+
+    log = tmp_path / "serve.log"
+    proc, url = serving(log, "--workers", "2")
+    workers = [p for p in psutil.Process(proc.pid).children() if "disco.serving.workers" in " ".join(p.cmdline())]
+    assert len(workers) == 2, log.read_text()
+    proc.kill()
+    proc.wait(timeout=30)
+    gone, alive = psutil.wait_procs(workers, timeout=60)
+    assert not alive, log.read_text()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(url + "/health", timeout=5)
