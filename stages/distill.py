@@ -23,13 +23,14 @@ from retrieval.report import line_plot_markdown
 from stages.base import Artifact, Stage
 
 
-def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: DistillConfig, systems: list[str], k: int,
-        source_teachers: list[str], ingest: list[Manifest], index: list[Manifest], teacher: list[Manifest],
-        rewrite: list[Manifest]) -> dict:
+def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: DistillConfig, systems: list[str],
+        fuse: list[str] | None, k: int, source_teachers: list[str], ingest: list[Manifest], index: list[Manifest],
+        teacher: list[Manifest], rewrite: list[Manifest]) -> dict:
     """``student/`` (safetensors + tokenizer + card), ``loss.parquet`` and ``dev.parquet``; checkpoints in
     ``work`` make it resumable. ``ingest[i]``, ``index[i]``, ``teacher[i]``, ``rewrite[i]`` and
     ``source_teachers[i]`` belong to training dataset i; ``systems`` (``teacher.systems``: the teacher runs
-    computed, whose rewrites a fused teacher's targets are) and ``k`` (``teacher.k``: the run depth) are all the
+    computed), ``fuse`` (``teacher.fuse``: those the fused run averages, all when None: a fused teacher's
+    representation targets are their rewrites) and ``k`` (``teacher.k``: the run depth) are all the
     distillation reads of the teacher section, so its other fields (e.g. ``teacher.searcher``, which gives
     identical runs) do not retrain the student. ``teacher`` is the teacher stage's manifests (one per training
     dataset), named after the stage as every upstream argument is (stages/base.py: Stage), not a config field."""
@@ -55,7 +56,7 @@ def run(out: Path, work: Path, progress, encoder: SpladeConfig, distill: Distill
                 runs.filter(pl.col("system") == own).sink_parquet(tmp, compression="zstd")
         name = "" if len(ingest) == 1 else f"{i}-{d.stats.get('format')}"
         return Source(d["turns"], d["qrels"], path, x["doc_vectors"], name, rewrites=rw["rewrites"],
-                      systems=tuple(systems), learn_from=own)
+                      systems=tuple(fuse or systems), learn_from=own)
 
     def sources_for(learn_from: str) -> list[Source]:
         """The training sources when ``data`` learns from ``learn_from`` (distill.search.learn_from's candidates);
@@ -136,7 +137,7 @@ STAGE = Stage(
             "contrastive + sparsity) over the train turns of every training dataset, each from its own teacher; "
             "dev turns choose the settings of `distill.search` (input format, depth, sparsity weight) and the epoch",
     upstream=("ingest", "index", "teacher", "rewrite"),
-    reads=("encoder", "distill", "teacher.systems", "teacher.k", "source_teachers"),
+    reads=("encoder", "distill", "teacher.systems", "teacher.fuse", "teacher.k", "source_teachers"),
     outputs={"student": "student", "loss": "loss.parquet", "dev": "dev.parquet"},
     run=run,
     scope="training",

@@ -144,10 +144,14 @@ def test_key_follows_the_fields_read_and_the_upstream_content_only():
 
 
 def test_distill_reads_only_the_teacher_fields_it_uses():
-    """teacher.searcher gives identical runs (tests/retrieval): it must not retrain the student; teacher.k does."""
+    """teacher.searcher gives identical runs (tests/retrieval): it must not retrain the student; teacher.k does,
+    and teacher.fuse (a fused teacher's representation targets are the rewrites of the teachers it averages)."""
     distill = BY_NAME["distill"]
     base = read_fields(distill, preset("demo"))
     same = read_fields(distill, apply_overrides(preset("demo"), ["teacher.searcher=lucene"]))
     deeper = read_fields(distill, apply_overrides(preset("demo"), ["teacher.k=500"]))
+    fused_all = read_fields(distill, apply_overrides(preset("demo"), ["teacher.fuse=null"]))
+    assert base["fuse"] == ["human", "llm"] and fused_all["fuse"] is None
     assert stage_key(distill, base, {}) == stage_key(distill, same, {})
     assert stage_key(distill, base, {}) != stage_key(distill, deeper, {})
+    assert stage_key(distill, base, {}) != stage_key(distill, fused_all, {})
