@@ -10,10 +10,14 @@ same run. The levers, added one at a time:
 2. ``+ target logits``: the LM head at the target positions only (:func:`models.rewriter.train.target_loss`);
 3. ``+ compact prompt``: no instruction, history up to 1,000 characters (the preset's prompt);
 4. ``+ length-sorted``: batches of similar lengths (:func:`models.rewriter.train.batches`);
-5. ``+ top 16 layers``: LoRA on the upper 16 of 30 layers (backward stops there) -- not adopted: see the dev figure
-   in docs/benchmarks.md.
+5. ``+ top 16 layers``: LoRA on the upper 16 of 30 layers (backward stops there; its dev figure is in
+   docs/benchmarks.md);
+6. ``length-sorted, 1 thread``: variant 4 with one torch thread instead of torch's default (the thread setting).
+
+``--variants`` runs a subset (by number, in the order given; ratios against the first one run).
 
     .venv/bin/python -m benchmarks.rewriter_step --out runs/bench-rewriter-step
+    .venv/bin/python -m benchmarks.rewriter_step --variants 4 5 6 --out runs/bench-rewriter-levers
 """
 
 from __future__ import annotations
@@ -44,7 +48,20 @@ def _full_logits_loss(model, batch):
                  position_ids=batch["position_ids"], labels=labels).loss
 
 
-def run_variant(name: str, examples, cfg, sorted_batches: bool, target_logits: bool, steps: int) -> dict:
+def run_variant(name: str, examples, cfg, sorted_batches: bool, target_logits: bool, steps: int,
+                threads: int | None = None) -> dict:
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _run_variant(name, examples, cfg, sorted_batches, target_logits, steps)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_variant(name: str, examples, cfg, sorted_batches: bool, target_logits: bool, steps: int) -> dict:
     import torch
 
     from models.rewriter.lora import add_lora, load_base
@@ -83,6 +100,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench-rewriter-step"))
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--variants", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6], help="which levers (1-6)")
     args = ap.parse_args()
     from models.rewriter.config import RewriterConfig
     from retrieval.rewrite_eval import known_datasets
@@ -92,15 +110,17 @@ def main() -> None:
     n = args.batch * (args.steps + 1)
     cfg = RewriterConfig(batch_size=args.batch)
     long_prompt, short_prompt = _examples("instruction", 1200, n), _examples("compact", 1000, n)
-    variants = [("baseline", long_prompt, cfg, False, False),
-                ("+ target logits", long_prompt, cfg, False, True),
-                ("+ compact prompt", short_prompt, cfg, False, True),
-                ("+ length-sorted", short_prompt, cfg, True, True),
-                ("+ top 16 layers", short_prompt, cfg.model_copy(update={"top_layers": 16}), True, True)]
+    variants = [("baseline", long_prompt, cfg, False, False, None),
+                ("+ target logits", long_prompt, cfg, False, True, None),
+                ("+ compact prompt", short_prompt, cfg, False, True, None),
+                ("+ length-sorted", short_prompt, cfg, True, True, None),
+                ("+ top 16 layers", short_prompt, cfg.model_copy(update={"top_layers": 16}), True, True, None),
+                ("length-sorted, 1 thread", short_prompt, cfg, True, True, 1)]
     rows = []
-    for name, examples, c, sort, target in variants:
-        rows.append(run_variant(name, examples, c, sort, target, args.steps))
-        rows[-1]["vs baseline"] = round(rows[0]["s/step"] / rows[-1]["s/step"], 2)
+    for number in args.variants:
+        name, examples, c, sort, target, threads = variants[number - 1]
+        rows.append(run_variant(name, examples, c, sort, target, args.steps, threads))
+        rows[-1]["vs first"] = round(rows[0]["s/step"] / rows[-1]["s/step"], 2)
         print(rows[-1], flush=True)
     cols = list(rows[0])
     lines = [f"# Rewriter LoRA step ({args.steps} steps of batch {args.batch} per variant, CANARD examples)", "",

@@ -42,7 +42,7 @@ def test_zero_shot_plan_instances_the_evaluation_dataset(tmp_path):
     assert steps["rewriter"].upstream == {"ingest": ("ingest",)}
     assert steps["distill"].upstream == {"ingest": ("ingest",), "index": ("index",), "teacher": ("teacher",),
                                          "rewrite": ("rewrite",)}
-    assert steps["distill"].fields.keys() == {"encoder", "distill", "systems", "k", "source_teachers"}
+    assert steps["distill"].fields.keys() == {"encoder", "distill", "systems", "fuse", "k", "source_teachers"}
     assert steps["evaluate"].upstream == {"ingest": "eval-ingest", "index": "eval-index",
                                           "teacher": "eval-teacher", "distill": "distill"}
     assert steps["eval-ingest"].fields["data"].path == str((tmp_path / "b").resolve())
