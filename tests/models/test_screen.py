@@ -45,6 +45,7 @@ def test_int8_logits_within_the_bound_and_no_positive_term_dropped(encoder, scre
     assert min(kept) < screen.vocab  # (random states are far from real ones: real queries keep about 1%)
 
 
+@pytest.mark.slow  # 10-15 s each on a loaded 2-core machine; the fast suite checks queries below
 @pytest.mark.parametrize("chunk,block", [(4096, 128), (1000, 7), (30522, 100_000)])
 def test_screened_projection_bit_identical_to_plain(encoder, screen, chunk, block):
     batch = encoder.tokenize(TEXTS, 256)

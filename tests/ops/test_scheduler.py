@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a Prefect server of its own (make test-fast skips the ops tests that start one)
+
 
 def test_scheduler_creates_the_runs_of_a_schedule(ops, ops_server):
     from prefect.client.schemas.actions import DeploymentScheduleCreate
