@@ -22,6 +22,8 @@ plain projection runs.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 CHUNK = 4096  # vocabulary rows per packed int8 weight: a [tokens, 4096] float tile per call, as the float path
@@ -38,10 +40,12 @@ class Int8Screen:
         self.scale = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12)  # per row: |q| <= 127, no clipping
         self.l1 = weight.abs().sum(dim=1)
         zeros = torch.zeros(self.vocab, dtype=torch.long)
-        q = torch.quantize_per_channel(weight, self.scale.double(), zeros, 0, torch.qint8)
         b = None if bias is None else bias.detach().float().cpu()
-        self.packed = [torch.ops.quantized.linear_prepack(q[c:c + CHUNK], None if b is None else b[c:c + CHUNK])
-                       for c in range(0, self.vocab, CHUNK)]
+        with warnings.catch_warnings():  # PyTorch 2.13 marks its quantised tensors deprecated (still there; if
+            warnings.simplefilter("ignore", UserWarning)  # removed, build() returns None: the plain projection)
+            q = torch.quantize_per_channel(weight, self.scale.double(), zeros, 0, torch.qint8)
+            self.packed = [torch.ops.quantized.linear_prepack(q[c:c + CHUNK], None if b is None else b[c:c + CHUNK])
+                           for c in range(0, self.vocab, CHUNK)]
 
     @classmethod
     def build(cls, decoder: torch.nn.Linear) -> "Int8Screen | None":
@@ -52,7 +56,7 @@ class Int8Screen:
         try:
             screen = cls(decoder.weight, decoder.bias)
             return screen if screen.check(decoder) else None
-        except (RuntimeError, NotImplementedError):  # an engine without dynamic int8 linear
+        except (RuntimeError, NotImplementedError, AttributeError):  # no dynamic int8 linear (engine, version)
             return None
 
     def bound(self, states: torch.Tensor) -> torch.Tensor:
