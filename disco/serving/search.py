@@ -82,6 +82,7 @@ class Searcher:
         self.card = StudentCard.load(student)
         self.encoder = SpladeEncoder(str(student), frozen=True)
         self.encoder.tokenizer.truncation_side = self.card.input.truncation_side()  # this searcher's own copy
+        self.encoder.screen()  # built now (models/screen.py), not by the first request
         self.tokens = vocab_tokens(self.encoder.tokenizer)
         self.index = open_index(index, self.card.quant_scale, self.tokens, backend, threads)
         self.backend = "sparse" if isinstance(self.index, SparseSearcher) else "lucene"
