@@ -97,7 +97,7 @@ def max_logits(mlm: torch.nn.Module, batch: dict[str, torch.Tensor], chunk: int 
             n, b = n + lengths[b], b + 1
         tokens, seg = packed[t:t + n], lens[a:b]
         if screen is not None:
-            cand = screen.candidates(tokens, seg)
+            cand = screen.candidates(tokens)
         if n < MIN_ROWS:
             tokens = torch.cat([tokens, tokens.new_zeros(MIN_ROWS - n, tokens.shape[1])])
         if screen is not None:  # the candidate columns only, with the same F.linear on rows of the same weight

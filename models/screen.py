@@ -70,14 +70,12 @@ class Int8Screen:
         """``[N, V]`` int8 logits (bias included) of ``[N, H]`` float states."""
         return torch.cat([torch.ops.quantized.linear_dynamic(states, p, True) for p in self.packed], dim=1)
 
-    def candidates(self, states: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Sorted vocabulary ids whose max logit over some text of ``states`` (texts of ``lengths`` rows each,
-        one text when ``None``) may be positive; padded with id 0 to a multiple of ``ALIGN``."""
-        approx = self.logits(states)
-        if lengths is None or len(lengths) == 1:
-            best = approx.amax(dim=0)
-        else:
-            best = torch.segment_reduce(approx, "max", lengths=lengths, axis=0).amax(dim=0)
+    def candidates(self, states: torch.Tensor) -> torch.Tensor:
+        """Sorted vocabulary ids whose max logit over ``states``' rows may be positive (for a block of several
+        texts, the union of each text's candidates: the max over all rows is the max of the texts' maxima);
+        padded with id 0 to a multiple of ``ALIGN``."""
+        with torch.inference_mode():  # one [rows, CHUNK] tile at a time, reduced at once
+            best = torch.cat([torch.ops.quantized.linear_dynamic(states, p, True).amax(dim=0) for p in self.packed])
         ids = torch.nonzero(best + SLACK * self.bound(states) + MARGIN > 0).squeeze(1)
         pad = -len(ids) % ALIGN if len(ids) else ALIGN
         return torch.cat([ids, ids.new_zeros(pad)]) if pad else ids
