@@ -134,7 +134,8 @@ class PipelineConfig(BaseModel):
 
     def check_models(self) -> None:
         """Resolve every model name before anything runs, so that a mistyped folder or a missing package stops
-        the run at once, not after the stages before the one loading it (hub ids are checked when loaded)."""
+        the run at once, not after the stages before the one loading it (hub ids are checked when loaded); and
+        the packaged rewriter adapter against the prompt rewriting will use (stages/rewriter.py: check_adapter)."""
         from models.weights import resolve
 
         for field, name in self.models().items():
@@ -142,6 +143,10 @@ class PipelineConfig(BaseModel):
                 resolve(name)
             except DiscoError as e:
                 raise DiscoError(f"{field}: {e}") from None
+        if self.rewriter_needed and self.rewriter.mode == "packaged":  # its prompt, before the run, not at its stage
+            from stages.rewriter import check_adapter
+
+            check_adapter(self.rewriter, self.rewrite.prompt)
 
     def training_data(self) -> list[DataConfig]:
         """Every training dataset: ``data`` first, then ``extra_data`` with its derived split: none of their

@@ -12,6 +12,7 @@ stage's merged model folder, with either backend. ``rewriter.mode``:
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -54,22 +55,31 @@ def run(out: Path, work: Path, progress, rewriter: RewriterConfig, needed: bool,
     return stats
 
 
-def _packaged(out: Path, cfg: RewriterConfig, card: dict) -> dict:
-    from models.rewriter.lora import load_adapter, load_base, merge, read_card
-
+def check_adapter(cfg: RewriterConfig, prompt: str) -> tuple[Path, dict]:
+    """The packaged adapter's folder and card, checked against the run's settings: an adapter folder, trained on
+    the prompt layout rewriting will use (the history budget, ``max_history_chars``, may differ) and on
+    ``rewriter.base``. Reads JSON only (no model library), so that a run checks it before any stage
+    (``PipelineConfig.check_models``) as well as when the stage merges it."""
     folder = Path(cfg.adapter) if cfg.adapter else PACKAGED
-    meta = read_card(folder)
+    card = folder / "disco_rewriter.json"  # models.rewriter.lora.CARD (that module imports torch)
+    meta = json.loads(card.read_text(encoding="utf-8")) if card.exists() else {}
     if not (folder / "adapter_config.json").exists() or not meta:
         raise DiscoError(f"rewriter.adapter {folder}: not an adapter folder (adapter_config.json and "
                          "disco_rewriter.json expected; `rewriter.mode=train` makes one)")
-    # the prompt's layout must be the one it learned; the history budget (max_history_chars) may differ
-    trained, wanted = meta.get("rewrite", {}).get("prompt"), card["prompt"]
-    if trained != wanted:
+    trained = meta.get("rewrite", {}).get("prompt")
+    if trained != prompt:
         raise DiscoError(f"rewriter: the adapter in {folder} was trained on the {trained!r} prompt, but rewriting "
-                         f"would use {wanted!r}; set rewrite.prompt={trained}, or rewriter.mode=train")
+                         f"would use {prompt!r}; set rewrite.prompt={trained}, or rewriter.mode=train")
     if meta.get("base") != cfg.base:
         raise DiscoError(f"rewriter: the adapter in {folder} belongs to {meta.get('base')!r}, not rewriter.base "
                          f"{cfg.base!r}")
+    return folder, meta
+
+
+def _packaged(out: Path, cfg: RewriterConfig, card: dict) -> dict:
+    from models.rewriter.lora import load_adapter, load_base, merge
+
+    folder, meta = check_adapter(cfg, card["prompt"])
     model, tokenizer = load_base(cfg.base)
     card.update({"adapter": str(folder), "trained": meta})
     shutil.copytree(folder, out / "adapter")

@@ -38,6 +38,12 @@ def test_the_packaged_adapter_refuses_a_prompt_it_was_not_trained_on(tmp_path):
     cfg = apply_overrides(preset("demo"), ["rewrite.prompt=instruction"])
     with pytest.raises(DiscoError, match="trained on the 'compact' prompt"):
         run_stage(STAGE, read_fields(STAGE, cfg), {"ingest": []}, tmp_path)
+    # and before the run starts (`disco run` and the pipeline flow call check_models first), without torch
+    with pytest.raises(DiscoError, match="trained on the 'compact' prompt, but rewriting would use 'instruction'"):
+        cfg.check_models()
+    preset("demo").check_models()  # the preset's own prompt passes
+    apply_overrides(preset("demo"), ['teacher.systems=["human"]', "distill.learn_from=human",
+                                     "rewrite.prompt=instruction"]).check_models()  # no LLM teacher: not checked
 
 
 def test_the_packaged_card_says_how_it_was_made():
