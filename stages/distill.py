@@ -135,7 +135,7 @@ STAGE = Stage(
     name="distill",
     summary="trains the student query encoder on the conversation as `distill.input` reads it (KL + in-batch "
             "contrastive + sparsity) over the train turns of every training dataset, each from its own teacher; "
-            "dev turns choose the settings of `distill.search` (input format, depth, sparsity weight) and the epoch",
+            "dev turns choose the settings of `distill.search` (teacher, input format, depth, sparsity weight) and the epoch",
     upstream=("ingest", "index", "teacher", "rewrite"),
     reads=("encoder", "distill", "teacher.systems", "teacher.fuse", "teacher.k", "source_teachers"),
     outputs={"student": "student", "loss": "loss.parquet", "dev": "dev.parquet"},
