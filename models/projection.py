@@ -83,8 +83,8 @@ def max_logits(mlm: torch.nn.Module, batch: dict[str, torch.Tensor], chunk: int 
     vocab = weight.shape[0]
     if len(packed) <= WHOLE_VOCAB_TOKENS:
         chunk, block = vocab, max(block, len(packed))
-    if screen is not None and packed.device.type != "cpu":
-        screen = None
+    if screen is not None and (packed.device.type != "cpu" or packed.dtype != torch.float32):
+        screen = None  # the int8 kernels take float32 CPU states (not autocast's bf16)
     out = (torch.zeros if screen is not None else torch.empty)((len(lengths), vocab), dtype=packed.dtype,
                                                                device=packed.device)
     # tokens in blocks of about `block`, whole texts per block (a text longer than `block` is a block of its own),

@@ -86,3 +86,13 @@ def test_only_a_frozen_encoder_screens_and_a_changed_weight_rebuilds_it():
     assert 5 in vec[0].tolist()
     frozen.screen_terms = False
     assert frozen.screen() is None
+
+
+def test_bf16_states_take_the_plain_projection(encoder, screen):
+    """Under CPU autocast the states are bf16: the screen (float32 kernels) steps aside and the plain chunked
+    projection runs, as without a screen."""
+    batch = encoder.tokenize(["who wrote 1984?", TEXTS[3]], 64)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        screened = max_logits(encoder.mlm, dict(batch), screen=screen)
+        unscreened = max_logits(encoder.mlm, dict(batch))
+    assert screened.dtype == torch.bfloat16 and torch.equal(screened, unscreened)
