@@ -12,7 +12,6 @@ stage's merged model folder, with either backend. ``rewriter.mode``:
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import polars as pl
 from core.errors import DiscoError
 from core.io import Manifest, write_json
 from core.paths import ROOT
-from models.rewriter.config import RewriterConfig
+from models.rewriter.config import RewriterConfig, read_card
 from retrieval.report import line_plot_markdown
 from stages.base import Artifact, Stage
 
@@ -61,8 +60,7 @@ def check_adapter(cfg: RewriterConfig, prompt: str) -> tuple[Path, dict]:
     ``rewriter.base``. Reads JSON only (no model library), so that a run checks it before any stage
     (``PipelineConfig.check_models``) as well as when the stage merges it."""
     folder = Path(cfg.adapter) if cfg.adapter else PACKAGED
-    card = folder / "disco_rewriter.json"  # models.rewriter.lora.CARD (that module imports torch)
-    meta = json.loads(card.read_text(encoding="utf-8")) if card.exists() else {}
+    meta = read_card(folder)
     if not (folder / "adapter_config.json").exists() or not meta:
         raise DiscoError(f"rewriter.adapter {folder}: not an adapter folder (adapter_config.json and "
                          "disco_rewriter.json expected; `rewriter.mode=train` makes one)")

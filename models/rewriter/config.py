@@ -10,7 +10,9 @@ rewrites, trained on the very prompt the rewrite stage formats.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,3 +70,12 @@ class Example:
     question: str
     messages: list[dict[str, str]]
     target: str
+
+
+CARD = "disco_rewriter.json"  # an adapter folder's card: how it was trained (beside peft's adapter files)
+
+
+def read_card(folder: str | Path) -> dict:
+    """An adapter folder's card, ``{}`` when it has none (plain JSON: readable before any model library loads)."""
+    path = Path(folder) / CARD
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -7,16 +7,14 @@ tokenizer, ``disco_rewriter.json`` describing how it was made): ``AutoModelForCa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from core.io import atomic_path, write_json
-from models.rewriter.config import RewriterConfig
+from models.rewriter.config import CARD, RewriterConfig
 from models.weights import resolve
 
-CARD = "disco_rewriter.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
@@ -96,7 +94,3 @@ def merge(peft_model, tokenizer, dest: Path, card: dict) -> Path:
         write_json(Path(tmp) / CARD, card)
     return dest
 
-
-def read_card(folder: str | Path) -> dict:
-    path = Path(folder) / CARD
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -10,8 +10,8 @@ import torch
 from core.paths import DEMO_DATA
 from models.rewrite.config import RewriteConfig
 from models.rewrite.prompt import build_messages
-from models.rewriter.config import Example, RewriterConfig
-from models.rewriter.lora import CARD, adapter_state, merge, read_card
+from models.rewriter.config import CARD, Example, RewriterConfig, read_card
+from models.rewriter.lora import adapter_state, merge
 from models.rewriter.train import train
 
 pytestmark = pytest.mark.slow
