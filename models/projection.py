@@ -96,11 +96,10 @@ def max_logits(mlm: torch.nn.Module, batch: dict[str, torch.Tensor], chunk: int 
         while b < len(lengths) and n + lengths[b] <= block:
             n, b = n + lengths[b], b + 1
         tokens, seg = packed[t:t + n], lens[a:b]
-        if screen is not None:
-            cand = screen.candidates(tokens)
         if n < MIN_ROWS:
             tokens = torch.cat([tokens, tokens.new_zeros(MIN_ROWS - n, tokens.shape[1])])
         if screen is not None:  # the candidate columns only, with the same F.linear on rows of the same weight
+            cand = screen.candidates(tokens[:n])
             tile = F.linear(tokens, weight[cand], None if bias is None else bias[cand])[:n]
             out[a:b, cand] = tile.amax(dim=0, keepdim=True) if b - a == 1 else \
                 torch.segment_reduce(tile, "max", lengths=seg, axis=0)

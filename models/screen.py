@@ -66,16 +66,20 @@ class Int8Screen:
         worst_row = float(states.abs().sum(dim=1).max()) + self.hidden * dx  # max_t ||h^_t||_1
         return dx * self.l1 + self.scale / 2 * worst_row
 
+    def _tiles(self, states: torch.Tensor):
+        """The int8 logits (bias included) of ``[N, H]`` float states, one ``[N, CHUNK]`` tile at a time."""
+        return (torch.ops.quantized.linear_dynamic(states, p, True) for p in self.packed)
+
     def logits(self, states: torch.Tensor) -> torch.Tensor:
         """``[N, V]`` int8 logits (bias included) of ``[N, H]`` float states."""
-        return torch.cat([torch.ops.quantized.linear_dynamic(states, p, True) for p in self.packed], dim=1)
+        return torch.cat(list(self._tiles(states)), dim=1)
 
     def candidates(self, states: torch.Tensor) -> torch.Tensor:
         """Sorted vocabulary ids whose max logit over ``states``' rows may be positive (for a block of several
         texts, the union of each text's candidates: the max over all rows is the max of the texts' maxima);
         padded with id 0 to a multiple of ``ALIGN``."""
         with torch.inference_mode():  # one [rows, CHUNK] tile at a time, reduced at once
-            best = torch.cat([torch.ops.quantized.linear_dynamic(states, p, True).amax(dim=0) for p in self.packed])
+            best = torch.cat([tile.amax(dim=0) for tile in self._tiles(states)])
         ids = torch.nonzero(best + SLACK * self.bound(states) + MARGIN > 0).squeeze(1)
         pad = -len(ids) % ALIGN if len(ids) else ALIGN
         return torch.cat([ids, ids.new_zeros(pad)]) if pad else ids

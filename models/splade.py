@@ -78,14 +78,13 @@ class SpladeEncoder(torch.nn.Module):
         return self
 
     def screen(self):
-        """The decoder's :class:`~models.screen.Int8Screen` for a frozen encoder on the CPU (built once per
-        version of the weights), else ``None``: a student in training changes its weights at every step."""
+        """The decoder's :class:`~models.screen.Int8Screen` for a frozen encoder (built once per version and
+        place of the weights; ``None`` off the CPU, see ``Int8Screen.build``), else ``None``: a student in
+        training changes its weights at every step."""
         parts = head_parts(self.mlm)
         if not (self.is_frozen and self.screen_terms) or parts is None:
             return None
         weight = parts[1].weight
-        if weight.device.type != "cpu":
-            return None
         key = (weight.data_ptr(), weight._version, parts[1].bias is not None and parts[1].bias._version)
         if self._screen is None or self._screen[0] != key:
             from models.screen import Int8Screen

@@ -3,8 +3,8 @@
 
 Pooled training data: the train turns of every training dataset (``data``, then ``extra_data``), each with its
 own ingest, index and teacher instance and its own teacher (``source_teachers``: ``distill.learn_from`` unless the
-dataset names one in its ``learn_from``, e.g. CANARD's human rewrites beside MTRAG-UN's privileged answers); the dev turns of every
-dataset (``distill.dev_datasets=all``) or of the first only choose the best epoch.
+dataset names one in its ``learn_from``, e.g. CANARD's human rewrites beside MTRAG-UN's privileged answers); the
+dev turns of every dataset (``distill.dev_datasets=all``) or of the first only choose the best epoch.
 """
 
 from __future__ import annotations
@@ -135,7 +135,8 @@ STAGE = Stage(
     name="distill",
     summary="trains the student query encoder on the conversation as `distill.input` reads it (KL + in-batch "
             "contrastive + sparsity) over the train turns of every training dataset, each from its own teacher; "
-            "dev turns choose the settings of `distill.search` (teacher, input format, depth, sparsity weight) and the epoch",
+            "dev turns choose the settings of `distill.search` (teacher, input format, depth, sparsity weight) "
+            "and the epoch",
     upstream=("ingest", "index", "teacher", "rewrite"),
     reads=("encoder", "distill", "teacher.systems", "teacher.fuse", "teacher.k", "source_teachers"),
     outputs={"student": "student", "loss": "loss.parquet", "dev": "dev.parquet"},
