@@ -15,7 +15,9 @@ student score = dot(student(conversation), doc vector). Differences from the aut
 - Training length can be given in optimizer steps (``steps``): small datasets need a number of updates, not a
   number of passes. With dev turns, the student is scored on them after every epoch (:mod:`models.selection`)
   and the best epoch is kept (epoch 0, the untrained student, included), optionally stopping early; then,
-  with ``interpolate``, the best mix of its weights with the starting encoder's (WiSE-FT, :mod:`models.interpolation`).
+  with ``soup_seeds``, the same setting is trained once per extra seed from the same initial weights and the
+  best epochs are averaged greedily on dev (a model soup, :mod:`models.soup`); then, with ``interpolate``, the
+  best mix of its weights with the starting encoder's (WiSE-FT, :mod:`models.interpolation`).
 """
 
 from __future__ import annotations
@@ -43,16 +45,20 @@ from models.examples import DocStore, Example, Source, build_examples, epoch_bat
 from models.interpolation import choose_interpolation
 from models.losses import DistillLoss
 from models.selection import DevSet, PooledDev, Rule, encode_fn
+from models.soup import greedy_soup
 from models.splade import SpladeEncoder
 from models.student import StudentCard
 
 PathLike = str | Path
 
 
-def _fingerprint(cfg: DistillConfig, encoder_model: str, examples: list[Example]) -> str:
-    """Identity of settings + data, so that a resume never mixes two different runs."""
-    settings = cfg.model_dump(mode="json", exclude={"keep_checkpoints"})
-    h = hashlib.sha256(json.dumps([settings, encoder_model]).encode())
+def _fingerprint(cfg: DistillConfig, encoder_model: str, examples: list[Example], init_seed: int) -> str:
+    """Identity of settings + data, so that a resume never mixes two different runs. ``soup_seeds`` is not part
+    of it: the run with ``seed`` is the same with or without a soup (its ingredients train in folders of their
+    own); the seed of the initial weights is, when it is not ``seed`` (a soup ingredient's)."""
+    settings = cfg.model_dump(mode="json", exclude={"keep_checkpoints", "soup_seeds"})
+    ident = [settings, encoder_model] + ([init_seed] if init_seed != cfg.seed else [])
+    h = hashlib.sha256(json.dumps(ident).encode())
     for ex in examples:
         h.update(ex.turn_id.encode() + ex.text.encode())
         for a in (ex.positives, ex.positive_scores, ex.candidates, ex.candidate_scores):
@@ -84,6 +90,7 @@ def train_student(
     cfg: DistillConfig, encoder_model: str, sources: list[Source], out_dir: PathLike, *, max_length: int = 256,
     quant_scale: int = 100, k: int = 1000, dev: Source | list[Source] | None = None,
     progress: Callable[[int, int], None] | None = None, on_epoch: Callable[[dict], None] | None = None,
+    init_seed: int | None = None,
 ) -> dict:
     """Train the student (a copy of ``encoder_model``) on the train turns of every source; resume from
     ``out_dir/checkpoints`` if a previous call with the same settings and data was interrupted.
@@ -95,6 +102,12 @@ def train_student(
     card), ``loss.parquet`` (one row per optimizer step: step, epoch, each loss part averaged over the
     accumulated micro-batches, total, lr), ``dev.parquet`` (one row per epoch) and ``summary.json``; returns the
     summary. :func:`discard_scratch` then removes what only a resume needs.
+
+    ``cfg.soup_seeds`` (with dev turns): after this run, the same setting trains once per extra seed in
+    ``out_dir/soup/seed-<s>/``, from this run's initial weights, and the greedy soup of the best epochs
+    (:mod:`models.soup`) replaces the best epoch's student (the progress then counts every run's steps).
+    ``init_seed``: the seed in force while the initial weights are built (default ``cfg.seed``; the
+    ingredients get the main run's), sampling and dropout then follow ``cfg.seed``.
     """
     t0, out = time.perf_counter(), Path(out_dir)
     card = StudentCard(input=cfg.input, max_length=max_length, quant_scale=quant_scale, base_model=encoder_model,
@@ -107,23 +120,26 @@ def train_student(
     per_epoch = math.ceil(math.ceil(len(examples) / cfg.batch_size) / cfg.grad_accumulation)
     total_steps = cfg.steps or per_epoch * cfg.epochs
     epochs = math.ceil(total_steps / per_epoch)
-    fingerprint = _fingerprint(cfg, encoder_model, examples)
+    init_seed = cfg.seed if init_seed is None else init_seed
+    fingerprint = _fingerprint(cfg, encoder_model, examples, init_seed)
     ckpt = (_checkpoints(out / "checkpoints") or [None])[-1]
     if ckpt is not None and json.loads((ckpt / "state.json").read_text())["fingerprint"] != fingerprint:
         raise DiscoError(f"{out / 'checkpoints'} is from other settings or data: delete it or pick another out_dir")
     device = _device(cfg)
-    student = SpladeEncoder(str(ckpt / "student") if ckpt else encoder_model,
-                            extra_layers=cfg.extra_layers).to(device).train()
+    student = _initial(str(ckpt / "student") if ckpt else encoder_model, cfg.extra_layers, init_seed)
+    student = student.to(device).train()
     devset, rule, last_turn_terms = _dev(cfg, dev, card, student.vocab_size, encoder_model, max_length)
+    runs = 1 + len(cfg.soup_seeds) if devset is not None else 1  # trainings the progress counts (soup: several)
+    report = progress if progress is None or runs == 1 else (lambda d, n: progress(d, runs * n))
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
     loss_fn = DistillLoss.from_config(cfg, reg_warmup_steps=math.ceil(cfg.reg_warmup_ratio * total_steps))
     targets = _target_vectors(examples, encoder_model, max_length) if loss_fn.needs_targets else None
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")  # a no-op unless fp16
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # sampling is seeded by cfg.seed too (models/examples.py: epoch_batches)
     start_epoch, step, log, curve = _resume(ckpt, opt, sched, scaler) if ckpt is not None else (0, 0, [], [])
-    if progress and ckpt is not None:
-        progress(step, total_steps)
+    if report and ckpt is not None:
+        report(step, total_steps)
     autocast = torch.autocast(torch.device(device).type, enabled=cfg.precision != "fp32",
                               dtype=torch.float16 if cfg.precision == "fp16" else torch.bfloat16)
     encode = encode_fn(student, max_length, side)
@@ -149,8 +165,8 @@ def train_student(
             scaler.update()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            if progress:
-                progress(step, total_steps)
+            if report:
+                report(step, total_steps)
         row = {"epoch": epoch + 1, "step": step,
                "loss": float(np.mean([r["total"] for r in log[first:]])) if len(log) > first else None}
         if devset is not None:
@@ -165,10 +181,30 @@ def train_student(
         _save_checkpoint(out / "checkpoints", state, student, log, cfg.keep_checkpoints)
     train_s = time.perf_counter() - t_train
     best = rule.best(curve) if devset is not None else None
-    chosen, alpha, mixes = _choose(student, best, out, encoder_model, cfg, devset, rule, max_length, side,
-                                   quant_scale)
+    soup_rows, kept = [], None
+    if best is None:
+        start = student
+    elif runs > 1:
+        opt.state.clear()  # the ingredients train next: the main run's optimizer state and weights leave the device
+        student.cpu()
+
+        def score(s: SpladeEncoder) -> dict[str, float]:
+            return devset.score(encode_fn(s, max_length, side), quant_scale)
+
+        def ingredient(seed: int, i: int) -> dict:
+            bar = None if progress is None else (lambda d, n: progress(i * n + d, runs * n))
+            return train_student(cfg.model_copy(update={"seed": seed, "soup_seeds": [], "interpolate": [1.0]}),
+                                 encoder_model, sources, out / "soup" / f"seed-{seed}", max_length=max_length,
+                                 quant_scale=quant_scale, k=k, dev=dev, progress=bar, init_seed=cfg.seed)
+
+        start, soup_rows, kept = _soup(cfg, best["epoch"], out, encoder_model, ingredient, score, rule)
+    else:
+        start = SpladeEncoder(str(out / "best")) if best["epoch"] else None
+    chosen, alpha, mixes = _choose(start, best, encoder_model, cfg, devset, rule, max_length, side, quant_scale)
     chosen.save(out / "student")
     card.extra = {"best_epoch": best["epoch"] if best else None, "steps": step, "interpolation_alpha": alpha}
+    if kept is not None:
+        card.extra["soup_seeds"] = kept
     card.save(out / "student")
     write_parquet(out / "loss.parquet", pa.Table.from_pylist(log))
     write_parquet(out / "dev.parquet", pa.Table.from_pylist(curve) if curve else pa.table({"epoch": []}))
@@ -182,7 +218,7 @@ def train_student(
         "best_epoch": best["epoch"] if best else None,
         "best_dev": {m: best[m] for m in DEV_MEASURES} if best else None,
         "last_turn_dev_terms": last_turn_terms, "max_query_terms": rule.max_terms, "extra_layers": cfg.extra_layers,
-        "interpolation_alpha": alpha, "interpolation_dev": mixes,
+        "interpolation_alpha": alpha, "interpolation_dev": mixes, "soup_seeds": kept, "soup_dev": soup_rows,
         "seconds": round(time.perf_counter() - t0, 3), "train_seconds": round(train_s, 3),
         "examples_per_s": round(seen / train_s, 3) if seen else 0.0, "student_dir": str(out / "student"),
     }
@@ -192,11 +228,12 @@ def train_student(
 
 # What train_student leaves in its folder for others to read, and what only a resume needs.
 OUTPUTS = {"student": "student", "loss": "loss.parquet", "dev": "dev.parquet", "summary": "summary.json"}
-SCRATCH = ("checkpoints", "best", "search")
+SCRATCH = ("checkpoints", "best", "search", "soup")
 
 
 def discard_scratch(out_dir: PathLike) -> None:
-    """Remove the checkpoints, the best epoch's copy and the search runs (models/search.py) of a finished run."""
+    """Remove the checkpoints, the best epoch's copy, the search runs (models/search.py) and the soup's
+    ingredient runs of a finished run."""
     for name in SCRATCH:
         shutil.rmtree(Path(out_dir) / name, ignore_errors=True)
 
@@ -271,15 +308,44 @@ def _accumulate(student: SpladeEncoder, group: list, store: DocStore, targets: D
     return sums, seen
 
 
-def _choose(student: SpladeEncoder, best: dict | None, out: Path, encoder_model: str, cfg: DistillConfig, devset,
+def _initial(name: str, extra_layers: int, seed: int) -> SpladeEncoder:
+    """The student as it starts from ``name``, built with the CPU random generator seeded by ``seed`` (a new
+    residual branch is built: today its weights draw nothing random, see models/branch.py, but every soup
+    ingredient is thus built as the main run is, whatever its own seed); the generator's state is restored."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        return SpladeEncoder(name, extra_layers=extra_layers)
+
+
+def _soup(cfg: DistillConfig, best_epoch: int, out: Path, encoder_model: str, ingredient: Callable[[int, int], dict],
+          score: Callable[[SpladeEncoder], dict], rule: Rule) -> tuple[SpladeEncoder | None, list[dict], list[int]]:
+    """The greedy soup (:func:`models.soup.greedy_soup`) of this run's best epoch (``out/best``, or the start
+    weights when ``best_epoch`` is 0) and of ``ingredient(seed, i)``'s runs for the ``i``-th of ``cfg.soup_seeds``
+    (a summary; their student is their best epoch's). Returns the soup (None when it holds only start weights:
+    the untrained encoder, as without a soup), one row per ingredient tried (with its ``epoch``) and the seeds
+    kept."""
+    made = [(cfg.seed, best_epoch, out / "best")]
+    for i, seed in enumerate(cfg.soup_seeds, 1):
+        made.append((seed, ingredient(seed, i)["best_epoch"], out / "soup" / f"seed-{seed}" / "student"))
+    soup = _initial(encoder_model, cfg.extra_layers, cfg.seed)  # also the start weights of an epoch-0 ingredient
+    start = {k: v.detach().clone() for k, v in soup.state_dict().items()}
+    states = [(seed, SpladeEncoder(str(path)).state_dict() if epoch else start) for seed, epoch, path in made]
+    kept, rows = greedy_soup(soup, states, score, rule)
+    epochs = {seed: epoch for seed, epoch, _ in made}
+    rows = [{"seed": r["seed"], "epoch": epochs[r["seed"]], **r} for r in rows]
+    return (soup if any(epochs[s] for s in kept) else None), rows, kept
+
+
+def _choose(start: SpladeEncoder | None, best: dict | None, encoder_model: str, cfg: DistillConfig, devset,
             rule: Rule, max_length: int, side: str, quant_scale: int) -> tuple[SpladeEncoder, float | None, list]:
-    """The student to keep: the best dev epoch's (the untrained encoder when no epoch beat it; the last epoch
-    without dev turns), then its dev-best mix with the starting encoder (``cfg.interpolate``, WiSE-FT)."""
+    """The student to keep: ``start`` (the best dev epoch's, or the soup of the seeds' best epochs; the last
+    epoch without dev turns; None: the untrained encoder, when no epoch beat it), then its dev-best mix with the
+    starting encoder (``cfg.interpolate``, WiSE-FT)."""
     if best is None:
-        return student, None, []
-    if best["epoch"] == 0:  # no epoch beat the untrained student on dev: keep the untrained one, and say so
+        return start, None, []
+    if start is None:  # no epoch beat the untrained student on dev: keep the untrained one, and say so
         return SpladeEncoder(encoder_model), None, []
-    chosen = SpladeEncoder(str(out / "best"))
+    chosen = start
     if len(cfg.interpolate) == 1:
         return chosen, None, []
     alpha, mixes = choose_interpolation(

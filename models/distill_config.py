@@ -98,6 +98,11 @@ class DistillConfig(BaseModel):
     # WiSE-FT (Wortsman et al. 2022): after choosing the epoch, also score alpha * student + (1 - alpha) * the
     # starting encoder on dev for each alpha here, and keep the best (models/interpolation.py); [1.0]: off.
     interpolate: list[float] = Field([1.0], min_length=1)
+    # Model soup (Wortsman et al., ICML 2022): after the full training with `seed`, train the same setting once
+    # per seed here, from the same initial weights, and average the dev-best epochs greedily on dev
+    # (models/soup.py); the interpolation above then mixes the soup. []: one training run, as without it.
+    soup_seeds: list[int] = Field([], description="extra training seeds averaged into a greedy model soup on "
+                                                  "dev (models/soup.py); empty: no soup")
     # Sparsity as a goal: epochs, mixes and searched settings whose mean dev query terms exceed this many times
     # the last turn's (the utterance alone through the frozen encoder) are not kept while one within it exists.
     max_terms_ratio: float | None = Field(None, gt=0)
@@ -124,6 +129,8 @@ class DistillConfig(BaseModel):
         if 1.0 not in self.interpolate or not all(0.0 <= a <= 1.0 for a in self.interpolate):
             raise ValueError(f"interpolate: alphas in [0, 1] including 1.0 (the trained student), "
                              f"got {self.interpolate}")
+        if len(set(self.soup_seeds)) != len(self.soup_seeds) or self.seed in self.soup_seeds:
+            raise ValueError(f"soup_seeds: distinct seeds other than seed ({self.seed}), got {self.soup_seeds}")
         if self.reg == "none" and (self.lambda_q > 0 or any(v > 0 for v in self.search.lambda_q)):
             raise ValueError("lambda_q > 0 needs reg='l1' or reg='flops'")
         return self

@@ -43,7 +43,7 @@ def label(value: Any) -> str:
 
 
 def _folder(root: Path, cfg: DistillConfig) -> Path:
-    key = hashlib.sha256(cfg.model_dump_json(exclude={"keep_checkpoints"}).encode()).hexdigest()[:16]
+    key = hashlib.sha256(cfg.model_dump_json(exclude={"keep_checkpoints", "soup_seeds"}).encode()).hexdigest()[:16]
     return root / "search" / key
 
 
@@ -78,7 +78,7 @@ def search_and_train(cfg: DistillConfig, encoder_model: str,
     short = cfg.model_copy(update={
         "steps": math.ceil(cfg.search.budget * cfg.steps) if cfg.steps else None,
         "epochs": math.ceil(cfg.search.budget * cfg.epochs), "interpolate": [1.0], "search": DevSearch(),
-        "max_terms_ratio": None})
+        "max_terms_ratio": None, "soup_seeds": []})  # the soup (models/soup.py) is the chosen setting's only
     runs, done = sum(len(v) for _, v in axes) + 1, 0  # the progress counts trainings, each in its own steps
 
     def step(k: int, n: int) -> None:

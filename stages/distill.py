@@ -91,7 +91,8 @@ def loss_weights(cfg: DistillConfig) -> dict[str, float | str]:
 
 def artifacts(m: Manifest) -> list[Artifact]:
     """Loss per epoch as a table and the curve; the dev curve (epoch 0: the untrained student) and best epoch;
-    the dev measures of each interpolation alpha, when tried."""
+    the greedy soup's ingredients, when ``distill.soup_seeds`` is set; the dev measures of each interpolation
+    alpha, when tried."""
     loss = pl.read_parquet(m["loss"])
     parts = [c for c in loss.columns if c not in ("step", "epoch", "lr")]
     per_epoch = loss.group_by("epoch").agg([pl.col(c).mean().round(5) for c in parts]).sort("epoch")
@@ -122,6 +123,13 @@ def artifacts(m: Manifest) -> list[Artifact]:
             out.append(Artifact("markdown", "distill-sparsity-sweep",
                                 image_markdown(png(sparsity_figure(sweep, budget=sweep[0].get("max_terms"))),
                                                "sparsity sweep"), "dev effectiveness and query terms per FLOPS weight"))
+    soup = m.stats.get("soup_dev") or []
+    if soup:  # distill.soup_seeds: which seeds' best epochs the greedy soup kept, tried best first on dev
+        out.append(Artifact("table", "distill-soup",
+                            [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in soup],
+                            f"greedy model soup over training seeds (Wortsman et al. 2022): each seed's best dev "
+                            f"epoch, tried best first, kept when the average with it scores at least as well on dev "
+                            f"(soup_*: the soup after the step); seeds kept: {m.stats.get('soup_seeds')}"))
     mixes = m.stats.get("interpolation_dev") or []
     if mixes:  # distill.interpolate: which mix of the best epoch with the starting encoder dev kept
         out.append(Artifact("table", "distill-interpolation",
