@@ -15,7 +15,10 @@ The screen finds them cheaply and the exact arithmetic runs on those columns onl
    weight: the same products bit for bit, ``tests/models/test_screen.py``).
 
 On the demo's conversations about 250 of 30,522 columns are candidates (every positive term among them), and a
-query's projection takes about half the time (``benchmarks/query_path.py``). The screen is built only where
+query's projection takes about half the time (``benchmarks/query_path.py``). A screen may cover only some rows
+(``rows``: e.g. the terms that have postings in an index, as the search service asks, :mod:`disco.serving.search`):
+the other terms are then never candidates, so their weights come out 0, and the screen's arithmetic shrinks with
+the rows (a third of the vocabulary on the demo's index). The screen is built only where
 PyTorch has a quantised CPU engine and its own check (:meth:`Int8Screen.check`) passes; otherwise ``None`` and the
 plain projection runs.
 """
@@ -34,8 +37,11 @@ ALIGN = 64  # candidate columns are padded (with column 0) to a multiple of this
 class Int8Screen:
     """The int8 copy of one decoder (``[V, H]`` weight and bias) and the bound of its error; see the module."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, rows: torch.Tensor | None = None):
         weight = weight.detach().float().cpu()
+        self.rows = None if rows is None else torch.as_tensor(rows, dtype=torch.long).unique()  # sorted
+        if self.rows is not None:  # only these vocabulary rows are screened: the others are never candidates
+            weight, bias = weight[self.rows], None if bias is None else bias[self.rows]
         self.vocab, self.hidden = weight.shape
         self.scale = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12)  # per row: |q| <= 127, no clipping
         self.l1 = weight.abs().sum(dim=1)
@@ -48,13 +54,13 @@ class Int8Screen:
                            for c in range(0, self.vocab, CHUNK)]
 
     @classmethod
-    def build(cls, decoder: torch.nn.Linear) -> "Int8Screen | None":
-        """The screen of ``decoder``, or ``None`` where it cannot be trusted (no quantised engine, a GPU weight,
-        a failed self-check)."""
+    def build(cls, decoder: torch.nn.Linear, rows: torch.Tensor | None = None) -> "Int8Screen | None":
+        """The screen of ``decoder`` (of its ``rows`` only, when given), or ``None`` where it cannot be trusted
+        (no quantised engine, a GPU weight, a failed self-check)."""
         if decoder.weight.device.type != "cpu" or torch.backends.quantized.engine == "none":
             return None
         try:
-            screen = cls(decoder.weight, decoder.bias)
+            screen = cls(decoder.weight, decoder.bias, rows)
             return screen if screen.check(decoder) else None
         except (RuntimeError, NotImplementedError, AttributeError):  # no dynamic int8 linear (engine, version)
             return None
@@ -81,17 +87,22 @@ class Int8Screen:
         with torch.inference_mode():  # one [rows, CHUNK] tile at a time, reduced at once
             best = torch.cat([tile.amax(dim=0) for tile in self._tiles(states)])
         ids = torch.nonzero(best + SLACK * self.bound(states) + MARGIN > 0).squeeze(1)
+        if self.rows is not None:
+            ids = self.rows[ids]  # screened row -> vocabulary id (rows are sorted: so are the ids)
         pad = -len(ids) % ALIGN if len(ids) else ALIGN
         return torch.cat([ids, ids.new_zeros(pad)]) if pad else ids
 
-    def check(self, decoder: torch.nn.Linear, rows: int = 64, seed: int = 0) -> bool:
+    def check(self, decoder: torch.nn.Linear, samples: int = 64, seed: int = 0) -> bool:
         """Whether the int8 logits keep within the bound on random states of the head's scale (a guard against
         an engine that quantises differently from what the bound assumes)."""
         g = torch.Generator().manual_seed(seed)
-        states = torch.randn(rows, self.hidden, generator=g) * 2
+        states = torch.randn(samples, self.hidden, generator=g) * 2
         states[0, 0] = 9.0  # an outlier sets the step, as LayerNorm's outlier dimensions do
+        weight = decoder.weight.detach().float().cpu()
+        bias = None if decoder.bias is None else decoder.bias.detach().float().cpu()
+        if self.rows is not None:
+            weight, bias = weight[self.rows], None if bias is None else bias[self.rows]
         with torch.inference_mode():
-            exact = torch.nn.functional.linear(states, decoder.weight.detach().float().cpu(),
-                                               None if decoder.bias is None else decoder.bias.detach().float().cpu())
+            exact = torch.nn.functional.linear(states, weight, bias)
             err = (self.logits(states) - exact).abs()
         return bool((err <= self.bound(states)).all())

@@ -55,7 +55,7 @@ class SpladeEncoder(torch.nn.Module):
             raise ValueError(f"{name} has a residual branch of {self.branch.depth} layers, not {extra_layers}")
         self.is_frozen = False
         self.screen_terms = True  # frozen: project only the terms an int8 screen cannot rule out (models/screen.py)
-        self._screen: tuple[tuple, object] | None = None
+        self._screens: dict[int, tuple] = {}  # id(terms) -> (weights' version, terms, screen)
         self.eval()  # inference by default; training code calls .train()
         if frozen:
             self.frozen()
@@ -77,20 +77,21 @@ class SpladeEncoder(torch.nn.Module):
             p.requires_grad_(False)
         return self
 
-    def screen(self):
-        """The decoder's :class:`~models.screen.Int8Screen` for a frozen encoder (built once per version and
-        place of the weights; ``None`` off the CPU, see ``Int8Screen.build``), else ``None``: a student in
-        training changes its weights at every step."""
+    def screen(self, terms: torch.Tensor | None = None):
+        """The decoder's :class:`~models.screen.Int8Screen` for a frozen encoder (of the ``terms`` rows only, when
+        given; built once per version and place of the weights and per ``terms`` tensor; ``None`` off the CPU, see
+        ``Int8Screen.build``), else ``None``: a student in training changes its weights at every step."""
         parts = head_parts(self.mlm)
         if not (self.is_frozen and self.screen_terms) or parts is None:
             return None
         weight = parts[1].weight
         key = (weight.data_ptr(), weight._version, parts[1].bias is not None and parts[1].bias._version)
-        if self._screen is None or self._screen[0] != key:
+        cached = self._screens.get(id(terms))
+        if cached is None or cached[0] != key or cached[1] is not terms:
             from models.screen import Int8Screen
 
-            self._screen = (key, Int8Screen.build(parts[1]))
-        return self._screen[1]
+            cached = self._screens[id(terms)] = (key, terms, Int8Screen.build(parts[1], terms))
+        return cached[2]
 
     def train(self, mode: bool = True) -> "SpladeEncoder":
         return super().train(mode and not self.is_frozen)
@@ -113,8 +114,23 @@ class SpladeEncoder(torch.nn.Module):
         """Differentiable SPLADE reps, shape [B, V] (float32 unless under autocast)."""
         return self.pool(self.tokenize(texts, max_length, truncation_side))
 
-    def pool(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """SPLADE reps [B, V] of a tokenized batch (``input_ids``, ``attention_mask``, ...), as :meth:`forward`."""
+    def pool(self, batch: dict[str, torch.Tensor], terms: torch.Tensor | None = None) -> torch.Tensor:
+        """SPLADE reps [B, V] of a tokenized batch (``input_ids``, ``attention_mask``, ...), as :meth:`forward`.
+
+        ``terms`` (sorted vocabulary ids, inference only): the terms the caller can use, e.g. those with postings
+        in its index (a query term without postings changes no score); every other term comes out 0, and a frozen
+        encoder's screen then covers these rows only (:mod:`models.screen`), so the projection costs less. The
+        weights of ``terms`` are exactly those of ``terms=None``."""
+        if terms is not None and torch.is_grad_enabled():
+            raise ValueError("pool(terms=...) is for inference (under torch.inference_mode / no_grad)")
+        reps = self._pool(batch, terms)
+        if terms is None:
+            return reps
+        keep = torch.zeros(reps.shape[-1], dtype=torch.bool, device=reps.device)
+        keep[terms.to(reps.device)] = True
+        return reps.masked_fill_(~keep, 0.0)
+
+    def _pool(self, batch: dict[str, torch.Tensor], terms: torch.Tensor | None) -> torch.Tensor:
         device = next(self.mlm.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
         hidden = None
@@ -122,7 +138,7 @@ class SpladeEncoder(torch.nn.Module):
             hidden = self.branch(self.mlm.base_model(**batch).last_hidden_state, batch["attention_mask"])
         if not torch.is_grad_enabled():
             # chunked, unpadded tokens only, the screened terms only when frozen; None: unknown head
-            pooled = max_logits(self.mlm, batch, hidden=hidden, screen=self.screen())
+            pooled = max_logits(self.mlm, batch, hidden=hidden, screen=self.screen(terms))
             if pooled is not None:
                 return torch.log1p(torch.relu(pooled))
         if hidden is None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -146,7 +146,8 @@ def create_app(searcher: "Searcher | SearcherSlot", limits: Limits | None = None
         conversation: Conversation = Field(min_length=1, max_length=lim.max_turns,
                                            description="turns oldest first; the last is the user's question")
         k: int = Field(10, ge=1, le=lim.max_k)
-        explain: bool = Field(False, description="also return the query's terms and weights")
+        explain: bool = Field(False, description="also return the query's terms (those with postings in the index) "
+                                                 "and weights")
 
     class BatchRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -202,14 +203,15 @@ def create_app(searcher: "Searcher | SearcherSlot", limits: Limits | None = None
     async def search(req: SearchRequest) -> JSONResponse:
         conv = checked(req.conversation, "conversation")
         got, label = await slot.asearch([[t.model_dump() for t in conv]], req.k, req.explain)
-        return JSONResponse(got[0].model_dump(exclude_none=True), headers=_model_header(label))
+        return Response(got[0].model_dump_json(exclude_none=True), media_type="application/json",
+                        headers=_model_header(label))  # pydantic's own serialiser: no dict, no json.dumps
 
     @app.post("/search/batch", response_model=BatchResponse, response_model_exclude_none=True, responses=ERRORS)
     async def search_batch(req: BatchRequest) -> JSONResponse:
         convs = [checked(c, f"conversations[{i}]") for i, c in enumerate(req.conversations)]
         got, label = await slot.asearch([[t.model_dump() for t in c] for c in convs], req.k, req.explain)
-        return JSONResponse({"responses": [r.model_dump(exclude_none=True) for r in got]},
-                            headers=_model_header(label))
+        body = ",".join(r.model_dump_json(exclude_none=True) for r in got)
+        return Response(f'{{"responses":[{body}]}}', media_type="application/json", headers=_model_header(label))
 
     return app
 

@@ -31,7 +31,8 @@ class Result(BaseModel):
     results: list[Hit]
     timing_ms: dict[str, float] = Field(description="encode, search and total milliseconds")
     query: str = Field("", description="the student's input text (the formatted conversation)")
-    terms: dict[str, float] | None = Field(None, description="query terms and weights (with explain)")
+    terms: dict[str, float] | None = Field(None, description="query terms and weights (with explain): the terms "
+                                                               "that have postings in the index")
 
 
 def check_conversation(conversation: Sequence[Any]) -> list[Turn]:

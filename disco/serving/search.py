@@ -4,7 +4,10 @@ The query-time side of DiSCo (Lupart et al., SIGIR 2025, arXiv 2410.14609): the 
 conversation and its sparse vector searches the impact index directly, with no LLM rewrite. The conversation is
 formatted by the student's own card (:class:`models.student.StudentCard`, the code used in training) and the
 query is quantised like the documents (``round(w * quant_scale)``), exactly as the evaluate stage does, so
-:meth:`Searcher.search` reproduces the evaluate stage's ``disco`` run for the same turn.
+:meth:`Searcher.search` reproduces the evaluate stage's ``disco`` run for the same turn. The query vector keeps
+only the terms that have postings in the index (``index_terms``, the default): no other term can change a score,
+and the encoder then screens and projects only those rows of its vocabulary (a third on the demo's index), so a
+query costs less; the hits and scores are those of the full vector.
 
 No Prefect here: this module imports ``core/``, ``models/`` and ``retrieval.index`` only.
 """
@@ -78,14 +81,19 @@ class Searcher:
     """
 
     def __init__(self, student: str | Path, index: str | Path, corpus: str | Path | None = None,
-                 threads: int = 1, backend: Backend = "auto", batching: BatchConfig | None = None):
+                 threads: int = 1, backend: Backend = "auto", batching: BatchConfig | None = None,
+                 index_terms: bool = True):
         self.card = StudentCard.load(student)
         self.encoder = SpladeEncoder(str(student), frozen=True)
         self.encoder.tokenizer.truncation_side = self.card.input.truncation_side()  # this searcher's own copy
-        self.encoder.screen()  # built now (models/screen.py), not by the first request
         self.tokens = vocab_tokens(self.encoder.tokenizer)
         self.index = open_index(index, self.card.quant_scale, self.tokens, backend, threads)
         self.backend = "sparse" if isinstance(self.index, SparseSearcher) else "lucene"
+        self.terms: torch.Tensor | None = None  # the vocabulary ids the query vectors keep (None: all)
+        if index_terms:
+            ids = {t: i for i, t in enumerate(self.tokens)}
+            self.terms = torch.tensor(sorted(ids[t] for t in self.index.terms() if t in ids), dtype=torch.long)
+        self.encoder.screen(self.terms)  # built now (models/screen.py), not by the first request
         self.passages: dict[str, tuple[str, str]] = {}
         if corpus is not None:
             table = pq.read_table(corpus, columns=["doc_id", "title", "text"]).to_pydict()
@@ -96,10 +104,11 @@ class Searcher:
 
     @classmethod
     def open(cls, run_dir: str | Path, threads: int = 1, backend: Backend = "auto",
-             batching: BatchConfig | None = None) -> "Searcher":
+             batching: BatchConfig | None = None, index_terms: bool = True) -> "Searcher":
         """The searcher of a finished ``disco run`` folder."""
         p = run_paths(run_dir)
-        return cls(p["student"], p["lucene"], p["corpus"], threads=threads, backend=backend, batching=batching)
+        return cls(p["student"], p["lucene"], p["corpus"], threads=threads, backend=backend, batching=batching,
+                   index_terms=index_terms)
 
     def text(self, conversation: Sequence[Any]) -> str:
         """The student's input for a conversation (oldest first, the last turn the current question)."""
@@ -118,7 +127,7 @@ class Searcher:
             batch = tok.pad({key: [ids[key][i] for i in group] for key in ids.keys()},
                             pad_to_multiple_of=cfg.bucket_tokens, return_tensors="pt")
             with torch.inference_mode():  # the encoder's own pooling: screened projection, residual branch
-                reps = self.encoder.pool(dict(batch)).float()
+                reps = self.encoder.pool(dict(batch), self.terms).float()
             for i, row in zip(group, reps):
                 nz = torch.nonzero(row).squeeze(-1)
                 out[i] = impact_vector(nz.numpy().astype(np.int32), row[nz].numpy().astype(np.float32),

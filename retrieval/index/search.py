@@ -26,7 +26,19 @@ class ImpactSearcher:
     def __init__(self, index_dir: str | Path, threads: int = 1):
         LuceneImpactSearcher = lucene_impact_searcher()
         self._searcher = LuceneImpactSearcher(str(index_dir), query_encoder=_Precomputed({}))
+        self.index_dir = Path(index_dir)
         self.threads = threads
+
+    def terms(self) -> list[str]:
+        """The tokens with at least one posting (the index's term dictionary): no other query term can change a
+        score."""
+        from pyserini.index.lucene import LuceneIndexReader  # Java is set up: the searcher is open
+
+        reader = LuceneIndexReader(str(self.index_dir))
+        try:
+            return [t.term for t in reader.terms()]
+        finally:
+            reader.reader.close()  # the Java IndexReader (Pyserini's wrapper has no close)
 
     def search(self, vectors: dict[str, dict[str, int]], k: int) -> dict[str, list[tuple[str, float]]]:
         qids = list(vectors)

@@ -85,6 +85,11 @@ class SparseSearcher:
     def passages(self) -> int:
         return len(self.doc_ids)
 
+    def terms(self) -> list[str]:
+        """The tokens with at least one posting: no other query term can change a score."""
+        tokens = list(self.vocab)
+        return [tokens[i] for i in np.flatnonzero(np.diff(self.matrix.indptr))]
+
     def search(self, vectors: dict[str, dict[str, int]], k: int) -> dict[str, list[tuple[str, float]]]:
         qids = list(vectors)
         results: dict[str, list[tuple[str, float]]] = {q: [] for q in qids}

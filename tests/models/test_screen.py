@@ -96,3 +96,24 @@ def test_bf16_states_take_the_plain_projection(encoder, screen):
         screened = max_logits(encoder.mlm, dict(batch), screen=screen)
         unscreened = max_logits(encoder.mlm, dict(batch))
     assert screened.dtype == torch.bfloat16 and torch.equal(screened, unscreened)
+
+
+def test_a_screen_of_some_rows_gives_those_terms_exactly_and_zero_elsewhere(encoder, screen):
+    """``pool(batch, terms)``: the weights of ``terms`` are the full vector's bit for bit, every other term is 0,
+    and the screen built for ``terms`` never proposes another term (the rows the search service screens)."""
+    texts = ["who wrote 1984?", TEXTS[3], " ".join(WORDS[:30])]
+    batch = dict(encoder.tokenize(texts, 256))
+    terms = torch.arange(0, encoder.vocab_size, 3)  # every third term
+    with torch.inference_mode():
+        whole = encoder.pool(batch)
+        cut = encoder.pool(batch, terms)
+        part = encoder.screen(terms)
+        states = head_parts(encoder.mlm)[0](encoder.mlm.base_model(**batch).last_hidden_state)[0]
+        cand = part.candidates(states)
+    keep = torch.zeros(encoder.vocab_size, dtype=torch.bool)
+    keep[terms] = True
+    assert torch.equal(cut[:, keep], whole[:, keep]) and not cut[:, ~keep].any()
+    assert (whole[:, ~keep] > 0).any()  # something was cut
+    assert keep[cand[cand > 0]].all() and encoder.screen(terms) is part and encoder.screen() is screen
+    with pytest.raises(ValueError, match="inference"):
+        encoder.pool(batch, terms)  # outside inference mode: a training path has no use for it

@@ -176,6 +176,30 @@ def test_a_deepened_student_is_served_with_its_branch(trained_run, output, test_
                 for i, w in SpladeEncoder(str(output("distill", "student")), frozen=True).encode(
                     texts, deep.card.max_length)]
         got = deep.query_vectors(texts)
-        assert got == want and got != base
+        indexed = set(deep.index.terms())  # the searcher keeps the terms with postings (index_terms)
+        assert got == [{t: w for t, w in v.items() if t in indexed} for v in want]
+        assert got != [{t: w for t, w in v.items() if t in indexed} for v in base]
     finally:
         deep.close()
+
+
+@pytest.mark.parametrize("backend", ["sparse", "lucene"])
+def test_query_vectors_keep_the_index_terms_and_the_same_hits(trained_run, test_turns, backend):
+    """``index_terms`` (the default): a query keeps only the terms with postings in the index, with the weights
+    of the full vector, and every hit and score is the full vector's; the index's term list is the same from
+    Lucene's term dictionary and from the sparse matrix."""
+    full = Searcher.open(trained_run, backend=backend, index_terms=False)
+    cut = Searcher.open(trained_run, backend=backend)
+    try:
+        indexed = set(cut.index.terms())
+        assert full.terms is None and len(cut.terms) == len(indexed) < len(cut.tokens) // 2
+        assert {cut.tokens[i] for i in cut.terms.tolist()} == indexed
+        convs = [t["conversation"] for t in test_turns[:12]]
+        texts = [cut.text(c) for c in convs]
+        whole, kept = full.query_vectors(texts), cut.query_vectors(texts)
+        assert any(set(v) - indexed for v in whole)  # the student does write terms no passage has
+        assert kept == [{t: w for t, w in v.items() if t in indexed} for v in whole]
+        for c in convs:
+            assert cut.search(c, k=50).results == full.search(c, k=50).results
+    finally:
+        full.close(), cut.close()
