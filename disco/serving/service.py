@@ -31,11 +31,15 @@ from core.errors import DiscoError
 ACCESS = logging.getLogger("disco.serve.access")
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host``:``port``, or a DiscoError naming the port and what to do."""
+def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A listening socket on ``host``:``port``, or a DiscoError naming the port and what to do. ``reuse_port``
+    (where the system has ``SO_REUSEPORT``): other sockets of this user may then listen on the same port, and the
+    kernel spreads new connections over them (``disco serve --workers N``, disco/serving/workers.py)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a port in TIME_WAIT is free
+    if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
         sock.listen(2048)

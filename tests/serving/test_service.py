@@ -124,9 +124,41 @@ def test_health_says_ready_only_once_the_model_is_loaded(trained_run, test_turns
 
 
 @pytest.mark.slow
+def listening_socket(worker, url: str) -> str:
+    """The kernel's name (``socket:[inode]``) of the socket ``worker`` listens on at ``url``'s port."""
+    import os
+    from urllib.parse import urlparse
+
+    port = urlparse(url).port
+    fd = next(c.fd for c in worker.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port)
+    return os.readlink(f"/proc/{worker.pid}/fd/{fd}")
+
+
+def spread_over(workers, url: str, n: int = 16) -> list[int]:
+    """Open ``n`` keep-alive connections together (a burst, as a load generator's clients start), answer one
+    request on each, and count the connections each worker process holds (all on one worker: the accept race
+    of a shared socket, disco/serving/workers.py)."""
+    import socket
+    from urllib.parse import urlparse
+
+    where = urlparse(url)
+    socks = [socket.create_connection((where.hostname, where.port), timeout=30) for _ in range(n)]
+    try:
+        for s in socks:
+            s.sendall(f"GET /health HTTP/1.1\r\nHost: {where.hostname}\r\n\r\n".encode())
+        for s in socks:
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        return [sum(c.status == "ESTABLISHED" and c.laddr.port == where.port for c in w.net_connections("tcp"))
+                for w in workers]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_workers_share_the_port_answer_alike_and_stop_together(serving, searcher, test_turns, tmp_path):
     """`disco serve --workers 2`: two processes, each with its own model, on one port; ready once both loaded;
-    the single process's answers; SIGTERM stops both, "stopped", exit 0."""
+    the single process's answers; 16 connections opened together are spread over both workers (SO_REUSEPORT);
+    SIGTERM stops both, "stopped", exit 0."""
     import psutil
 
     log = tmp_path / "serve.log"
@@ -139,6 +171,9 @@ def test_workers_share_the_port_answer_alike_and_stop_together(serving, searcher
                 got = client.post(url + "/search", json={"conversation": t["conversation"], "k": 20}).json()
                 want = searcher.search(t["conversation"], k=20)
                 assert [(h["id"], h["score"]) for h in got["results"]] == [(h.id, h.score) for h in want.results]
+        if hasattr(__import__("socket"), "SO_REUSEPORT"):  # each worker listens on a socket of its own
+            assert len({listening_socket(w, url) for w in workers}) == 2
+        assert all(spread_over(workers, url)), "16 connections opened together all went to one worker"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 0, log.read_text()
     finally:
