@@ -60,8 +60,9 @@ def test_presets_are_the_files_with_their_key_values():
         "mtrag-un", "../shared/data/mtrag", ["llm", "answer"], None, "answer")
     assert mtrag.extra_data[0].format == "disco" and mtrag.extra_data[0].path == PipelineConfig().data.path
     search = demo.distill.search.model_copy(update={"learn_from": ["answer", "fused", "llm"], "lambda_q": [0.003, 0.01]})
-    assert mtrag.distill.model_dump() == demo.distill.model_copy(  # its own teacher and weight chosen on its dev turns
-        update={"learn_from": "answer", "lambda_q": 0.003, "search": search}).model_dump()
+    assert mtrag.distill.model_dump() == demo.distill.model_copy(  # its own teacher and weight chosen on its dev turns,
+        update={"learn_from": "answer", "lambda_q": 0.003, "search": search,  # and a soup of four seeds
+                "soup_seeds": [1, 2, 3]}).model_dump()
     assert (demo.distill.lambda_q, demo.distill.max_terms_ratio, len(demo.distill.search.input)) == (0.01, 1.2, 3)
     assert mtrag.rewrite == demo.rewrite
     assert (paper.encoder.model, paper.rewrite.backend, paper.distill.negative_window, paper.distill.precision) == (
