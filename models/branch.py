@@ -64,6 +64,10 @@ class ResidualBranch(torch.nn.Module):
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
 
+        from models import lean_bert
+
+        if not torch.is_grad_enabled() and lean_bert.supported_blocks(self.config, self.layers, self.training):
+            return hidden + self.out(lean_bert.layers(self.layers, hidden, attention_mask))  # the same, bit for bit
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask)
         x = hidden
         for layer in self.layers:

@@ -23,6 +23,7 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from core.io import atomic_path
+from models import lean_bert
 from models.branch import ResidualBranch
 from models.projection import head_parts, max_logits
 from models.splade_config import SpladeConfig  # noqa: F401  (defined there, without torch; imported from here too)
@@ -133,14 +134,14 @@ class SpladeEncoder(torch.nn.Module):
     def _pool(self, batch: dict[str, torch.Tensor], terms: torch.Tensor | None) -> torch.Tensor:
         device = next(self.mlm.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
+        if not torch.is_grad_enabled():
+            # chunked, unpadded tokens only, the screened terms only when frozen; None: unknown head
+            pooled = max_logits(self.mlm, batch, hidden=self._hidden(batch), screen=self.screen(terms))
+            if pooled is not None:
+                return torch.log1p(torch.relu(pooled))
         hidden = None
         if self.branch is not None:  # the encoder's states plus the branch's (models/branch.py)
             hidden = self.branch(self.mlm.base_model(**batch).last_hidden_state, batch["attention_mask"])
-        if not torch.is_grad_enabled():
-            # chunked, unpadded tokens only, the screened terms only when frozen; None: unknown head
-            pooled = max_logits(self.mlm, batch, hidden=hidden, screen=self.screen(terms))
-            if pooled is not None:
-                return torch.log1p(torch.relu(pooled))
         if hidden is None:
             logits = self.mlm(**batch).logits  # [B, L, V]
         else:
@@ -152,6 +153,17 @@ class SpladeEncoder(torch.nn.Module):
         masked = fill(pad, float("-inf"))
         pooled = masked.max(dim=1).values  # max first, then log1p(relu)
         return torch.log1p(torch.relu(pooled))
+
+    def _hidden(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """At inference, the states the MLM head reads (the branch's, when there is one), through
+        :mod:`models.lean_bert` where it reproduces transformers exactly; ``None``: let the head's caller run the
+        base model itself."""
+        base = lean_bert.hidden_states(self.mlm, batch)
+        if self.branch is None:
+            return base
+        if base is None:
+            base = self.mlm.base_model(**batch).last_hidden_state
+        return self.branch(base, batch["attention_mask"])
 
     def encode(
         self,
