@@ -55,6 +55,45 @@ def head_parts(mlm: torch.nn.Module) -> tuple[Callable[[torch.Tensor], torch.Ten
     return None
 
 
+def _blocks(lengths: list[int], block: int):
+    """``(a, b, t, n)``: texts ``a..b-1``, whose tokens are rows ``t..t+n-1`` of the packed states, in blocks of
+    about ``block`` tokens of whole texts (a text longer than ``block`` is a block of its own)."""
+    a = t = 0
+    while a < len(lengths):
+        b, n = a + 1, lengths[a]
+        while b < len(lengths) and n + lengths[b] <= block:
+            n, b = n + lengths[b], b + 1
+        yield a, b, t, n
+        a, t = b, t + n
+
+
+def _rows(tokens: torch.Tensor, n: int) -> torch.Tensor:
+    """``tokens`` with zero rows added up to ``MIN_ROWS`` (see ``MIN_ROWS``)."""
+    return torch.cat([tokens, tokens.new_zeros(MIN_ROWS - n, tokens.shape[1])]) if n < MIN_ROWS else tokens
+
+
+def _reduce(tile: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    """Each text's column max of a ``[tokens, columns]`` tile (texts of ``seg`` tokens each, in order)."""
+    return tile.amax(dim=0, keepdim=True) if len(seg) == 1 else torch.segment_reduce(tile, "max", lengths=seg,
+                                                                                      axis=0)
+
+
+def _screened(tokens: torch.Tensor, n: int, seg: torch.Tensor, decoder: torch.nn.Linear,
+              screen: "Int8Screen") -> tuple[torch.Tensor, torch.Tensor]:
+    """(candidate ids, ``[texts, candidates]`` maxima) of one block: the exact logits of the screen's candidates,
+    with the same ``F.linear`` on rows of the same weight (the ids unpadded; see ``Int8Screen.candidates``)."""
+    ids = screen.candidate_ids(tokens)
+    cand = screen.pad(ids)
+    bias = None if decoder.bias is None else decoder.bias[cand]
+    tile = F.linear(_rows(tokens, n), decoder.weight[cand], bias)[:n]
+    return ids, _reduce(tile, seg)[:, :len(ids)]
+
+
+def _screen_for(packed: torch.Tensor, screen: "Int8Screen | None") -> "Int8Screen | None":
+    """``screen`` where its int8 kernels apply: float32 CPU states (not autocast's bf16, not a GPU)."""
+    return None if screen is None or packed.device.type != "cpu" or packed.dtype != torch.float32 else screen
+
+
 def max_logits(mlm: torch.nn.Module, batch: dict[str, torch.Tensor], chunk: int = CHUNK,
                block: int = BLOCK, hidden: torch.Tensor | None = None,
                screen: "Int8Screen | None" = None) -> torch.Tensor | None:
@@ -83,34 +122,48 @@ def max_logits(mlm: torch.nn.Module, batch: dict[str, torch.Tensor], chunk: int 
     vocab = weight.shape[0]
     if len(packed) <= WHOLE_VOCAB_TOKENS:
         chunk, block = vocab, max(block, len(packed))
-    if screen is not None and (packed.device.type != "cpu" or packed.dtype != torch.float32):
-        screen = None  # the int8 kernels take float32 CPU states (not autocast's bf16)
+    screen = _screen_for(packed, screen)
     out = (torch.zeros if screen is not None else torch.empty)((len(lengths), vocab), dtype=packed.dtype,
                                                                device=packed.device)
-    # tokens in blocks of about `block`, whole texts per block (a text longer than `block` is a block of its own),
-    # so each [tokens, chunk] tile reduces to its texts' maxima with one segment reduction
+    # tokens in blocks of about `block`, whole texts per block, so each [tokens, chunk] tile reduces to its texts'
+    # maxima with one segment reduction
     lens = torch.tensor(lengths, device=packed.device)
-    a = t = 0
-    while a < len(lengths):
-        b, n = a + 1, lengths[a]
-        while b < len(lengths) and n + lengths[b] <= block:
-            n, b = n + lengths[b], b + 1
+    for a, b, t, n in _blocks(lengths, block):
         tokens, seg = packed[t:t + n], lens[a:b]
-        if n < MIN_ROWS:
-            tokens = torch.cat([tokens, tokens.new_zeros(MIN_ROWS - n, tokens.shape[1])])
-        if screen is not None:  # the candidate columns only, with the same F.linear on rows of the same weight
-            cand = screen.candidates(tokens[:n])
-            tile = F.linear(tokens, weight[cand], None if bias is None else bias[cand])[:n]
-            out[a:b, cand] = tile.amax(dim=0, keepdim=True) if b - a == 1 else \
-                torch.segment_reduce(tile, "max", lengths=seg, axis=0)
-            a, t = b, t + n
+        if screen is not None:  # the candidate columns only
+            ids, maxima = _screened(tokens, n, seg, decoder, screen)
+            out[a:b, ids] = maxima
             continue
+        tokens = _rows(tokens, n)
         for c0 in range(0, vocab, chunk):
             c1 = min(c0 + chunk, vocab)
             tile = F.linear(tokens, weight[c0:c1], None if bias is None else bias[c0:c1])[:n]
-            if b - a == 1:  # one text (a query, a long passage): a plain column max
-                out[a, c0:c1] = tile.amax(dim=0)
-            else:
-                out[a:b, c0:c1] = torch.segment_reduce(tile, "max", lengths=seg, axis=0)
-        a, t = b, t + n
+            out[a:b, c0:c1] = _reduce(tile, seg)
+    return out
+
+
+def positive_max_logits(mlm: torch.nn.Module, states: torch.Tensor, mask: torch.Tensor, screen: "Int8Screen",
+                        block: int = BLOCK) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """Each text's terms whose max logit is positive and those maxima, ``(ids, maxima)`` sorted by id: the
+    non-zeros of :func:`max_logits` with ``screen`` and ``relu``, bit for bit, without the [B, V] matrix (a
+    query's vector has a few dozen terms of 30,522). ``states``: the head's input [B, L, H] (the encoder's or a
+    branch's last hidden states); ``None`` where the screen does not apply (unknown head, not float32 on a CPU).
+    """
+    parts = head_parts(mlm)
+    if parts is None or mask.numel() < MIN_ROWS:  # tiny batches: max_logits projects them whole, unscreened
+        return None
+    transform, decoder = parts
+    packed = transform(states)[mask.bool()]
+    if _screen_for(packed, screen) is None:
+        return None
+    lengths = mask.sum(dim=1).tolist()
+    if len(packed) <= WHOLE_VOCAB_TOKENS:
+        block = max(block, len(packed))
+    lens = torch.tensor(lengths)
+    out: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for a, b, t, n in _blocks(lengths, block):
+        ids, maxima = _screened(packed[t:t + n], n, lens[a:b], decoder, screen)
+        for row in maxima:
+            keep = row > 0
+            out.append((ids[keep], row[keep]))
     return out

@@ -80,17 +80,23 @@ class Int8Screen:
         """``[N, V]`` int8 logits (bias included) of ``[N, H]`` float states."""
         return torch.cat(list(self._tiles(states)), dim=1)
 
-    def candidates(self, states: torch.Tensor) -> torch.Tensor:
+    def candidate_ids(self, states: torch.Tensor) -> torch.Tensor:
         """Sorted vocabulary ids whose max logit over ``states``' rows may be positive (for a block of several
-        texts, the union of each text's candidates: the max over all rows is the max of the texts' maxima);
-        padded with id 0 to a multiple of ``ALIGN``."""
+        texts, the union of each text's candidates: the max over all rows is the max of the texts' maxima)."""
         with torch.inference_mode():  # one [rows, CHUNK] tile at a time, reduced at once
             best = torch.cat([tile.amax(dim=0) for tile in self._tiles(states)])
         ids = torch.nonzero(best + SLACK * self.bound(states) + MARGIN > 0).squeeze(1)
-        if self.rows is not None:
-            ids = self.rows[ids]  # screened row -> vocabulary id (rows are sorted: so are the ids)
+        return self.rows[ids] if self.rows is not None else ids  # screened row -> vocabulary id (sorted)
+
+    @staticmethod
+    def pad(ids: torch.Tensor) -> torch.Tensor:
+        """``ids`` padded with id 0 to a multiple of ``ALIGN`` (at least one block of it)."""
         pad = -len(ids) % ALIGN if len(ids) else ALIGN
         return torch.cat([ids, ids.new_zeros(pad)]) if pad else ids
+
+    def candidates(self, states: torch.Tensor) -> torch.Tensor:
+        """:meth:`candidate_ids` padded with id 0 to a multiple of ``ALIGN``."""
+        return self.pad(self.candidate_ids(states))
 
     def check(self, decoder: torch.nn.Linear, samples: int = 64, seed: int = 0) -> bool:
         """Whether the int8 logits keep within the bound on random states of the head's scale (a guard against

@@ -25,7 +25,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from core.io import atomic_path
 from models import lean_bert
 from models.branch import ResidualBranch
-from models.projection import head_parts, max_logits
+from models.projection import head_parts, max_logits, positive_max_logits
 from models.splade_config import SpladeConfig  # noqa: F401  (defined there, without torch; imported from here too)
 from models.weights import resolve
 
@@ -130,6 +130,26 @@ class SpladeEncoder(torch.nn.Module):
         keep = torch.zeros(reps.shape[-1], dtype=torch.bool, device=reps.device)
         keep[terms.to(reps.device)] = True
         return reps.masked_fill_(~keep, 0.0)
+
+    def sparse(self, batch: dict[str, torch.Tensor], terms: torch.Tensor | None = None) -> list[SparseVec]:
+        """Each text's non-zero terms and weights, as :meth:`pool` (+ its non-zeros) gives them bit for bit, without
+        the [B, V] matrix where a frozen encoder's screen applies (:func:`models.projection.positive_max_logits`):
+        the search service's query path. Inference only."""
+        if torch.is_grad_enabled():
+            raise ValueError("sparse() is for inference (under torch.inference_mode / no_grad)")
+        screen = self.screen(terms)
+        if screen is not None and next(self.mlm.parameters()).device.type == "cpu":
+            hidden = self._hidden(batch)
+            if hidden is None:
+                hidden = self.mlm.base_model(**batch).last_hidden_state
+            rows = positive_max_logits(self.mlm, hidden, batch["attention_mask"], screen)
+            if rows is not None:
+                return [(ids.numpy().astype(np.int32), torch.log1p(v).numpy().astype(np.float32)) for ids, v in rows]
+        out = []
+        for row in self.pool(batch, terms).float().cpu():
+            ids = torch.nonzero(row).squeeze(-1)
+            out.append((ids.numpy().astype(np.int32), row[ids].numpy().astype(np.float32)))
+        return out
 
     def _pool(self, batch: dict[str, torch.Tensor], terms: torch.Tensor | None) -> torch.Tensor:
         device = next(self.mlm.parameters()).device

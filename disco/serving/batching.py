@@ -57,6 +57,31 @@ def bucketed_batches(lengths: Sequence[int], bucket_tokens: int, max_batch: int)
     return [idx[a:a + max_batch] for idx in groups.values() for a in range(0, len(idx), max_batch)]
 
 
+def pad_group(encoded: dict[str, list[list[int]]], group: Sequence[int], multiple: int, pad_id: int,
+              pad_type_id: int = 0, side: str = "right") -> dict[str, "torch.Tensor"] | None:
+    """The tensors ``tokenizer.pad`` gives for the rows ``group`` of a tokenizer's unpadded output (``input_ids``,
+    ``attention_mask`` and optional ``token_type_ids``), padded to the longest rounded up to ``multiple``, without
+    its per-call Python (a quarter of a query's CPU at 16 clients); ``None`` for any other key (the caller then
+    uses ``tokenizer.pad``). ``tests/serving/test_batching.py`` checks it against ``tokenizer.pad``."""
+    import torch
+
+    if set(encoded) - {"input_ids", "attention_mask", "token_type_ids"}:
+        return None
+    rows = [encoded["input_ids"][i] for i in group]
+    width = -(-max(map(len, rows)) // multiple) * multiple
+    fill = {"input_ids": pad_id, "attention_mask": 0, "token_type_ids": pad_type_id}
+
+    def padded(key: str) -> list[list[int]]:
+        out = []
+        for i in group:
+            row = encoded[key][i]
+            pad = [fill[key]] * (width - len(row))
+            out.append(row + pad if side == "right" else pad + row)
+        return out
+
+    return {key: torch.tensor(padded(key), dtype=torch.long) for key in encoded}
+
+
 class MicroBatcher:
     """One worker thread that runs ``work(jobs)`` on batches of queued jobs; ``work`` answers each job's future.
 

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import torch
 
 from core.errors import DiscoError
-from disco.serving.batching import BatchConfig, Job, MicroBatcher, bucketed_batches
+from disco.serving.batching import BatchConfig, Job, MicroBatcher, bucketed_batches, pad_group
 from retrieval.index.search import ImpactSearcher
 from retrieval.index.sparse import Backend, SparseSearcher, choose_backend
 from models.splade import SpladeEncoder, impact_vector, vocab_tokens
@@ -124,14 +124,15 @@ class Searcher:
         out: list[dict[str, int]] = [{} for _ in texts]
         cfg = self.batching
         for group in bucketed_batches([len(x) for x in ids["input_ids"]], cfg.bucket_tokens, cfg.max_batch):
-            batch = tok.pad({key: [ids[key][i] for i in group] for key in ids.keys()},
-                            pad_to_multiple_of=cfg.bucket_tokens, return_tensors="pt")
+            batch = pad_group(dict(ids), group, cfg.bucket_tokens, tok.pad_token_id, tok.pad_token_type_id,
+                              tok.padding_side)
+            if batch is None:  # a tokenizer with other outputs: its own padding
+                batch = dict(tok.pad({key: [ids[key][i] for i in group] for key in ids.keys()},
+                                     pad_to_multiple_of=cfg.bucket_tokens, return_tensors="pt"))
             with torch.inference_mode():  # the encoder's own pooling: screened projection, residual branch
-                reps = self.encoder.pool(dict(batch), self.terms).float()
-            for i, row in zip(group, reps):
-                nz = torch.nonzero(row).squeeze(-1)
-                out[i] = impact_vector(nz.numpy().astype(np.int32), row[nz].numpy().astype(np.float32),
-                                       self.tokens, self.card.quant_scale)
+                vectors = self.encoder.sparse(batch, self.terms)
+            for i, (terms, weights) in zip(group, vectors):
+                out[i] = impact_vector(terms, weights, self.tokens, self.card.quant_scale)
         return out
 
     def search(self, conversation: Sequence[Any], k: int = 10, explain: bool = False) -> Result:

@@ -117,3 +117,26 @@ def test_a_screen_of_some_rows_gives_those_terms_exactly_and_zero_elsewhere(enco
     assert keep[cand[cand > 0]].all() and encoder.screen(terms) is part and encoder.screen() is screen
     with pytest.raises(ValueError, match="inference"):
         encoder.pool(batch, terms)  # outside inference mode: a training path has no use for it
+
+
+@pytest.mark.parametrize("every", [None, 3])
+def test_sparse_vectors_are_the_pooled_non_zeros_bit_for_bit(encoder, screen, every):
+    """``sparse(batch, terms)`` (the search service's query path, no [B, V] matrix): each text's ids and weights
+    are exactly the non-zeros of ``pool(batch, terms)``, for batches of one to many texts, padded as the service
+    pads them, and for a tiny batch (projected whole by the plain path)."""
+    terms = None if every is None else torch.arange(0, encoder.vocab_size, every)
+    many = [" ".join(WORDS[i:i + n]) for i, n in ((0, 5), (3, 40), (9, 17), (1, 120), (20, 2))]
+    cases = [(["who wrote 1984?"], 16), (TEXTS[:3], 16), (many, 16), (many + TEXTS, None), (["a"], None)]
+    with torch.inference_mode():
+        for texts, multiple in cases:
+            batch = dict(encoder.tokenizer(texts, padding=True, truncation=True, max_length=256,
+                                           pad_to_multiple_of=multiple, return_tensors="pt"))
+            dense = encoder.pool(batch, terms)
+            got = encoder.sparse(batch, terms)
+            assert len(got) == len(texts)
+            for row, (ids, weights) in zip(dense, got):
+                nz = torch.nonzero(row).squeeze(-1)
+                assert ids.tolist() == nz.tolist() and len(ids) > 0
+                assert weights.tobytes() == row[nz].numpy().tobytes()
+    with pytest.raises(ValueError, match="inference"):
+        encoder.sparse(batch, terms)

@@ -7,14 +7,37 @@ import threading
 import time
 
 import pytest
+import torch
 
-from disco.serving.batching import BatchConfig, Job, MicroBatcher, bucketed_batches
+from disco.serving.batching import BatchConfig, Job, MicroBatcher, bucketed_batches, pad_group
 
 
 def test_texts_are_grouped_by_padded_length():
     assert bucketed_batches([3, 17, 16, 30, 1, 33], 16, 32) == [[0, 2, 4], [1, 3], [5]]
     assert bucketed_batches([5] * 5, 16, 2) == [[0, 1], [2, 3], [4]]
     assert bucketed_batches([], 16, 4) == []
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_groups_are_padded_as_the_tokenizer_pads_them(side):
+    import random
+
+    from models.splade import SpladeEncoder
+
+    tok = SpladeEncoder("splade-tiny").tokenizer
+    tok.padding_side = side
+    rng = random.Random(0)
+    words = "what is a mortgage rate and how do banks set it for the first house".split()
+    texts = [" ".join(rng.choices(words, k=rng.randint(1, 40))) for _ in range(12)]
+    enc = tok(texts, truncation=True, max_length=32)
+    for group, multiple in (([0], 16), ([3, 1, 7], 16), (list(range(12)), 8), ([5, 2], 1)):
+        want = tok.pad({k: [enc[k][i] for i in group] for k in enc.keys()}, pad_to_multiple_of=multiple,
+                       return_tensors="pt")
+        got = pad_group(dict(enc), group, multiple, tok.pad_token_id, tok.pad_token_type_id, side)
+        assert set(got) == set(want.keys())
+        for key in got:
+            assert torch.equal(got[key], want[key]), key
+    assert pad_group({**enc, "special_tokens_mask": enc["input_ids"]}, [0], 16, 0) is None
 
 
 def test_a_lone_client_never_waits_and_queued_requests_go_together():
