@@ -244,6 +244,8 @@ def serve(
     max_wait_ms: float = typer.Option(2.0, min=0, max=1000, help="how long a batch of concurrent requests "
                                                                  "waits for more (0: never)"),
     max_batch: int = typer.Option(32, min=1, max=1024, help="conversations encoded in one forward pass at most"),
+    bucket_tokens: int = typer.Option(16, min=1, max=512, help="texts are padded to a multiple of this many tokens "
+                                                              "and batched with texts of the same padded length"),
     ray: bool = typer.Option(False, "--ray", help="serve as Ray Serve replicas (a local cluster unless --address)"),
     replicas: int = typer.Option(1, min=1, max=256, help="with --ray: replicas, each with its own model"),
     address: Optional[str] = typer.Option(None, help="with --ray: an existing Ray cluster (e.g. auto, "
@@ -269,7 +271,7 @@ def serve(
             raise DiscoError("--workers is for a service without --ray; with --ray use --replicas")
         options = ServeOptions(backend=backend, workers=workers,
                                batching={"max_wait_ms": max_wait_ms, "max_batch": max_batch, "threads": threads,
-                                         "batch_threads": batch_threads},
+                                         "batch_threads": batch_threads, "bucket_tokens": bucket_tokens},
                                ray=RayConfig(replicas=replicas, address=address) if ray else None,
                                registry_uri=registry_uri, poll_s=poll_s)
         terminal.serve(run_dir, host, port, options)

@@ -14,8 +14,10 @@ request, and a stop on SIGTERM or Ctrl-C that finishes the requests in flight an
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import signal
 import socket
@@ -31,15 +33,11 @@ from core.errors import DiscoError
 ACCESS = logging.getLogger("disco.serve.access")
 
 
-def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
-    """A listening socket on ``host``:``port``, or a DiscoError naming the port and what to do. ``reuse_port``
-    (where the system has ``SO_REUSEPORT``): other sockets of this user may then listen on the same port, and the
-    kernel spreads new connections over them (``disco serve --workers N``, disco/serving/workers.py)."""
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port``, or a DiscoError naming the port and what to do."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a port in TIME_WAIT is free
-    if reuse_port and hasattr(socket, "SO_REUSEPORT"):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
         sock.listen(2048)
@@ -79,9 +77,54 @@ class AccessLog:
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server; a stop signal ends the serving (requests in flight finish) and is not raised again."""
+    """uvicorn's server; a stop signal ends the serving (requests in flight finish) and is not raised again.
+
+    With ``handoff`` (a worker of ``disco serve --workers N``, disco/serving/workers.py) it listens on no port: it
+    serves the connections the command passes over that Unix socket, each with uvicorn's own HTTP protocol, and
+    sends one byte back on it when one of them closes (the command counts each worker's open connections)."""
 
     stopped_by: str | None = None
+    handoff: socket.socket | None = None
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets=sockets)
+        if self.handoff is not None and not self.should_exit:
+            self.handoff.setblocking(False)
+            asyncio.get_running_loop().add_reader(self.handoff.fileno(), self._receive)
+
+    async def shutdown(self, sockets=None) -> None:
+        if self.handoff is not None:
+            asyncio.get_running_loop().remove_reader(self.handoff.fileno())
+        await super().shutdown(sockets=sockets)
+
+    def _receive(self) -> None:
+        """Serve the connections the command passed (a few at once when they arrived together)."""
+        loop = asyncio.get_running_loop()
+        try:
+            _, fds, _, _ = socket.recv_fds(self.handoff, 64, 64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            fds = []
+        if not fds:  # the command is gone or closed its end: no more connections come
+            loop.remove_reader(self.handoff.fileno())
+            return
+        for fd in fds:
+            loop.create_task(loop.connect_accepted_socket(self._protocol, socket.socket(fileno=fd)))
+
+    def _protocol(self) -> asyncio.Protocol:
+        """uvicorn's HTTP protocol (as its own server makes them), which tells the command when it closes."""
+        protocol = self.config.http_protocol_class(config=self.config, server_state=self.server_state,
+                                                   app_state=self.lifespan.state, _loop=asyncio.get_running_loop())
+        lost = protocol.connection_lost
+
+        def connection_lost(exc) -> None:
+            lost(exc)
+            with contextlib.suppress(OSError):
+                self.handoff.send(b"x")
+
+        protocol.connection_lost = connection_lost
+        return protocol
 
     def handle_exit(self, sig: int, frame) -> None:
         if self.stopped_by is None:
@@ -112,21 +155,28 @@ def log_access_to_stderr() -> logging.Handler:
     return handler
 
 
-def serve(app, sock: socket.socket, grace_s: float = 30.0, load: Callable[[], None] | None = None) -> str | None:
-    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT; returns the signal's name (None if it ended by itself).
+def serve(app, sock: socket.socket | None = None, grace_s: float = 30.0, load: Callable[[], None] | None = None,
+          handoff: socket.socket | None = None) -> str | None:
+    """Serve ``app`` on ``sock`` (or the connections passed on ``handoff``, see :class:`Server`) until SIGTERM or
+    SIGINT; returns the signal's name (None if it ended by itself).
 
     ``load`` (loading the model) runs on a thread beside the serving, so ``/health`` answers "loading" meanwhile;
-    if it fails, the serving stops and its exception is raised here."""
+    if it fails, the serving stops and its exception is raised here. Once it has loaded, every object then alive
+    is left out of Python's cyclic garbage collection (``gc.freeze``): the model, tokenizer and libraries are some
+    430,000 tracked objects, and one full collection over them took 203 ms, a stall of every request in flight."""
     handler = log_access_to_stderr()
-    host, port = sock.getsockname()[:2]
+    host, port = sock.getsockname()[:2] if sock is not None else ("127.0.0.1", 1)  # handoff: the port is not ours
     config = uvicorn.Config(AccessLog(app), host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=grace_s)
     server = Server(config)
+    server.handoff = handoff
     failed: list[BaseException] = []
 
     def loading() -> None:
         try:
             load()
+            gc.collect()
+            gc.freeze()
         except BaseException as e:  # noqa: BLE001 - raised in the main thread below
             failed.append(e)
             server.should_exit = True
@@ -135,12 +185,14 @@ def serve(app, sock: socket.socket, grace_s: float = 30.0, load: Callable[[], No
     try:
         if loader is not None:
             loader.start()
-        server.run(sockets=[sock])
+        server.run(sockets=[sock] if sock is not None else [])
     finally:
         if loader is not None:
             loader.join()
         ACCESS.removeHandler(handler)
-        sock.close()
+        for own in (sock, handoff):
+            if own is not None:
+                own.close()
     if failed:
         raise failed[0]
     return server.stopped_by

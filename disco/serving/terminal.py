@@ -108,7 +108,7 @@ def serve(run_dir: Path, host: str, port: int, options: ServeOptions | None = No
         if opts.workers > 1 or opts.ray is not None:
             raise DiscoError("a registry model is served by one process (no --workers or --ray): it follows the "
                              "alias and swaps the student in place")
-    sock = bind(host, port, reuse_port=opts.workers > 1)  # before the model loads: a port in use is one line
+    sock = bind(host, port)  # before the model loads: a port in use is one line
     if not _loopback(host):
         print(f"warning: binding {host}: the service is reachable from other machines and has no "
               "authentication; use --host 127.0.0.1 unless that is what you want", file=sys.stderr)

@@ -1,14 +1,17 @@
-"""``disco serve --workers N``: N processes, each with its own model and batching worker, answering on one socket.
+"""``disco serve --workers N``: N processes, each with its own model and batching worker, behind one port.
 
-The command binds the port, then starts N worker processes (``python -m disco.serving.workers``). Where the system
-has ``SO_REUSEPORT`` (Linux), the first worker inherits the command's listening socket and each other worker listens
-on a socket of its own on the same port, so the kernel spreads new connections over the workers (by a hash of each
-connection's addresses). With one shared socket instead, the worker that wakes first accepts every connection
-waiting (asyncio accepts in a loop): 16 keep-alive clients arriving together all went to one of two workers in
-one measurement of three, which then answered alone on one core (``benchmarks/service.py``, docs/benchmarks.md).
-Without ``SO_REUSEPORT`` every worker inherits the one socket. Each worker serves at once and loads its
-model beside the serving (as one process does); ``/health`` says ready only when every worker has loaded (each
-marks a file in a shared temporary folder), so no request meets a loading worker after a readiness check.
+The command binds the port, starts N worker processes (``python -m disco.serving.workers``) and accepts every
+connection itself: each new connection goes to the worker holding the fewest open connections (ties: the one given
+fewest so far), passed over a Unix socket pair (``SCM_RIGHTS``), and the worker serves it from then on (the command
+never reads a byte of it); the worker says on the same pair when one of its connections closes. So 16 keep-alive
+clients arriving together are split 8 / 8 over two workers, every time. Two earlier ways left it to chance: one
+listening socket shared by the workers (the worker that woke first accepted every waiting connection, asyncio
+accepts in a loop: all 16 on one worker in one measurement of three), and a ``SO_REUSEPORT`` socket per worker (the
+kernel hashes each connection's addresses: splits of 10 / 6 were common, and the 10 clients of the busier worker
+waited 44 ms on average against 31 ms, all of the slowest 1% of requests theirs; ``benchmarks/service.py``,
+docs/benchmarks.md). Each worker serves at once and loads its model beside the serving (as one process does);
+``/health`` says ready only when every worker has loaded (each marks a file in a shared temporary folder), so no
+request meets a loading worker after a readiness check.
 
 SIGTERM or Ctrl-C on the command is passed to every worker, which finishes its requests in flight and exits;
 the command then says "stopped". The workers run in their own session (a terminal's Ctrl-C reaches only the
@@ -22,12 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import selectors
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from core.errors import DiscoError
@@ -37,34 +40,32 @@ from core.proc import Terminated, die_with_parent, signal_name
 
 def run_workers(run_dir: Path, sock: socket.socket, n: int, backend: str, batching: BatchConfig,
                 banner: str) -> str | None:
-    """Serve with ``n`` worker processes on ``sock`` until SIGTERM / SIGINT; the signal's name."""
+    """Serve with ``n`` worker processes behind ``sock`` until SIGTERM / SIGINT; the signal's name."""
     ready_dir = Path(tempfile.mkdtemp(prefix="disco-serve-"))
     spec = {"run_dir": str(run_dir), "backend": backend, "batching": batching.model_dump(), "workers": n,
             "ready_dir": str(ready_dir)}
     threads = str(max(batching.threads or 1, batching.batch_threads or 1))
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    own = reuses_port(sock)  # workers after the first listen on their own socket of the port
     procs: list[subprocess.Popen] = []
+    pairs: list[socket.socket] = []
     stopped_by, failed = None, None
     try:
         for i in range(n):
-            where = ["--fd", str(sock.fileno())] if i == 0 or not own else \
-                ["--listen", json.dumps([sock.family, *sock.getsockname()[:2]])]
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            pairs.append(mine)
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "disco.serving.workers", *where, "--index", str(i),
+                [sys.executable, "-m", "disco.serving.workers", "--handoff", str(theirs.fileno()), "--index", str(i),
                  "--spec", json.dumps(spec), "--parent", str(os.getpid())],
-                pass_fds=(sock.fileno(),) if "--fd" in where else (), env=env, start_new_session=True))
-        announced = False
-        while all(p.poll() is None for p in procs):
-            if not announced and len(list(ready_dir.glob("ready-*"))) == n:
-                print(banner, file=sys.stderr, flush=True)
-                announced = True
-            time.sleep(0.2)
+                pass_fds=(theirs.fileno(),), env=env, start_new_session=True))
+            theirs.close()
+        Dispatcher(sock, pairs).run(lambda: all(p.poll() is None for p in procs),
+                                    lambda: len(list(ready_dir.glob("ready-*"))) == n, banner)
         failed = next(p.returncode for p in procs if p.poll() is not None)
     except (KeyboardInterrupt, Terminated) as e:
         stopped_by = signal_name(e)
         print(f"stopping ({stopped_by}): finishing the requests in flight", file=sys.stderr, flush=True)
     finally:
+        sock.close()  # no new connections while the workers finish theirs
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -74,6 +75,8 @@ def run_workers(run_dir: Path, sock: socket.socket, n: int, backend: str, batchi
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        for pair in pairs:
+            pair.close()
         for f in ready_dir.iterdir():
             f.unlink()
         ready_dir.rmdir()
@@ -82,28 +85,69 @@ def run_workers(run_dir: Path, sock: socket.socket, n: int, backend: str, batchi
     return stopped_by
 
 
-def reuses_port(sock: socket.socket) -> bool:
-    """Whether ``sock`` was bound with ``SO_REUSEPORT`` (:func:`disco.serving.service.bind`)."""
-    return hasattr(socket, "SO_REUSEPORT") and bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))
+class Dispatcher:
+    """The command's side: accept each connection and pass it to the worker with the fewest open connections."""
 
+    def __init__(self, sock: socket.socket, pairs: list[socket.socket]):
+        self.sock, self.pairs = sock, pairs
+        self.given = [0] * len(pairs)  # connections passed to each worker
+        self.closed = [0] * len(pairs)  # of them, closed (one byte from the worker each)
 
-def listen(family: int, host: str, port: int) -> socket.socket:
-    """This worker's own listening socket on the command's port (``SO_REUSEPORT``, as the command's)."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    return sock
+    def pick(self) -> int:
+        """The worker with the fewest open connections; ties: the one given fewest, then the first."""
+        return min(range(len(self.pairs)), key=lambda i: (self.given[i] - self.closed[i], self.given[i], i))
+
+    def give(self, conn: socket.socket) -> None:
+        i = self.pick()
+        try:
+            socket.send_fds(self.pairs[i], [b"c"], [conn.fileno()])
+            self.given[i] += 1
+        except OSError:  # the worker is gone: run() notices its exit
+            pass
+        finally:
+            conn.close()  # the worker holds its own descriptor of the connection now
+
+    def run(self, alive, ready, banner: str) -> None:
+        """Accept and dispatch while ``alive()``; print ``banner`` once ``ready()``."""
+        self.sock.setblocking(False)
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.sock, selectors.EVENT_READ, -1)
+            for i, pair in enumerate(self.pairs):
+                sel.register(pair, selectors.EVENT_READ, i)
+            announced = False
+            while alive():
+                if not announced and ready():
+                    print(banner, file=sys.stderr, flush=True)
+                    announced = True
+                for key, _ in sel.select(timeout=0.2):
+                    if key.data == -1:
+                        self._accept()
+                        continue
+                    try:
+                        data = key.fileobj.recv(4096)
+                    except OSError:
+                        data = b""
+                    self.closed[key.data] += len(data)
+                    if not data:  # the worker closed its end (it is exiting)
+                        sel.unregister(key.fileobj)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # e.g. out of file descriptors: the client is refused, serving goes on
+                print(f"warning: accepting a connection failed: {e.strerror or e}", file=sys.stderr, flush=True)
+                return
+            self.give(conn)
 
 
 def main() -> None:
-    """One worker process: serve on the inherited socket (or its own on the same port); load the model beside
-    it; mark itself ready."""
+    """One worker process: serve the connections the command passes on; load the model beside; mark itself
+    ready."""
     parser = argparse.ArgumentParser()
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--fd", type=int, help="the command's listening socket, inherited")
-    where.add_argument("--listen", help="[family, host, port]: listen on a socket of its own (SO_REUSEPORT)")
+    parser.add_argument("--handoff", type=int, required=True, help="the Unix socket the command passes connections on")
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--spec", required=True)
     parser.add_argument("--parent", type=int, default=0, help="the command's pid: this worker dies with it")
@@ -115,11 +159,7 @@ def main() -> None:
     from disco.serving.app import SearcherSlot, create_app
     from disco.serving.service import serve
 
-    try:
-        sock = socket.socket(fileno=args.fd) if args.fd is not None else listen(*json.loads(args.listen))
-    except OSError as e:
-        print(f"error: worker {args.index} cannot listen on the port ({e.strerror or e})", file=sys.stderr, flush=True)
-        sys.exit(2)
+    handoff = socket.socket(fileno=args.handoff)
     slot = SearcherSlot(also_ready=lambda: len(list(ready_dir.glob("ready-*"))) == spec["workers"])
 
     def load() -> None:
@@ -129,7 +169,7 @@ def main() -> None:
         (ready_dir / f"ready-{args.index}").touch()
 
     try:
-        serve(create_app(slot), sock, load=load)
+        serve(create_app(slot), handoff=handoff, load=load)
     except DiscoError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
