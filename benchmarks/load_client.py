@@ -73,22 +73,25 @@ def load_level(url: str, convs: list, clients: int, requests: int, max_s: float,
     worker processes included) and of this load generator."""
     parts = urlsplit(url)
     bodies = [json.dumps({"conversation": c, "k": 10}).encode() for c in convs]
-    lat: list[float] = []
+    lats: list[list[float]] = [[] for _ in range(clients)]  # each client's own: how evenly they are served
     errors: Counter = Counter()
     counter = iter(range(requests))
 
     async def run() -> None:
         deadline = time.monotonic() + max_s
-        await asyncio.gather(*(_client(parts.hostname, parts.port, bodies, counter, deadline, lat, errors,
-                                       on_request) for _ in range(clients)))
+        await asyncio.gather(*(_client(parts.hostname, parts.port, bodies, counter, deadline, lats[i], errors,
+                                       on_request) for i in range(clients)))
 
     t0, cpu0, own0 = time.perf_counter(), cpu_s(server_pid), sum(os.times()[:2])
     asyncio.run(run())
     wall = time.perf_counter() - t0
+    lat = [x for own in lats for x in own]
     a = np.asarray(lat)
     n = max(1, len(lat))
+    means = [float(np.mean(own)) for own in lats if own]
     return {"clients": clients, "requests": len(lat), "errors": sum(errors.values()), "error_kinds": dict(errors),
             "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
             "p99": float(np.percentile(a, 99)), "req_per_s": len(lat) / wall,
+            "client_mean_ms": [min(means), max(means)] if means else [0.0, 0.0],
             "server_cpu_ms": 1000 * (cpu_s(server_pid) - cpu0) / n,
             "client_cpu_ms": 1000 * (sum(os.times()[:2]) - own0) / n}

@@ -106,11 +106,12 @@ def fuzz(url: str, examples: int) -> dict:
 def markdown(results: dict, fz: dict | None, load: dict) -> str:
     lines = [f"load average before: {load['before']}; after: {load['after']}; neighbours: {load['neighbours']}",
              "", "| server | phase | clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s | CPU ms/req "
-                 "server / client |", "|---|---|---|---|---|---|---|---|---|---|"]
+                 "server / client | mean ms of the fastest / slowest client |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines += [f"| {name} | {phase} | {x['clients']} | {x['requests']} | {x['errors']} | {x['p50']:.1f} | "
                   f"{x['p95']:.1f} | {x['p99']:.1f} | {x['req_per_s']:.1f} | {x['server_cpu_ms']:.2f} / "
-                  f"{x['client_cpu_ms']:.2f} |"
+                  f"{x['client_cpu_ms']:.2f} | {x['client_mean_ms'][0]:.1f} / {x['client_mean_ms'][1]:.1f} |"
                   for phase in ("idle", "busy") for x in r[phase]]
     first = next(iter(results))
     for name, r in results.items():
