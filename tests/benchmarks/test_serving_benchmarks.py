@@ -27,12 +27,12 @@ def test_service_markdown_reports_errors_rss_and_fuzz():
 
     def level(clients: int, rps: float) -> dict:
         return {"clients": clients, "requests": 100, "errors": 0, "p50": 1.0, "p95": 2.0, "p99": 3.0,
-                "req_per_s": rps, "server_cpu_ms": 4.0, "client_cpu_ms": 0.5}
+                "req_per_s": rps, "server_cpu_ms": 4.0, "client_cpu_ms": 0.5, "client_mean_ms": [1.1, 1.4]}
 
     results = {"batched": {"idle": [level(1, 50.0), level(16, 125.0)], "busy": [level(1, 20.0)],
                            "rss": [(0, 700.0), (500, 701.0)]}}
     md = svc.markdown(results, {"examples_per_operation": 5, "statuses": {"POST /search 4xx": 5}, "server_errors": []},
                       {"before": 0.5, "after": 2.1, "neighbours": "2 x torch matmul, 2 threads"})
-    assert "| batched | idle | 1 | 100 | 0 | 1.0 | 2.0 | 3.0 | 50.0 | 4.00 / 0.50 |" in md
+    assert "| batched | idle | 1 | 100 | 0 | 1.0 | 2.0 | 3.0 | 50.0 | 4.00 / 0.50 | 1.1 / 1.4 |" in md
     assert "16 clients / 1 client = 2.50x requests/s" in md and "RSS 700 -> 701 MiB (max 701)" in md
     assert "load average before: 0.5; after: 2.1" in md and "5xx answers: 0" in md
