@@ -11,6 +11,8 @@ their requests in flight (Serve's graceful shutdown) and end with "stopped".
 
 from __future__ import annotations
 
+import gc
+
 import logging
 import os
 import signal
@@ -39,6 +41,8 @@ class DiscoSearch:
 
         log_access_to_stderr()
         self.searcher = Searcher.open(run_dir, backend=backend, batching=BatchConfig(**batching))
+        gc.collect()
+        gc.freeze()  # the loaded model out of the cyclic collector, as one process does (service.serve)
 
     def __serve_build_asgi_app__(self):
         from disco.serving.app import create_app
