@@ -52,6 +52,7 @@ def run_workers(run_dir: Path, sock: socket.socket, n: int, backend: str, batchi
     try:
         for i in range(n):
             mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            mine.settimeout(5)  # a worker that stops reading must not stall every other connection's accept
             pairs.append(mine)
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "disco.serving.workers", "--handoff", str(theirs.fileno()), "--index", str(i),
