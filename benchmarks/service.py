@@ -36,7 +36,8 @@ LEVELS = (1, 4, 16)
 SHARES = {1: 0.15, 4: 0.35, 16: 0.5}  # of --requests
 CONFIGS = {"batched": [], "unbatched": ["--max-batch", "1", "--max-wait-ms", "0"],
            "threads2": ["--threads", "2"], "workers2": ["--workers", "2"],
-           "workers2-bucket32": ["--workers", "2", "--bucket-tokens", "32"], "batch-threads2": ["--batch-threads", "2"],
+           "workers2-bucket32": ["--workers", "2", "--bucket-tokens", "32"],
+           "workers2-pinned": ["--workers", "2", "--pin-cpus"], "batch-threads2": ["--batch-threads", "2"],
            "unbatched-threads2": ["--max-batch", "1", "--max-wait-ms", "0", "--threads", "2"]}
 
 

@@ -237,6 +237,8 @@ def serve(
     port: int = typer.Option(8000, help="port"),
     backend: BackendName = typer.Option("auto", help=BACKEND_HELP),
     workers: int = typer.Option(1, min=1, max=64, help="processes on the port, each with its own model"),
+    pin_cpus: bool = typer.Option(False, "--pin-cpus", help="with --workers N: each worker on its own share of the "
+                                                            "CPUs (Linux)"),
     threads: int = typer.Option(1, min=1, max=256, help="torch threads encoding one conversation (1 stays fast "
                                                         "beside busy neighbours: docs/benchmarks.md)"),
     batch_threads: Optional[int] = typer.Option(None, min=1, max=256, help="torch threads encoding a batch of "
@@ -269,7 +271,9 @@ def serve(
                              "processes on this machine")
         if ray and workers != 1:
             raise DiscoError("--workers is for a service without --ray; with --ray use --replicas")
-        options = ServeOptions(backend=backend, workers=workers,
+        if pin_cpus and workers == 1:
+            raise DiscoError("--pin-cpus is for --workers N (N > 1): one process already has the CPUs to itself")
+        options = ServeOptions(backend=backend, workers=workers, pin_cpus=pin_cpus,
                                batching={"max_wait_ms": max_wait_ms, "max_batch": max_batch, "threads": threads,
                                          "batch_threads": batch_threads, "bucket_tokens": bucket_tokens},
                                ray=RayConfig(replicas=replicas, address=address) if ray else None,

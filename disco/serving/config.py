@@ -28,6 +28,8 @@ class ServeOptions(BaseModel):
     backend: str = "auto"
     batching: BatchConfig = BatchConfig(threads=1)
     workers: int = Field(1, ge=1, le=64, description="processes, each with its own model, on one port")
+    pin_cpus: bool = Field(False, description="with workers > 1: each worker on its own share of this process's "
+                                              "CPUs (Linux)")
     ray: RayConfig | None = Field(None, description="replicas on Ray Serve instead (disco/serving/ray_serve.py)")
     registry_uri: str | None = Field(None, description="the MLflow server of a registry:NAME@ALIAS model (default "
                                                        "MLFLOW_TRACKING_URI)")

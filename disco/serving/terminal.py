@@ -144,7 +144,7 @@ def serve(run_dir: Path, host: str, port: int, options: ServeOptions | None = No
             from disco.serving.workers import run_workers
 
             stopped_by = run_workers(Path(run_dir).resolve(), sock, opts.workers, opts.backend, opts.batching,
-                                     banner)
+                                     banner, pin_cpus=opts.pin_cpus)
         else:
             stopped_by = run_server(create_app(slot), sock, load=load)
     except (KeyboardInterrupt, Terminated) as e:  # before the serving began, or Ray Serve's wait

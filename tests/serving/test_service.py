@@ -123,6 +123,15 @@ def test_health_says_ready_only_once_the_model_is_loaded(trained_run, test_turns
         "GET /health 200"), text
 
 
+def test_cpu_shares_are_disjoint_and_cover_the_cpus():
+    from disco.serving.workers import cpu_share
+
+    assert [cpu_share([0, 1], i, 2) for i in range(2)] == [{0}, {1}]
+    assert [cpu_share([3, 0, 2, 1], i, 2) for i in range(2)] == [{0, 2}, {1, 3}]
+    assert [cpu_share([0, 1, 2, 3], i, 3) for i in range(3)] == [{0, 3}, {1}, {2}]
+    assert [cpu_share([5], i, 2) for i in range(2)] == [{5}, {5}]  # fewer CPUs than workers: they share
+
+
 def spread_over(workers, url: str, n: int = 16) -> list[int]:
     """Open ``n`` keep-alive connections together (a burst, as a load generator's clients start), answer one
     request on each, and count the connections each worker process holds. Earlier connections are first let
@@ -184,14 +193,24 @@ def test_workers_share_the_port_answer_alike_and_stop_together(serving, searcher
 
 @pytest.mark.slow
 def test_workers_die_with_a_killed_command(serving, tmp_path):
-    """`disco serve --workers 2` killed with SIGKILL (no handler runs): the kernel stops its workers (they are in
-    their own session, so nothing else would), and the port is free again."""
+    """`disco serve --workers 2 --pin-cpus` killed with SIGKILL (no handler runs): the kernel stops its workers
+    (they are in their own session, so nothing else would), and the port is free again. The workers ran on their
+    own shares of the CPUs."""
     import psutil
 
+    import os
+
+    from disco.serving.workers import cpu_share
+
     log = tmp_path / "serve.log"
-    proc, url = serving(log, "--workers", "2")
+    proc, url = serving(log, "--workers", "2", "--pin-cpus")
     workers = [p for p in psutil.Process(proc.pid).children() if "disco.serving.workers" in " ".join(p.cmdline())]
     assert len(workers) == 2, log.read_text()
+    cpus = sorted(os.sched_getaffinity(0))  # --pin-cpus: each worker on its own share of the command's CPUs
+    shares = {i: cpu_share(cpus, i, 2) for i in range(2)}
+    for w in workers:
+        index = int(w.cmdline()[w.cmdline().index("--index") + 1])
+        assert set(w.cpu_affinity()) == shares[index]
     proc.kill()
     proc.wait(timeout=30)
     gone, alive = psutil.wait_procs(workers, timeout=60)
