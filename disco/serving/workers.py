@@ -91,7 +91,9 @@ def cpu_share(cpus: list[int], index: int, n: int) -> set[int]:
     """Worker ``index`` of ``n``'s CPUs: every n-th of ``cpus`` from its own (one each when there are fewer CPUs
     than workers). With ``--pin-cpus`` a worker's threads (HTTP loop, batching, torch) stay on its share, so two
     workers do not keep moving between the same cores: on 2 cores, 16 clients, two paired runs gave 658 and 660
-    requests/s pinned against 626 and 629 not (p99 33.9 / 33.3 ms against 37.0 / 36.8; docs/benchmarks.md)."""
+    requests/s pinned against 626 and 629 not (p99 33.9 / 33.3 ms against 37.0 / 36.8). Beside other busy
+    processes a pinned worker cannot move to a freer core: 334 against 460 requests/s at 16 clients beside the
+    benchmark's two torch neighbours, so it is not the default (docs/benchmarks.md)."""
     cpus = sorted(cpus)
     share = set(cpus[index::n]) if len(cpus) >= n else {cpus[index % len(cpus)]}
     return share
