@@ -15,7 +15,8 @@ port), then
   schema (valid and invalid bodies) and counts the answers by status class: a 5xx is a failure.
 
 Ratios in the same run: each configuration's 16-client requests/s over its 1-client requests/s, and each
-configuration's requests/s over the first one's.
+configuration's requests/s over the first one's. ``NAME@DIR`` runs configuration NAME with the code of another
+checkout (``git worktree add /tmp/base HEAD~1``): the earlier code as the baseline of the same run.
 
     .venv/bin/python -m benchmarks.service --run-dir runs/demo --out runs/bench-service
 """
@@ -49,15 +50,20 @@ def rss_mib(pid: int) -> float:
     return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / 2**20
 
 
-def start_server(run_dir: Path, log: Path, flags: list[str] = ()) -> tuple[subprocess.Popen, str]:
+def start_server(run_dir: Path, log: Path, flags: list[str] = (), tree: Path | None = None
+                 ) -> tuple[subprocess.Popen, str]:
+    """``disco serve`` with ``flags`` on a free port; with ``tree``, the code of that checkout (first on the path)."""
+    import os
+
     import httpx
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     disco = Path(sys.executable).with_name("disco")
+    env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
     proc = subprocess.Popen([str(disco), "serve", str(run_dir), "--port", str(port), *flags], stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
@@ -132,7 +138,9 @@ def measure(run_dir: Path, out: Path, name: str, convs: list, args, fuzz_it: boo
     """One server configuration: idle levels, busy levels beside the neighbours, and the fuzz if asked."""
     from benchmarks.neighbours import Neighbours
 
-    proc, url = start_server(run_dir, out / f"serve-{name}.log", CONFIGS[name])
+    config, _, tree = name.partition("@")
+    proc, url = start_server(run_dir, out / f"serve-{name.replace('/', '_')}.log", CONFIGS[config],
+                             Path(tree) if tree else None)
     rss: list[tuple[int, float]] = []
     done = [0]
 
@@ -159,20 +167,25 @@ def measure(run_dir: Path, out: Path, name: str, convs: list, args, fuzz_it: boo
         fz = fuzz(url, args.examples) if fuzz_it and args.examples else None
     finally:
         stop(proc)
-    return {"flags": CONFIGS[name], "idle": idle, "busy": busy, "rss": rss}, fz
+    return {"flags": CONFIGS[config], "tree": tree or None, "idle": idle, "busy": busy, "rss": rss}, fz
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, default=Path("runs/demo"))
     parser.add_argument("--out", type=Path, default=Path("runs/bench-service"))
-    parser.add_argument("--configs", nargs="+", default=["batched", "unbatched"], choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=["batched", "unbatched"],
+                        help=f"of {', '.join(CONFIGS)}; NAME@DIR runs NAME with the code of the checkout DIR (e.g. a "
+                             "git worktree of an earlier commit), for a baseline in the same run")
     parser.add_argument("--requests", type=int, default=10_000, help="idle, in all, over the three levels")
     parser.add_argument("--busy-requests", type=int, default=400, help="per busy level (0: no busy phase)")
     parser.add_argument("--neighbours", default="torch", choices=["torch", "python"])
     parser.add_argument("--max-seconds", type=float, default=600, help="per level")
     parser.add_argument("--examples", type=int, default=200, help="Schemathesis examples per operation")
     args = parser.parse_args()
+    for name in args.configs:
+        if name.partition("@")[0] not in CONFIGS or ("@" in name and not Path(name.partition("@")[2]).is_dir()):
+            parser.error(f"--configs {name}: not one of {', '.join(CONFIGS)} (optionally @ an existing folder)")
 
     import os
 

@@ -197,7 +197,8 @@ def create_app(searcher: "Searcher | SearcherSlot", limits: Limits | None = None
         return {"status": "ready", "model": slot.label, "swaps": slot.swaps, "passages": len(s.passages),
                 "backend": s.backend,
                 "max_length": s.card.max_length, "quant_scale": s.card.quant_scale, "limits": lim.model_dump(),
-                "batching": s.batching.model_dump()}
+                "batching": s.batching.model_dump(),
+                "batch_sizes": {str(k): v for k, v in sorted(s.batcher.sizes.items())}}  # this process's batches
 
     async def answer(req: SearchRequest) -> tuple[bytes, dict[str, str]]:
         """The body and extra headers of ``POST /search``'s 200 answer (pydantic's own serialiser: no dict, no

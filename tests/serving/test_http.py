@@ -132,6 +132,9 @@ def test_sixteen_concurrent_clients(server, test_turns):
         got = list(pool.map(one, range(64)))
     assert all(status == 200 for status, _ in got)
     assert all(ids == expected[i % len(convs)] for i, (_, ids) in enumerate(got))
+    sizes = {int(n): count for n, count in httpx.get(server + "/health").json()["batch_sizes"].items()}
+    assert sum(n * count for n, count in sizes.items()) >= 64 + len(convs)  # every search so far, in batches
+    assert max(sizes) > 1, sizes  # concurrent requests were encoded together
 
 
 def test_loopback_detection():
