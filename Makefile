@@ -101,6 +101,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.query_latency --run-dir runs/demo --out runs/bench-latency
 	$(BIN)/python -m benchmarks.index_terms --run-dir runs/demo --out runs/bench-index-terms
 	$(BIN)/python -m benchmarks.query_batch --run-dir runs/demo --out runs/bench-query-batch
+	$(BIN)/python -m benchmarks.http_path --run-dir runs/demo --out runs/bench-http-path
 	$(BIN)/python -m benchmarks.stage_memory --encode-slice 200 --out runs/bench-memory
 
 ui: $(STAMP)
