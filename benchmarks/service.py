@@ -184,8 +184,11 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=200, help="Schemathesis examples per operation")
     args = parser.parse_args()
     for name in args.configs:
-        if name.partition("@")[0] not in CONFIGS or ("@" in name and not Path(name.partition("@")[2]).is_dir()):
-            parser.error(f"--configs {name}: not one of {', '.join(CONFIGS)} (optionally @ an existing folder)")
+        config, at, tree = name.partition("@")
+        if config not in CONFIGS:
+            parser.error(f"--configs {name}: {config!r} is not one of {', '.join(CONFIGS)}")
+        if at and not Path(tree).is_dir():
+            parser.error(f"--configs {name}: {tree!r} is not a folder (a checkout of the code to run, e.g. a worktree)")
 
     import os
 
