@@ -101,3 +101,13 @@ def percentiles(ms: list[float]) -> dict[str, float]:
     a = np.asarray(ms, dtype=float)
     return {"n": int(a.size), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
             "mean": float(a.mean())}
+
+
+def best_ms(fn, repeats: int) -> float:
+    """The fastest of ``repeats`` calls of ``fn``, in milliseconds."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return 1000 * best

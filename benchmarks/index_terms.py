@@ -15,17 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
-
-
-def best_ms(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return 1000 * best
 
 
 def main() -> None:
@@ -38,7 +28,7 @@ def main() -> None:
     import polars as pl
     import torch
 
-    from benchmarks.common import describe
+    from benchmarks.common import best_ms, describe
     from core.io import write_json, write_text
     from core.run_record import RunRecord
     from disco.serving.search import Searcher

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import time
 from pathlib import Path
 
 
@@ -54,15 +53,6 @@ def setting(name: str):
         lean_bert.supported_blocks, SpladeEncoder.sparse, search.pad_group = saved
 
 
-def best_ms(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return 1000 * best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, default=Path("runs/demo"))
@@ -73,7 +63,7 @@ def main() -> None:
     import polars as pl
     import torch
 
-    from benchmarks.common import describe
+    from benchmarks.common import best_ms, describe
     from core.io import write_json, write_text
     from core.run_record import RunRecord
     from disco.serving.search import Searcher
