@@ -81,7 +81,7 @@ def _reduce(tile: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
 def _screened(tokens: torch.Tensor, n: int, seg: torch.Tensor, decoder: torch.nn.Linear,
               screen: "Int8Screen") -> tuple[torch.Tensor, torch.Tensor]:
     """(candidate ids, ``[texts, candidates]`` maxima) of one block: the exact logits of the screen's candidates,
-    with the same ``F.linear`` on rows of the same weight (the ids unpadded; see ``Int8Screen.candidates``)."""
+    with the same ``F.linear`` on rows of the same weight (the ids unpadded; the rows gathered padded, ``Int8Screen.pad``)."""
     ids = screen.candidate_ids(tokens)
     cand = screen.pad(ids)
     bias = None if decoder.bias is None else decoder.bias[cand]

@@ -94,10 +94,6 @@ class Int8Screen:
         pad = -len(ids) % ALIGN if len(ids) else ALIGN
         return torch.cat([ids, ids.new_zeros(pad)]) if pad else ids
 
-    def candidates(self, states: torch.Tensor) -> torch.Tensor:
-        """:meth:`candidate_ids` padded with id 0 to a multiple of ``ALIGN``."""
-        return self.pad(self.candidate_ids(states))
-
     def check(self, decoder: torch.nn.Linear, samples: int = 64, seed: int = 0) -> bool:
         """Whether the int8 logits keep within the bound on random states of the head's scale (a guard against
         an engine that quantises differently from what the bound assumes)."""

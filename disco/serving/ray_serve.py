@@ -12,7 +12,6 @@ their requests in flight (Serve's graceful shutdown) and end with "stopped".
 from __future__ import annotations
 
 import gc
-
 import logging
 import os
 import signal

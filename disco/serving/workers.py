@@ -95,8 +95,7 @@ def cpu_share(cpus: list[int], index: int, n: int) -> set[int]:
     processes a pinned worker cannot move to a freer core: 334 against 460 requests/s at 16 clients beside the
     benchmark's two torch neighbours, so it is not the default (docs/benchmarks.md)."""
     cpus = sorted(cpus)
-    share = set(cpus[index::n]) if len(cpus) >= n else {cpus[index % len(cpus)]}
-    return share
+    return set(cpus[index::n]) if len(cpus) >= n else {cpus[index % len(cpus)]}
 
 
 class Dispatcher:

@@ -37,7 +37,7 @@ def test_int8_logits_within_the_bound_and_no_positive_term_dropped(encoder, scre
             states[3, 17] = outlier or states[3, 17]
             exact = torch.nn.functional.linear(states, decoder.weight, decoder.bias)
             assert ((screen.logits(states) - exact).abs() <= screen.bound(states)).all()
-            cand = set(screen.candidates(states).tolist())  # one block of three texts
+            cand = set(screen.candidate_ids(states).tolist())  # one block of three texts
             best = torch.segment_reduce(exact, "max", lengths=torch.tensor([1, 9, 30]), axis=0)
             assert set(torch.nonzero(best > 0)[:, 1].tolist()) <= cand
             kept.append(len(cand))
@@ -65,7 +65,7 @@ def test_the_encoder_screens_queries_exactly(encoder, screen, texts):
         nz = torch.nonzero(row).squeeze(-1)
         assert torch.equal(torch.from_numpy(ids).long(), nz) and torch.equal(torch.from_numpy(weights), row[nz])
     states = head_parts(encoder.mlm)[0](encoder.mlm.base_model(**encoder.tokenize(texts[:1], 256)).last_hidden_state)
-    assert len(screen.candidates(states[0].detach())) < screen.vocab // 10
+    assert len(screen.candidate_ids(states[0].detach())) < screen.vocab // 10
 
 
 def test_only_a_frozen_encoder_screens_and_a_changed_weight_rebuilds_it():
@@ -109,7 +109,7 @@ def test_a_screen_of_some_rows_gives_those_terms_exactly_and_zero_elsewhere(enco
         cut = encoder.pool(batch, terms)
         part = encoder.screen(terms)
         states = head_parts(encoder.mlm)[0](encoder.mlm.base_model(**batch).last_hidden_state)[0]
-        cand = part.candidates(states)
+        cand = part.candidate_ids(states)
     keep = torch.zeros(encoder.vocab_size, dtype=torch.bool)
     keep[terms] = True
     assert torch.equal(cut[:, keep], whole[:, keep]) and not cut[:, ~keep].any()
