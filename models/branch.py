@@ -76,6 +76,15 @@ class ResidualBranch(torch.nn.Module):
                 x = x[0]
         return hidden + self.out(x)
 
+    def packed(self, hidden: torch.Tensor, lengths: list[int]) -> torch.Tensor | None:
+        """:meth:`forward` at inference over packed rows [N, H] (texts of ``lengths`` tokens one after the other,
+        :mod:`models.packed`), or ``None`` where :mod:`models.lean_bert` does not reproduce the layers."""
+        from models import lean_bert, packed
+
+        if torch.is_grad_enabled() or not lean_bert.supported_blocks(self.config, self.layers, self.training):
+            return None
+        return hidden + self.out(packed.layers(self.layers, hidden, lengths))
+
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / BRANCH_FILE
         save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(path))

@@ -69,6 +69,12 @@ def layer(block: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor | None) ->
     out = F.scaled_dot_product_attention(split(att.query), split(att.key), split(att.value), attn_mask=mask,
                                          dropout_p=0.0, scale=att.scaling, is_causal=False)
     out = out.reshape(b, -1, n, size).transpose(1, 2).contiguous().reshape(b, n, -1).contiguous()
+    return after_attention(block, out, x)
+
+
+def after_attention(block: torch.nn.Module, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The rest of a ``BertLayer`` once attention gave ``out`` for the layer's input ``x``: output projection +
+    residual + LayerNorm, then the feed-forward block (row by row: any leading shape)."""
     so = block.attention.output
     a = _norm(so.LayerNorm, F.linear(out, so.dense.weight, so.dense.bias) + x)
     mid = block.intermediate
@@ -98,6 +104,10 @@ def hidden_states(mlm: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch
     types = batch.get("token_type_ids")
     if types is None:  # transformers' buffer of zeros, as BertEmbeddings takes it
         types = emb.token_type_ids[:, :n].expand(ids.shape[0], n)
+    return layers(bert.encoder.layer, embed(emb, ids, types, positions), batch["attention_mask"])
+
+
+def embed(emb: torch.nn.Module, ids: torch.Tensor, types: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``BertEmbeddings`` in eval mode: word + token type, then + position, then LayerNorm (any leading shape)."""
     x = F.embedding(ids, emb.word_embeddings.weight) + F.embedding(types, emb.token_type_embeddings.weight)
-    x = _norm(emb.LayerNorm, x + F.embedding(positions, emb.position_embeddings.weight))
-    return layers(bert.encoder.layer, x, batch["attention_mask"])
+    return _norm(emb.LayerNorm, x + F.embedding(positions, emb.position_embeddings.weight))

@@ -23,9 +23,9 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from core.io import atomic_path
-from models import lean_bert
+from models import lean_bert, packed
 from models.branch import ResidualBranch
-from models.projection import head_parts, max_logits, positive_max_logits
+from models.projection import head_parts, max_logits, positive_max_logits, screened_maxima
 from models.splade_config import SpladeConfig  # noqa: F401  (defined there, without torch; imported from here too)
 from models.weights import resolve
 
@@ -150,6 +150,29 @@ class SpladeEncoder(torch.nn.Module):
             ids = torch.nonzero(row).squeeze(-1)
             out.append((ids.numpy().astype(np.int32), row[ids].numpy().astype(np.float32)))
         return out
+
+    def sparse_packed(self, input_ids: Sequence[Sequence[int]], token_type_ids: Sequence[Sequence[int]] | None = None,
+                      terms: torch.Tensor | None = None) -> list[SparseVec] | None:
+        """:meth:`sparse` of unpadded token rows (a tokenizer's output without padding), all texts in one pass
+        without padding (:mod:`models.packed`): each text's vector is the same bit for bit alone or beside any
+        others, and close to the padded batch's (the last bits of attention differ). ``None`` where the packed
+        path does not apply (not a lean BERT, a residual branch it cannot run, no screen, off the CPU): then
+        pad and call :meth:`sparse`. Inference only."""
+        if torch.is_grad_enabled():
+            raise ValueError("sparse_packed() is for inference (under torch.inference_mode / no_grad)")
+        screen, parts = self.screen(terms), head_parts(self.mlm)
+        if screen is None or parts is None or next(self.mlm.parameters()).device.type != "cpu":
+            return None
+        p = packed.pack(input_ids, token_type_ids, self.tokenizer.pad_token_id or 0)
+        hidden = packed.hidden_states(self.mlm, p)
+        if hidden is not None and self.branch is not None:
+            hidden = self.branch.packed(hidden, p.lengths)
+        if hidden is None or hidden.dtype != torch.float32:
+            return None
+        transform, decoder = parts
+        states = transform(hidden)[:p.tokens]
+        rows = screened_maxima(decoder, states, p.lengths[:p.texts], screen)
+        return [(ids.numpy().astype(np.int32), torch.log1p(v).numpy().astype(np.float32)) for ids, v in rows]
 
     def _pool(self, batch: dict[str, torch.Tensor], terms: torch.Tensor | None) -> torch.Tensor:
         device = next(self.mlm.parameters()).device

@@ -117,10 +117,15 @@ class Searcher:
         return self.card.text(turns[-1].text, history)
 
     def query_vectors(self, texts: Sequence[str]) -> list[dict[str, int]]:
-        """Quantised ``{token: impact}`` vectors of the student's input texts (as at evaluation), one forward pass
-        per group of texts of the same padded length (the same vectors whatever the grouping)."""
+        """Quantised ``{token: impact}`` vectors of the student's input texts (as at evaluation): all texts in one
+        pass without padding (:meth:`SpladeEncoder.sparse_packed`), or where that does not apply, one padded
+        forward pass per group of texts of the same padded length; a text's vector is the same whatever the batch."""
         tok = self.encoder.tokenizer
         ids = tok(list(texts), truncation=True, max_length=self.card.max_length)
+        with torch.inference_mode():
+            packed = self.encoder.sparse_packed(ids["input_ids"], ids.get("token_type_ids"), self.terms)
+        if packed is not None:
+            return [impact_vector(terms, weights, self.tokens, self.card.quant_scale) for terms, weights in packed]
         out: list[dict[str, int]] = [{} for _ in texts]
         cfg = self.batching
         for group in bucketed_batches([len(x) for x in ids["input_ids"]], cfg.bucket_tokens, cfg.max_batch):
