@@ -62,8 +62,11 @@ def start_server(run_dir: Path, log: Path, flags: list[str] = (), tree: Path | N
         port = s.getsockname()[1]
     disco = Path(sys.executable).with_name("disco")
     env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
-    proc = subprocess.Popen([str(disco), "serve", str(run_dir), "--port", str(port), *flags], stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    # and run in the tree: `python -m disco.serving.workers` (the --workers N processes) puts its working directory
+    # ahead of PYTHONPATH, so from this checkout the workers would import this checkout's code
+    proc = subprocess.Popen([str(disco), "serve", str(Path(run_dir).resolve()), "--port", str(port), *flags],
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                            cwd=str(tree) if tree else None)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
