@@ -91,9 +91,11 @@ class SearcherSlot:
         self.also_ready = also_ready
         self.label = label
         self.swaps = 0
+        self.senders: Callable[[], int] | None = None  # the server's open connections (service.serve sets it)
         self._lock = threading.Lock()
 
     def set(self, searcher: "Searcher", label: str | None = None) -> None:
+        self._tell(searcher)
         with self._lock:
             self.searcher = searcher
             if label is not None:
@@ -101,12 +103,19 @@ class SearcherSlot:
 
     def swap(self, searcher: "Searcher", label: str | None = None) -> None:
         """Answer new requests with ``searcher``; the old one finishes the requests queued on it, then closes."""
+        self._tell(searcher)
         with self._lock:
             old, self.searcher = self.searcher, searcher
             self.label = label
             self.swaps += 1
         if old is not None:
             old.close()  # its worker answers what was queued before the swap, then stops
+
+    def _tell(self, searcher: "Searcher") -> None:
+        """Give the searcher's batches the server's count of open connections (when there is one)."""
+        batcher = getattr(searcher, "batcher", None)
+        if batcher is not None and self.senders is not None:
+            batcher.senders = self.senders
 
     async def asearch(self, conversations, k: int, explain: bool):
         """(results, label): the conversations answered by the searcher current when they were queued."""
@@ -198,7 +207,8 @@ def create_app(searcher: "Searcher | SearcherSlot", limits: Limits | None = None
                 "backend": s.backend,
                 "max_length": s.card.max_length, "quant_scale": s.card.quant_scale, "limits": lim.model_dump(),
                 "batching": s.batching.model_dump(),
-                "batch_sizes": {str(k): v for k, v in sorted(s.batcher.sizes.items())}}  # this process's batches
+                "batch_sizes": {str(k): v for k, v in sorted(s.batcher.sizes.items())},  # this process's batches
+                "connections": slot.senders() if slot.senders is not None else None}  # open, as the batches see
 
     async def answer(req: SearchRequest) -> tuple[bytes, dict[str, str]]:
         """The body and extra headers of ``POST /search``'s 200 answer (pydantic's own serialiser: no dict, no

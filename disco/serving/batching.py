@@ -2,7 +2,10 @@
 
 Every encode + search runs on one dedicated thread (:class:`MicroBatcher`), which takes the requests queued while
 it worked as one batch. When the previous batch had more than one request (clients are concurrent), it also waits
-up to ``max_wait_ms`` for more before it starts; a lone client never waits (the single-query fast path).
+up to ``max_wait_ms`` for more before it starts; a lone client never waits (the single-query fast path). A service
+tells the batcher how many requests could come at most (``senders``: its open HTTP connections, each with at most
+one request in flight), and a batch with a request from every one of them starts at once: at 16 clients on two
+workers the wait was otherwise always the full 2 ms, an idle eighth of each worker's cycle.
 
 Results do not depend on the batch a request falls into: :func:`bucketed_batches` groups texts by their token
 length rounded up to ``bucket_tokens``, and each group is padded to exactly that length, the length a text alone
@@ -13,6 +16,7 @@ the rankings), while a batch of 16 costs about as much as 2-3 single queries.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -46,6 +50,7 @@ class Job:
     text: str
     k: int
     future: Future = field(default_factory=Future)
+    request: int = 0  # the submit() call that queued it (the conversations of one request come together)
 
 
 def bucketed_batches(lengths: Sequence[int], bucket_tokens: int, max_batch: int) -> list[list[int]]:
@@ -85,7 +90,9 @@ def pad_group(encoded: dict[str, list[list[int]]], group: Sequence[int], multipl
 class MicroBatcher:
     """One worker thread that runs ``work(jobs)`` on batches of queued jobs; ``work`` answers each job's future.
 
-    ``sizes`` counts the batches run by size (for tests and benchmarks).
+    ``sizes`` counts the batches run by size (for tests and benchmarks). ``senders`` (set by the service): how many
+    requests could be queued together at most right now, or ``None`` when unknown (then a batch waits its
+    ``max_wait_ms``).
     """
 
     def __init__(self, work: Callable[[list[Job]], None], config: BatchConfig | None = None,
@@ -95,11 +102,16 @@ class MicroBatcher:
         self._work = work
         self._queue: queue.SimpleQueue[Job | Callable[[], None] | None] = queue.SimpleQueue()
         self._last = 1
+        self.senders: Callable[[], int] | None = None
+        self._requests = itertools.count(1)
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, jobs: Sequence[Job]) -> list[Future]:
+        """Queue the conversations of one request."""
+        request = next(self._requests)
         for job in jobs:
+            job.request = request
             self._queue.put(job)
         return [j.future for j in jobs]
 
@@ -126,6 +138,11 @@ class MicroBatcher:
         except queue.Empty:
             return False
 
+    def _everyone(self, requests: set[int]) -> bool:
+        """Whether ``requests`` are as many as could come (no sense waiting for more)."""
+        senders = self.senders
+        return senders is not None and len(requests) >= senders()
+
     def _loop(self) -> None:
         pending: list = []
         while True:
@@ -135,17 +152,18 @@ class MicroBatcher:
             if not isinstance(item, Job):
                 item()  # a call between batches
                 continue
-            jobs = [item]
+            jobs, requests = [item], {item.request}
             wait = self.config.max_wait_ms / 1000 if self._last > 1 else 0.0
             until = time.perf_counter() + wait
             while len(jobs) < self.config.max_batch:
-                nxt = self._take(until if wait else None)
+                nxt = self._take(until if wait and not self._everyone(requests) else None)
                 if nxt is False:
                     break
                 if not isinstance(nxt, Job):  # a call or the stop: after this batch
                     pending.append(nxt)
                     break
                 jobs.append(nxt)
+                requests.add(nxt.request)
             self._last = len(jobs)
             self.sizes[len(jobs)] = self.sizes.get(len(jobs), 0) + 1
             try:

@@ -24,11 +24,14 @@ import socket
 import sys
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import uvicorn
 
 from core.errors import DiscoError
+
+if TYPE_CHECKING:
+    from disco.serving.app import SearcherSlot
 
 ACCESS = logging.getLogger("disco.serve.access")
 
@@ -156,20 +159,25 @@ def log_access_to_stderr() -> logging.Handler:
 
 
 def serve(app, sock: socket.socket | None = None, grace_s: float = 30.0, load: Callable[[], None] | None = None,
-          handoff: socket.socket | None = None) -> str | None:
+          handoff: socket.socket | None = None, slot: "SearcherSlot | None" = None) -> str | None:
     """Serve ``app`` on ``sock`` (or the connections passed on ``handoff``, see :class:`Server`) until SIGTERM or
     SIGINT; returns the signal's name (None if it ended by itself).
 
     ``load`` (loading the model) runs on a thread beside the serving, so ``/health`` answers "loading" meanwhile;
     if it fails, the serving stops and its exception is raised here. Once it has loaded, every object then alive
     is left out of Python's cyclic garbage collection (``gc.freeze``): the model, tokenizer and libraries are some
-    430,000 tracked objects, and one full collection over them took 203 ms, a stall of every request in flight."""
+    430,000 tracked objects, and one full collection over them took 203 ms, a stall of every request in flight.
+
+    ``slot`` (the app's :class:`~disco.serving.app.SearcherSlot`): its searchers' batches learn how many
+    connections are open (uvicorn's own count), so a batch with a request from each starts without waiting."""
     handler = log_access_to_stderr()
     host, port = sock.getsockname()[:2] if sock is not None else ("127.0.0.1", 1)  # handoff: the port is not ours
     config = uvicorn.Config(AccessLog(app), host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=grace_s)
     server = Server(config)
     server.handoff = handoff
+    if slot is not None:  # HTTP/1.1 without pipelining: at most one request in flight per connection
+        slot.senders = lambda: len(server.server_state.connections)
     failed: list[BaseException] = []
 
     def loading() -> None:

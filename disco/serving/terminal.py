@@ -146,7 +146,7 @@ def serve(run_dir: Path, host: str, port: int, options: ServeOptions | None = No
             stopped_by = run_workers(Path(run_dir).resolve(), sock, opts.workers, opts.backend, opts.batching,
                                      banner, pin_cpus=opts.pin_cpus)
         else:
-            stopped_by = run_server(create_app(slot), sock, load=load)
+            stopped_by = run_server(create_app(slot), sock, load=load, slot=slot)
     except (KeyboardInterrupt, Terminated) as e:  # before the serving began, or Ray Serve's wait
         stopped_by = signal_name(e)
     finally:

@@ -184,7 +184,7 @@ def main() -> None:
         (ready_dir / f"ready-{args.index}").touch()
 
     try:
-        serve(create_app(slot), handoff=handoff, load=load)
+        serve(create_app(slot), handoff=handoff, load=load, slot=slot)
     except DiscoError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -68,6 +68,41 @@ def test_a_lone_client_never_waits_and_queued_requests_go_together():
         b.close()
 
 
+def test_a_batch_with_a_request_from_every_sender_starts_at_once():
+    """``senders`` (a service's open connections): a batch stops waiting once it has a request from each of them;
+    the conversations of one request count once; with more senders than requests it waits its ``max_wait_ms``."""
+    seen: list[list[str]] = []
+    gate = threading.Event()
+
+    def work(jobs: list[Job]) -> None:
+        gate.wait(10)
+        seen.append([j.text for j in jobs])
+        for j in jobs:
+            j.future.set_result(j.text)
+
+    b = MicroBatcher(work, BatchConfig(max_wait_ms=900, max_batch=32))
+    try:
+        b.senders = lambda: 2
+        first = b.submit([Job("x", 1)])  # holds the worker at the gate
+        time.sleep(0.05)
+        rest = b.submit([Job("y", 1)]) + b.submit([Job("z", 1)])  # queued meanwhile: the next batch, of 2
+        gate.set()
+        assert [f.result(10) for f in first + rest] == ["x", "y", "z"]
+        t0 = time.perf_counter()
+        one = b.submit([Job("a", 1), Job("b", 1)])  # one request of two conversations: one sender of two
+        time.sleep(0.2)
+        two = b.submit([Job("c", 1)])
+        assert [f.result(10) for f in one + two] == ["a", "b", "c"]
+        assert time.perf_counter() - t0 < 0.7  # started when the second sender's request came, not at 0.9 s
+        b.senders = lambda: 3
+        t0 = time.perf_counter()
+        assert [f.result(10) for f in b.submit([Job("d", 1)]) + b.submit([Job("e", 1)])] == ["d", "e"]
+        assert time.perf_counter() - t0 >= 0.85  # a third sender could still come: the batch waited
+        assert seen == [["x"], ["y", "z"], ["a", "b", "c"], ["d", "e"]]
+    finally:
+        b.close()
+
+
 def test_an_error_reaches_every_request_of_its_batch():
     def work(jobs: list[Job]) -> None:
         raise RuntimeError("broken model")

@@ -137,6 +137,20 @@ def test_sixteen_concurrent_clients(server, test_turns):
     assert max(sizes) > 1, sizes  # concurrent requests were encoded together
 
 
+def test_batches_know_the_open_connections(server):
+    """Each keep-alive connection can have one request in flight, so a batch with a request from every open
+    connection starts without waiting for more (disco/serving/batching.py); /health reports the count they see."""
+    clients = [httpx.Client(timeout=60) for _ in range(3)]
+    try:
+        counts = [c.get(server + "/health").json()["connections"] for c in clients]
+        assert counts[-1] >= 3 and counts == sorted(counts)  # each client's connection stays open
+        clients.pop().close()
+        assert clients[0].get(server + "/health").json()["connections"] == counts[-1] - 1
+    finally:
+        for c in clients:
+            c.close()
+
+
 def test_loopback_detection():
     assert _loopback("127.0.0.1") and _loopback("localhost") and _loopback("::1")
     assert not _loopback("0.0.0.0") and not _loopback("192.168.1.4")
