@@ -246,8 +246,9 @@ def serve(
     max_wait_ms: float = typer.Option(2.0, min=0, max=1000, help="how long a batch of concurrent requests "
                                                                  "waits for more (0: never)"),
     max_batch: int = typer.Option(32, min=1, max=1024, help="conversations encoded in one forward pass at most"),
-    bucket_tokens: int = typer.Option(16, min=1, max=512, help="texts are padded to a multiple of this many tokens "
-                                                              "and batched with texts of the same padded length"),
+    bucket_tokens: int = typer.Option(16, min=1, max=512, help="for a student the packed batches do not cover: texts "
+                                                              "are padded to a multiple of this many tokens and "
+                                                              "batched with texts of the same padded length"),
     ray: bool = typer.Option(False, "--ray", help="serve as Ray Serve replicas (a local cluster unless --address)"),
     replicas: int = typer.Option(1, min=1, max=256, help="with --ray: replicas, each with its own model"),
     address: Optional[str] = typer.Option(None, help="with --ray: an existing Ray cluster (e.g. auto, "

@@ -7,11 +7,13 @@ tells the batcher how many requests could come at most (``senders``: its open HT
 one request in flight), and a batch with a request from every one of them starts at once: at 16 clients on two
 workers the wait was otherwise always the full 2 ms, an idle eighth of each worker's cycle.
 
-Results do not depend on the batch a request falls into: :func:`bucketed_batches` groups texts by their token
-length rounded up to ``bucket_tokens``, and each group is padded to exactly that length, the length a text alone
-is padded to as well. Each text is then computed with the same shapes per row whatever its neighbours, so its
-vector is the same bit for bit (measured on the demo, 1 and 2 threads; ``tests/serving/test_batching.py`` checks
-the rankings), while a batch of 16 costs about as much as 2-3 single queries.
+Results do not depend on the batch a request falls into. A batch's conversations are packed into one pass without
+padding (:mod:`models.packed`: attention per conversation, every other step over all the tokens), which gives each
+conversation the same vector bit for bit alone or in any batch. Where the packed pass does not apply (an encoder
+the lean BERT path does not cover, no int8 screen), :func:`bucketed_batches` groups texts by their token length
+rounded up to ``bucket_tokens`` and each group is padded to exactly that length, the length a text alone is padded
+to as well, so each text is computed with the same shapes per row whatever its neighbours
+(``tests/serving/test_batching.py`` checks the rankings).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class BatchConfig(BaseModel):
     max_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long a batch waits for more requests when "
                                                                 "clients are concurrent (0: never waits)")
     max_batch: int = Field(32, ge=1, le=1024, description="conversations in one forward pass at most")
-    bucket_tokens: int = Field(16, ge=1, le=512, description="texts are padded to a multiple of this many tokens "
+    bucket_tokens: int = Field(16, ge=1, le=512, description="where a batch cannot be packed without padding: "
+                                                             "texts are padded to a multiple of this many tokens "
                                                              "and batched with texts of the same padded length")
     threads: int | None = Field(None, ge=1, le=256, description="torch threads encoding one conversation (None: "
                                                                 "torch's default)")

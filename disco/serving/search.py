@@ -74,7 +74,7 @@ class Searcher:
 
     Encoding and the JVM searcher's query table are not thread-safe, so every encode + search runs on one
     dedicated worker thread (:class:`~disco.serving.batching.MicroBatcher`), which encodes the conversations
-    queued together in one forward pass per padded length (``batching``). One thread (rather than a lock taken
+    queued together in one pass without padding (:mod:`models.packed`). One thread (rather than a lock taken
     by whichever request thread comes) also keeps torch's allocations in one malloc arena: with a lock, the
     server's resident memory crept up by about 100 MiB per 5,000 requests at 16 concurrent clients
     (``benchmarks/service.py``), with the worker it stays flat.
