@@ -40,14 +40,21 @@ def test_a_stop_signal_finishes_the_requests_in_flight_and_exits_0(serving, test
     log = tmp_path / "serve.log"
     proc, url = serving(log)
     longest = max((t["conversation"] for t in test_turns), key=len)
-    body = {"conversations": [longest] * 32, "k": 100}  # about 0.7 s each on 2 cores, one after the other
+    body = {"conversations": [longest] * 32, "k": 100}  # one batch of 32 each, answered one after the other
     answers: list[httpx.Response] = []
-    clients = [threading.Thread(target=lambda: answers.append(httpx.post(url + "/search/batch", json=body,
-                                                                         timeout=300))) for _ in range(4)]
+    first = threading.Event()
+
+    def client() -> None:
+        answers.append(httpx.post(url + "/search/batch", json=body, timeout=300))
+        first.set()
+
+    clients = [threading.Thread(target=client) for _ in range(8)]
     try:
         for c in clients:
             c.start()
-        time.sleep(0.3)  # the four requests are in flight (one searching, three waiting for the searcher)
+        # the signal once the first request is answered: the other seven are in flight (queued behind it), however
+        # fast the machine (a fixed sleep stopped being enough once a batch of 32 took 50 ms instead of 700)
+        assert first.wait(120)
         proc.send_signal(sig)
         code = proc.wait(timeout=300)
         for c in clients:
@@ -57,7 +64,7 @@ def test_a_stop_signal_finishes_the_requests_in_flight_and_exits_0(serving, test
             proc.kill()
     text = log.read_text()
     assert code == 0, text
-    assert len(answers) == 4 and all(a.status_code == 200 and len(a.json()["responses"]) == 32 for a in answers)
+    assert len(answers) == 8 and all(a.status_code == 200 and len(a.json()["responses"]) == 32 for a in answers)
     name = signal.Signals(sig).name
     stopping, stopped = text.index(f"stopping ({name}): finishing the requests in flight"), \
         text.index(f"disco serve: stopped ({name})")
