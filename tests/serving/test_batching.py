@@ -40,7 +40,9 @@ def test_groups_are_padded_as_the_tokenizer_pads_them(side):
     assert pad_group({**enc, "special_tokens_mask": enc["input_ids"]}, [0], 16, 0) is None
 
 
-def test_a_lone_client_never_waits_and_queued_requests_go_together():
+def _gated(answer=lambda text: text):
+    """(work, seen, gate): a batch function that holds until ``gate`` is set, records each batch's texts in ``seen``
+    and answers every job with ``answer(text)``."""
     seen: list[list[str]] = []
     gate = threading.Event()
 
@@ -48,8 +50,13 @@ def test_a_lone_client_never_waits_and_queued_requests_go_together():
         gate.wait(10)
         seen.append([j.text for j in jobs])
         for j in jobs:
-            j.future.set_result(j.text.upper())
+            j.future.set_result(answer(j.text))
 
+    return work, seen, gate
+
+
+def test_a_lone_client_never_waits_and_queued_requests_go_together():
+    work, seen, gate = _gated(str.upper)
     b = MicroBatcher(work, BatchConfig(max_wait_ms=500, max_batch=3))
     try:
         gate.set()
@@ -71,15 +78,7 @@ def test_a_lone_client_never_waits_and_queued_requests_go_together():
 def test_a_batch_with_a_request_from_every_sender_starts_at_once():
     """``senders`` (a service's open connections): a batch stops waiting once it has a request from each of them;
     the conversations of one request count once; with more senders than requests it waits its ``max_wait_ms``."""
-    seen: list[list[str]] = []
-    gate = threading.Event()
-
-    def work(jobs: list[Job]) -> None:
-        gate.wait(10)
-        seen.append([j.text for j in jobs])
-        for j in jobs:
-            j.future.set_result(j.text)
-
+    work, seen, gate = _gated()
     b = MicroBatcher(work, BatchConfig(max_wait_ms=900, max_batch=32))
     try:
         b.senders = lambda: 2
